@@ -1,0 +1,107 @@
+//! Command-line syntax. Only parsing lives here; `commands` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Reproducible, incremental builds for deep-learning hyperparameter studies.
+///
+/// Exit codes: 0 success; 1 a stage failed (or was skipped because an input failed);
+/// 2 invalid command line or pipeline files; 3 cache or file-system error.
+#[derive(Parser, Debug)]
+#[command(name = "pipe", version, about, long_about = None)]
+pub struct Cli {
+    /// Project root (holds `pipelines/`, `reports/`, `cache/`).
+    #[arg(short = 'C', long = "dir", global = true, default_value = ".")]
+    pub dir: PathBuf,
+    /// Cache folder [default: <root>/cache].
+    #[arg(long, global = true, env = "PIPE_CACHE")]
+    pub cache: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build targets (report files) or stages, and what they depend on. No target: every
+    /// target of every pipeline.
+    Build(BuildArgs),
+    /// Show which stages are fresh and which would run, and why, without running anything.
+    Status(StatusArgs),
+    /// Explain, field by field, why a target or stage would rerun.
+    Explain(ExplainArgs),
+    /// Print the stage graph: a text tree, Graphviz dot or Mermaid.
+    Dag(DagArgs),
+    /// List pipeline files, stages (with their variants) and targets.
+    List(ListArgs),
+    /// Remove the built outputs of targets (materialized files and their cache entries), so
+    /// the next build reruns their stages. No target: every target.
+    Clean(CleanArgs),
+    /// Remove cache entries and objects that no current pipeline reaches; print bytes freed.
+    Gc,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Target paths (`reports/momentum.md`) or stage ids (`momentum:linear`).
+    pub targets: Vec<String>,
+    /// Parallel jobs (CPU slots) [default: number of cores].
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
+    /// GPU slots: how many GPU stages may run at once.
+    #[arg(long, default_value_t = 1, env = "PIPE_GPUS")]
+    pub gpus: usize,
+    /// Say what would run and why, and run nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// After a failure, go on building everything that does not depend on it.
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
+    /// Rebuild this stage (id or stage name; all its variants) even if fresh. Repeatable.
+    #[arg(long, value_name = "STAGE")]
+    pub force: Vec<String>,
+    /// Also list stages that were already fresh.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Limit to these targets or stages and what they depend on.
+    pub targets: Vec<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Target paths or stage ids.
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DagArgs {
+    /// Limit to these targets or stages and what they depend on.
+    pub targets: Vec<String>,
+    /// Graphviz dot.
+    #[arg(long, conflicts_with = "mermaid")]
+    pub dot: bool,
+    /// Mermaid flowchart.
+    #[arg(long)]
+    pub mermaid: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CleanArgs {
+    pub targets: Vec<String>,
+}

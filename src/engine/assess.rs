@@ -1,0 +1,94 @@
+//! Freshness without running anything: which stages are fresh, which would run, and the
+//! field-level reason why (`status`, `explain`, `--dry-run`, `gc`).
+
+use std::collections::HashSet;
+
+use super::cache::{Cache, Entry, Lookup};
+use super::fingerprint::{diff, InputKey, KeyInputs};
+use crate::plan::Plan;
+
+/// A node's key inputs, given the output hash of each of its inputs.
+pub fn key_inputs(plan: &Plan, node: usize, output_of: impl Fn(usize) -> Option<String>) -> Option<KeyInputs> {
+    let n = &plan.nodes[node];
+    let def = plan.def(node);
+    let gathers = def.kind.gathers();
+    let mut inputs = Vec::with_capacity(n.inputs.len());
+    for &i in &n.inputs {
+        inputs.push(InputKey {
+            stage: plan.nodes[i].id.clone(),
+            label: gathers.then(|| plan.nodes[i].label.clone()),
+            hash: output_of(i)?,
+        });
+    }
+    Some(KeyInputs {
+        kind: def.kind.name().to_string(),
+        version: def.kind.version(),
+        config: plan.variant(node).parsed.key.clone(),
+        target: def.target.clone(),
+        inputs,
+    })
+}
+
+pub enum Freshness {
+    Fresh(Entry),
+    /// Would run; the reasons say why.
+    Stale { key: Option<String>, reasons: Vec<String> },
+}
+
+impl Freshness {
+    pub fn is_fresh(&self) -> bool {
+        matches!(self, Freshness::Fresh(_))
+    }
+}
+
+/// Why `key_inputs` has no entry: the difference from the last build of this stage, or of
+/// the closest variant of the same stage definition.
+pub fn why_missing(plan: &Plan, cache: &Cache, node: usize, ki: &KeyInputs) -> Vec<String> {
+    let id = &plan.nodes[node].id;
+    if let Some(prev) = cache.last(id).and_then(|k| cache.load_entry(&k)) {
+        let d = diff(&prev.key_inputs, ki);
+        return if d.is_empty() { vec!["not in the cache (removed by `clean` or `gc`)".into()] } else { d };
+    }
+    // A variant edited in place has vanished from the plan: prefer it, then the closest.
+    let others = cache.last_of_def(&plan.def(node).id);
+    let closest = others
+        .iter()
+        .filter_map(|(stage, key)| cache.load_entry(key).map(|e| (stage, diff(&e.key_inputs, ki))))
+        .filter(|(_, d)| !d.is_empty())
+        .min_by_key(|(stage, d)| (plan.by_id.contains_key(*stage), d.len()));
+    match closest {
+        Some((stage, d)) => {
+            let mut out = vec![format!("new variant; compared with the last build of `{stage}`:")];
+            out.extend(d);
+            out
+        }
+        None => vec!["never built".into()],
+    }
+}
+
+/// Freshness of `nodes` (a closure, dependencies first). A stage whose input would be
+/// rebuilt is stale for that reason only: its key is unknown until the input exists.
+pub fn assess(plan: &Plan, cache: &Cache, nodes: &[usize], force: &HashSet<usize>) -> Vec<(usize, Freshness)> {
+    let mut out: Vec<Option<Freshness>> = (0..plan.nodes.len()).map(|_| None).collect();
+    for &n in nodes {
+        let stale_input = plan.nodes[n].inputs.iter().find(|&&i| !out[i].as_ref().is_some_and(|f| f.is_fresh()));
+        let state = if let Some(&i) = stale_input {
+            Freshness::Stale { key: None, reasons: vec![format!("input `{}` will be rebuilt", plan.nodes[i].id)] }
+        } else {
+            let ki = key_inputs(plan, n, |i| match &out[i] {
+                Some(Freshness::Fresh(e)) => Some(e.output_hash.clone()),
+                _ => None,
+            })
+            .expect("inputs are fresh");
+            let key = ki.key();
+            match cache.lookup(&key) {
+                Lookup::Hit(_) if force.contains(&n) => Freshness::Stale { key: Some(key), reasons: vec!["forced with --force".into()] },
+                Lookup::Hit(e) => Freshness::Fresh(e),
+                Lookup::Corrupt(why) => Freshness::Stale { key: Some(key), reasons: vec![why] },
+                Lookup::Miss => Freshness::Stale { reasons: why_missing(plan, cache, n, &ki), key: Some(key) },
+            }
+        };
+        out[n] = Some(state);
+    }
+    nodes.iter().map(|&n| (n, out[n].take().expect("assessed"))).collect()
+}

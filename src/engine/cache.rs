@@ -1,0 +1,376 @@
+//! The content-addressed cache under `cache/`.
+//!
+//! ```text
+//! cache/objects/ab/<blake3>        every output file, once, read-only
+//! cache/entries/ab/<key>.json      one per stage key: outputs, timings, key inputs
+//! cache/index/<id-hash>.json       last key built for a stage id (what `explain` diffs against)
+//! cache/locks/<key>.lock           held while a key is being built, by any process
+//! cache/scratch/<key>/             resumable work of an unfinished stage (checkpoints)
+//! cache/tmp/<key>-<pid>-<n>/       a running stage's inputs and outputs, renamed in on success
+//! cache/log/runs.jsonl             one line per stage run: what ran, when, how it ended
+//! cache/memo.json                  file-hash memo (a shortcut, never a key)
+//! ```
+//!
+//! Objects are renamed into place before the entry that names them, and the entry is
+//! written last, atomically: an interrupted stage never looks fresh.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::fingerprint::{output_hash, KeyInputs};
+use super::memo::{hash_uncached, Memo};
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct OutFile {
+    pub path: String,
+    pub hash: String,
+    pub size: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Entry {
+    pub key: String,
+    /// The stage id that built it (informational: the same key may serve several ids).
+    pub stage: String,
+    pub key_inputs: KeyInputs,
+    pub outputs: Vec<OutFile>,
+    pub output_hash: String,
+    pub started_unix_ms: u64,
+    pub duration_ms: u64,
+    pub log: String,
+}
+
+/// One line of `log/runs.jsonl`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct RunRecord {
+    pub stage: String,
+    pub key: String,
+    pub outcome: String,
+    pub duration_ms: u64,
+    pub pid: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IndexRecord {
+    stage: String,
+    def: String,
+    key: String,
+}
+
+pub enum Lookup {
+    Hit(Entry),
+    Miss,
+    /// An entry exists but an object is missing or damaged: rebuild, and say why.
+    Corrupt(String),
+}
+
+pub struct Cache {
+    pub dir: PathBuf,
+    pub memo: Memo,
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn dir_size(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path).into_iter().filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> io::Result<Cache> {
+        for sub in ["objects", "entries", "index", "locks", "scratch", "tmp", "log"] {
+            fs::create_dir_all(dir.join(sub))?;
+        }
+        let dir = dir.canonicalize()?;
+        let memo = Memo::load(dir.join("memo.json"));
+        Ok(Cache { dir, memo })
+    }
+
+    fn entry_path(&self, key: &str) -> PathBuf {
+        self.dir.join("entries").join(&key[..2]).join(format!("{key}.json"))
+    }
+
+    pub fn object_path(&self, hash: &str) -> PathBuf {
+        self.dir.join("objects").join(&hash[..2]).join(hash)
+    }
+
+    fn index_path(&self, stage: &str) -> PathBuf {
+        let h = blake3::hash(stage.as_bytes()).to_hex();
+        self.dir.join("index").join(format!("{}.json", &h[..32]))
+    }
+
+    pub fn load_entry(&self, key: &str) -> Option<Entry> {
+        let bytes = fs::read(self.entry_path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Finds the entry for `key` and checks its objects: size always, content hash through
+    /// the memo (so an unchanged object is not read again).
+    pub fn lookup(&self, key: &str) -> Lookup {
+        let path = self.entry_path(key);
+        let Ok(bytes) = fs::read(&path) else { return Lookup::Miss };
+        let entry: Entry = match serde_json::from_slice(&bytes) {
+            Ok(e) => e,
+            Err(e) => return Lookup::Corrupt(format!("cache entry {} is unreadable ({e})", &key[..12])),
+        };
+        for out in &entry.outputs {
+            let obj = self.object_path(&out.hash);
+            match fs::metadata(&obj) {
+                Err(_) => return Lookup::Corrupt(format!("cached output `{}` is missing from the cache", out.path)),
+                Ok(m) if m.len() != out.size => {
+                    return Lookup::Corrupt(format!("cached output `{}` has the wrong size ({} ≠ {})", out.path, m.len(), out.size))
+                }
+                Ok(_) => {}
+            }
+            match self.memo.hash_file(&obj) {
+                Ok(h) if h == out.hash => {}
+                _ => {
+                    // Move the damaged object aside so the rebuild can store a good one.
+                    let _ = fs::remove_file(&obj);
+                    return Lookup::Corrupt(format!("cached output `{}` is corrupt (hash mismatch)", out.path));
+                }
+            }
+        }
+        Lookup::Hit(entry)
+    }
+
+    /// Blocks until no other thread or process is building `key`. The lock is released when
+    /// the returned file is dropped (or the process dies).
+    pub fn lock(&self, key: &str) -> io::Result<File> {
+        let f = OpenOptions::new().create(true).truncate(false).write(true).open(self.dir.join("locks").join(format!("{key}.lock")))?;
+        f.lock()?;
+        Ok(f)
+    }
+
+    /// A new empty folder for one run of `key`.
+    pub fn tmp_dir(&self, key: &str) -> io::Result<PathBuf> {
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let dir = self.dir.join("tmp").join(format!("{}-{}-{}", &key[..16], std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Removes run folders left by processes that no longer exist.
+    pub fn clean_tmp(&self) {
+        let Ok(rd) = fs::read_dir(self.dir.join("tmp")) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+
+    pub fn scratch_dir(&self, key: &str) -> io::Result<PathBuf> {
+        let d = self.dir.join("scratch").join(key);
+        fs::create_dir_all(&d)?;
+        Ok(d)
+    }
+
+    /// Moves every file under `out` into the object store and records the entry, last.
+    pub fn store(&self, stage: &str, key_inputs: &KeyInputs, out: &Path, started: u64, duration_ms: u64, log: String) -> io::Result<Entry> {
+        let mut files: Vec<(String, PathBuf)> = Vec::new();
+        for e in walkdir::WalkDir::new(out).sort_by_file_name() {
+            let e = e.map_err(io::Error::other)?;
+            if e.file_type().is_file() {
+                let rel = e.path().strip_prefix(out).expect("walked under out").to_string_lossy().replace('\\', "/");
+                files.push((rel, e.into_path()));
+            } else if e.file_type().is_symlink() {
+                return Err(io::Error::other(format!("output `{}` is a symbolic link; stages must write plain files", e.path().display())));
+            }
+        }
+        let outputs: Vec<OutFile> = files
+            .par_iter()
+            .map(|(rel, path)| {
+                let hash = hash_uncached(path)?;
+                let size = fs::metadata(path)?.len();
+                let obj = self.object_path(&hash);
+                if obj.exists() {
+                    fs::remove_file(path)?;
+                } else {
+                    fs::create_dir_all(obj.parent().expect("objects have a parent"))?;
+                    let mut perm = fs::metadata(path)?.permissions();
+                    perm.set_readonly(true);
+                    fs::set_permissions(path, perm)?;
+                    fs::rename(path, &obj)?;
+                }
+                self.memo.record(&obj, &hash)?;
+                Ok(OutFile { path: rel.clone(), hash, size })
+            })
+            .collect::<io::Result<_>>()?;
+        let entry = Entry {
+            key: key_inputs.key(),
+            stage: stage.to_string(),
+            key_inputs: key_inputs.clone(),
+            output_hash: output_hash(outputs.iter().map(|o| (o.path.as_str(), o.hash.as_str()))),
+            outputs,
+            started_unix_ms: started,
+            duration_ms,
+            log,
+        };
+        write_atomic(&self.entry_path(&entry.key), &serde_json::to_vec_pretty(&entry)?)?;
+        Ok(entry)
+    }
+
+    /// Lays an entry's outputs out under `dest` as hard links to the objects (copies where
+    /// links are impossible): how a stage sees its inputs.
+    pub fn link_outputs(&self, entry: &Entry, dest: &Path) -> io::Result<()> {
+        for out in &entry.outputs {
+            let to = dest.join(&out.path);
+            fs::create_dir_all(to.parent().expect("joined path has a parent"))?;
+            let from = self.object_path(&out.hash);
+            if fs::hard_link(&from, &to).is_err() {
+                fs::copy(&from, &to)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies an entry's outputs next to `target` (a path under `root`), laid out relative to
+    /// the target's folder. Files already identical are left alone.
+    pub fn materialize(&self, entry: &Entry, root: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
+        let base = root.join(target).parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+        let mut written = Vec::new();
+        for out in &entry.outputs {
+            let to = base.join(&out.path);
+            let same = fs::metadata(&to).is_ok_and(|m| m.len() == out.size) && self.memo.hash_file(&to).is_ok_and(|h| h == out.hash);
+            if !same {
+                let bytes = fs::read(self.object_path(&out.hash))?;
+                write_atomic(&to, &bytes)?;
+                self.memo.record(&to, &out.hash)?;
+            }
+            written.push(to);
+        }
+        Ok(written)
+    }
+
+    pub fn remove_entry(&self, key: &str) -> io::Result<bool> {
+        match fs::remove_file(self.entry_path(key)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remembers that `stage` (of stage definition `def`) was last built as `key`.
+    pub fn set_last(&self, stage: &str, def: &str, key: &str) -> io::Result<()> {
+        let path = self.index_path(stage);
+        if let Some(r) = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<IndexRecord>(&b).ok()) {
+            if r.key == key {
+                return Ok(());
+            }
+        }
+        let rec = IndexRecord { stage: stage.into(), def: def.into(), key: key.into() };
+        write_atomic(&path, &serde_json::to_vec(&rec)?)
+    }
+
+    /// The last key built for `stage`, if any.
+    pub fn last(&self, stage: &str) -> Option<String> {
+        let b = fs::read(self.index_path(stage)).ok()?;
+        serde_json::from_slice::<IndexRecord>(&b).ok().map(|r| r.key)
+    }
+
+    /// Every (stage id, last key) recorded for the variants of stage definition `def`.
+    pub fn last_of_def(&self, def: &str) -> Vec<(String, String)> {
+        let Ok(rd) = fs::read_dir(self.dir.join("index")) else { return Vec::new() };
+        rd.flatten()
+            .filter_map(|e| fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<IndexRecord>(&b).ok())
+            .filter(|r| r.def == def)
+            .map(|r| (r.stage, r.key))
+            .collect()
+    }
+
+    /// Appends one line to the execution log (a single write, so lines never interleave).
+    pub fn log_run(&self, rec: &RunRecord) -> io::Result<()> {
+        let mut line = serde_json::to_vec(rec)?;
+        line.push(b'\n');
+        OpenOptions::new().create(true).append(true).open(self.dir.join("log").join("runs.jsonl"))?.write_all(&line)
+    }
+
+    /// Removes every entry whose key is not in `keep`, then every object, scratch folder and
+    /// index record no kept entry uses. Returns (entries removed, bytes freed).
+    pub fn gc(&self, keep: &HashSet<String>) -> io::Result<(usize, u64)> {
+        let mut removed = 0;
+        let mut freed = 0u64;
+        let mut live_objects: HashSet<String> = HashSet::new();
+        for e in walkdir::WalkDir::new(self.dir.join("entries")).into_iter().filter_map(|e| e.ok()) {
+            if !e.file_type().is_file() {
+                continue;
+            }
+            let key = e.path().file_stem().unwrap_or_default().to_string_lossy().to_string();
+            if keep.contains(&key) {
+                if let Some(entry) = self.load_entry(&key) {
+                    live_objects.extend(entry.outputs.into_iter().map(|o| o.hash));
+                    continue;
+                }
+            }
+            freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(e.path())?;
+            removed += 1;
+        }
+        for e in walkdir::WalkDir::new(self.dir.join("objects")).into_iter().filter_map(|e| e.ok()) {
+            if e.file_type().is_file() && !live_objects.contains(&*e.file_name().to_string_lossy()) {
+                freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(e.path())?;
+            }
+        }
+        for sub in ["scratch", "locks"] {
+            for e in fs::read_dir(self.dir.join(sub))?.flatten() {
+                let name = e.file_name().to_string_lossy().trim_end_matches(".lock").to_string();
+                if !keep.contains(&name) {
+                    // A lock held by a running build is skipped: try_lock fails.
+                    if sub == "locks" {
+                        match File::open(e.path()).and_then(|f| f.try_lock().map_err(io::Error::other)) {
+                            Ok(()) => {}
+                            Err(_) => continue,
+                        }
+                    }
+                    freed += dir_size(&e.path());
+                    if e.path().is_dir() {
+                        fs::remove_dir_all(e.path())?;
+                    } else {
+                        fs::remove_file(e.path())?;
+                    }
+                }
+            }
+        }
+        for e in fs::read_dir(self.dir.join("index"))?.flatten() {
+            let rec = fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<IndexRecord>(&b).ok());
+            if rec.is_none_or(|r| !keep.contains(&r.key)) {
+                fs::remove_file(e.path())?;
+            }
+        }
+        self.clean_tmp();
+        self.memo.prune();
+        Ok((removed, freed))
+    }
+}

@@ -1,0 +1,189 @@
+//! Stage keys: what makes two runs of a stage "the same run".
+//!
+//! A key is blake3 over the inputs below, and nothing else. It never includes mtimes,
+//! absolute paths, stage names, titles or the RON text as written, so reformatting a file,
+//! renaming a stage or defining the same training run in two studies leaves the key as it is.
+//! Keys use upstream *outputs* (their content hash), not upstream keys: a stage rebuilt with
+//! byte-identical output leaves its dependents' keys unchanged (early cutoff).
+//!
+//! | key input            | every kind | what it is                                                     |
+//! |----------------------|------------|----------------------------------------------------------------|
+//! | domain tag           | yes        | `pipe-key-v1`: bumped if this encoding changes                |
+//! | kind                 | yes        | the stage kind's name (`train`, `report`, …)                   |
+//! | kind version         | yes        | [`StageKind::version`], bumped when a kind's outputs change     |
+//! | config               | yes        | the typed config re-serialized canonically (serde → JSON with  |
+//! |                      |            | sorted keys, every default explicit); cosmetic fields are      |
+//! |                      |            | `#[serde(skip_serializing)]` and absent                         |
+//! | target               | if set     | the path the output is materialized at: a report's links use it |
+//! | input output hashes  | yes        | for each input in order, blake3 of its output listing           |
+//! |                      |            | (relative path + blake3 of each file, sorted)                   |
+//! | input labels         | gathering  | the variant label of each input (`optimizer.momentum=0.9`),     |
+//! |                      | kinds only | which a report prints; mapped kinds never see labels             |
+//!
+//! Per kind, what the config carries (the rows above cover every kind; a kind whose
+//! outputs also depend on something outside its config and inputs must say so here):
+//!
+//! | kind          | config fields in the key                     | outside inputs               |
+//! |---------------|----------------------------------------------|------------------------------|
+//! | `fake`        | every field but none                         | none                          |
+//! | `fake_gather` | every field but none                         | none                          |
+//!
+//! The upstream stage ids are stored beside the key (for `explain`) but not hashed.
+//!
+//! [`StageKind::version`]: crate::stage::StageKind::version
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a key is made of, stored in the cache entry so `explain` can diff it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct KeyInputs {
+    pub kind: String,
+    pub version: u32,
+    pub config: serde_json::Value,
+    pub target: Option<String>,
+    pub inputs: Vec<InputKey>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct InputKey {
+    /// Upstream stage id; shown by `explain`, never hashed.
+    pub stage: String,
+    /// Set only for gathering kinds.
+    pub label: Option<String>,
+    /// blake3 of the upstream stage's output listing.
+    pub hash: String,
+}
+
+impl KeyInputs {
+    pub fn key(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        let mut field = |bytes: &[u8]| {
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(b"pipe-key-v1");
+        field(self.kind.as_bytes());
+        field(&self.version.to_le_bytes());
+        field(serde_json::to_string(&self.config).expect("JSON values serialize").as_bytes());
+        field(self.target.as_deref().unwrap_or("\0none").as_bytes());
+        for input in &self.inputs {
+            field(input.label.as_deref().unwrap_or("\0none").as_bytes());
+            field(input.hash.as_bytes());
+        }
+        h.finalize().to_hex().to_string()
+    }
+}
+
+/// blake3 over a stage's output listing: `path\0hash\n` per file, sorted by path.
+pub fn output_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut files: Vec<_> = files.into_iter().collect();
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for (path, hash) in files {
+        h.update(path.as_bytes());
+        h.update(b"\0");
+        h.update(hash.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Config leaves as `path → compact JSON`, e.g. `optimizer.momentum → 0.9`.
+pub fn flatten(value: &serde_json::Value) -> BTreeMap<String, String> {
+    fn walk(v: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
+        match v {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                for (k, child) in map {
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(child, &p, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(value, "", &mut out);
+    out
+}
+
+/// Why `new` differs from `old`, one human line per difference, most specific first.
+pub fn diff(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.kind != new.kind {
+        out.push(format!("stage kind: {} → {}", old.kind, new.kind));
+    }
+    if old.version != new.version {
+        out.push(format!("{} implementation version: {} → {}", new.kind, old.version, new.version));
+    }
+    let (a, b) = (flatten(&old.config), flatten(&new.config));
+    for (k, v) in &b {
+        match a.get(k) {
+            Some(old_v) if old_v != v => out.push(format!("{k}: {old_v} → {v}")),
+            None => out.push(format!("{k}: (absent) → {v}")),
+            _ => {}
+        }
+    }
+    for (k, v) in &a {
+        if !b.contains_key(k) {
+            out.push(format!("{k}: {v} → (absent)"));
+        }
+    }
+    if old.target != new.target {
+        out.push(format!(
+            "target: {} → {}",
+            old.target.as_deref().unwrap_or("none"),
+            new.target.as_deref().unwrap_or("none")
+        ));
+    }
+    if old.inputs.len() != new.inputs.len() {
+        out.push(format!("number of inputs: {} → {}", old.inputs.len(), new.inputs.len()));
+    }
+    for (o, n) in old.inputs.iter().zip(&new.inputs) {
+        if o.hash != n.hash {
+            out.push(format!("input data changed: output of `{}`", n.stage));
+        } else if o.label != n.label {
+            out.push(format!(
+                "input label of `{}`: {} → {}",
+                n.stage,
+                o.label.as_deref().unwrap_or("none"),
+                n.label.as_deref().unwrap_or("none")
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ki(momentum: f64, input: &str) -> KeyInputs {
+        KeyInputs {
+            kind: "train".into(),
+            version: 1,
+            config: serde_json::json!({"optimizer": {"lr": 0.01, "momentum": momentum}}),
+            target: None,
+            inputs: vec![InputKey { stage: "common:data".into(), label: None, hash: input.into() }],
+        }
+    }
+
+    #[test]
+    fn key_ignores_upstream_names_but_not_content() {
+        let a = ki(0.5, "h1");
+        let mut renamed = a.clone();
+        renamed.inputs[0].stage = "other:name".into();
+        assert_eq!(a.key(), renamed.key());
+        assert_ne!(a.key(), ki(0.9, "h1").key());
+        assert_ne!(a.key(), ki(0.5, "h2").key());
+    }
+
+    #[test]
+    fn diff_names_the_changed_field() {
+        assert_eq!(diff(&ki(0.5, "h"), &ki(0.9, "h")), vec!["optimizer.momentum: 0.5 → 0.9"]);
+        assert_eq!(diff(&ki(0.5, "h"), &ki(0.5, "g")), vec!["input data changed: output of `common:data`"]);
+    }
+}

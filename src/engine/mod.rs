@@ -1,0 +1,10 @@
+//! The build engine: fingerprints, cache, freshness, scheduling and the build display.
+//! It orchestrates any [`StageKind`](crate::stage::StageKind) and knows nothing of what
+//! stages compute.
+
+pub mod assess;
+pub mod cache;
+pub mod fingerprint;
+pub mod memo;
+pub mod scheduler;
+pub mod ui;

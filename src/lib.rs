@@ -1,0 +1,13 @@
+//! pipe: a hyperparameter study as a reproducible, incremental build.
+//!
+//! RON pipeline files ([`spec`]) expand into a DAG of stage variants ([`plan`]); the
+//! [`engine`] fingerprints each stage, serves what it can from the content-addressed cache
+//! and runs the rest; stage kinds ([`stages`]) plug in through [`stage`].
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod plan;
+pub mod spec;
+pub mod stage;
+pub mod stages;

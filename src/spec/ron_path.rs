@@ -1,0 +1,374 @@
+//! Field paths inside RON text: find where `stages[2].config.optimizer.momentum` is written,
+//! splice a new value in at such a path, and parse typed values with positioned errors.
+//!
+//! The `ron` crate gives positions only for its own errors. Borrowed `RawValue`s are
+//! sub-slices of the source, so walking a value with `deserialize_any` and borrowing each
+//! child as raw text gives every child's exact byte range; that is all the locator needs.
+
+use std::fmt;
+
+use ron::extensions::Extensions;
+use ron::value::RawValue;
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::stage::ConfigError;
+
+/// One step of a field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A path such as `optimizer.momentum` or `model.hidden[1]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldPath(pub Vec<Seg>);
+
+impl FieldPath {
+    /// Parses the dotted form users write in `vary`/`set` keys: `a.b`, `a.b[1]` or `a.b.1`.
+    pub fn parse(s: &str) -> Option<FieldPath> {
+        let mut segs = Vec::new();
+        for part in s.split('.') {
+            let (name, mut rest) = match part.find('[') {
+                Some(i) => (&part[..i], &part[i..]),
+                None => (part, ""),
+            };
+            if name.is_empty() && rest.is_empty() {
+                return None;
+            }
+            if !name.is_empty() {
+                segs.push(match name.parse::<usize>() {
+                    Ok(i) => Seg::Index(i),
+                    Err(_) => Seg::Key(name.to_string()),
+                });
+            }
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let end = stripped.find(']')?;
+                segs.push(Seg::Index(stripped[..end].parse().ok()?));
+                rest = &stripped[end + 1..];
+            }
+            if !rest.is_empty() {
+                return None;
+            }
+        }
+        Some(FieldPath(segs))
+    }
+
+    pub fn key(mut self, k: &str) -> Self {
+        self.0.push(Seg::Key(k.to_string()));
+        self
+    }
+    pub fn index(mut self, i: usize) -> Self {
+        self.0.push(Seg::Index(i));
+        self
+    }
+    pub fn join(mut self, other: &FieldPath) -> Self {
+        self.0.extend(other.0.iter().cloned());
+        self
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if k.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(k)?;
+                }
+                Seg::Key(k) => write!(f, "[{k:?}]")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The children of one RON value, each as its raw source text.
+enum Children<'a> {
+    Fields(Vec<(String, &'a str)>),
+    Items(Vec<&'a str>),
+    Leaf,
+}
+
+struct ChildrenVisitor;
+
+fn raw<'de, A: de::Error>(r: &'de RawValue) -> Result<&'de str, A> {
+    Ok(r.get_ron())
+}
+
+impl<'de> Visitor<'de> for ChildrenVisitor {
+    type Value = Children<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any RON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(k) = map.next_key::<ron::Value>()? {
+            let key = match k {
+                ron::Value::String(s) => s,
+                other => ron::to_string(&other).unwrap_or_default(),
+            };
+            let v: &'de RawValue = map.next_value()?;
+            out.push((key, raw::<A::Error>(v)?));
+        }
+        Ok(Children::Fields(out))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element::<&'de RawValue>()? {
+            out.push(raw::<A::Error>(v)?);
+        }
+        Ok(Children::Items(out))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ChildrenVisitor)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ChildrenVisitor)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_char<E>(self, _: char) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Children::Leaf)
+    }
+}
+
+fn options() -> ron::Options {
+    ron::Options::default().with_default_extension(Extensions::IMPLICIT_SOME)
+}
+
+fn children(text: &str) -> Children<'_> {
+    let Ok(mut de) = ron::Deserializer::from_str_with_options(text, &options()) else {
+        return Children::Leaf;
+    };
+    (&mut de).deserialize_any(ChildrenVisitor).unwrap_or(Children::Leaf)
+}
+
+/// Byte offset of `inner` inside `outer`; `inner` must be a sub-slice of it.
+fn offset_in(outer: &str, inner: &str) -> usize {
+    inner.as_ptr() as usize - outer.as_ptr() as usize
+}
+
+/// Where a path failed to resolve: how many segments matched and what was there instead.
+pub struct Miss {
+    pub matched: usize,
+    /// The byte range of the deepest value that was found.
+    pub range: (usize, usize),
+    /// Field names available at the failing level (for "did you mean" hints).
+    pub known: Vec<String>,
+}
+
+/// Byte range of the value at `path` in `text`.
+pub fn locate(text: &str, path: &FieldPath) -> Result<(usize, usize), Miss> {
+    let mut cur: &str = text;
+    let trimmed_start = text.len() - text.trim_start().len();
+    let mut range = (trimmed_start, text.trim_end().len());
+    for (i, seg) in path.0.iter().enumerate() {
+        let next = match (children(cur), seg) {
+            (Children::Fields(fields), Seg::Key(k)) => match fields.iter().find(|(n, _)| n == k) {
+                Some((_, v)) => Ok(*v),
+                None => Err(fields.into_iter().map(|(n, _)| n).collect()),
+            },
+            (Children::Fields(fields), Seg::Index(n)) => {
+                let key = n.to_string();
+                match fields.iter().find(|(name, _)| *name == key) {
+                    Some((_, v)) => Ok(*v),
+                    None => Err(fields.into_iter().map(|(n, _)| n).collect()),
+                }
+            }
+            (Children::Items(items), Seg::Index(n)) => items.get(*n).copied().ok_or_default(),
+            _ => Err(Vec::new()),
+        };
+        match next {
+            Ok(v) => {
+                let start = offset_in(text, v);
+                range = (start, start + v.len());
+                cur = v;
+            }
+            Err(known) => return Err(Miss { matched: i, range, known }),
+        }
+    }
+    Ok(range)
+}
+
+trait OkOrDefault<T> {
+    fn ok_or_default(self) -> Result<T, Vec<String>>;
+}
+impl<T> OkOrDefault<T> for Option<T> {
+    fn ok_or_default(self) -> Result<T, Vec<String>> {
+        self.ok_or_else(Vec::new)
+    }
+}
+
+/// Replaces the value at `path` with `value` (RON text). The path must exist: canonical
+/// configs write every field, so a missing one is a field the type does not have.
+pub fn splice(text: &str, path: &FieldPath, value: &str) -> Result<(String, usize), Miss> {
+    let (start, end) = locate(text, path)?;
+    let mut out = String::with_capacity(text.len() + value.len());
+    out.push_str(&text[..start]);
+    out.push_str(value);
+    out.push_str(&text[end..]);
+    Ok((out, start))
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Byte offset of a 1-based line and column.
+pub fn offset_of(text: &str, line: usize, col: usize) -> usize {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            return offset + l.char_indices().nth(col.saturating_sub(1)).map(|(b, _)| b).unwrap_or(l.len());
+        }
+        offset += l.len();
+    }
+    text.len()
+}
+
+/// Parses typed RON, keeping the position and field path of the first error.
+pub fn parse_typed<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ConfigError> {
+    let mut de = ron::Deserializer::from_str_with_options(text, &options())
+        .map_err(|e| from_spanned(&e, String::new()))?;
+    let mut track = serde_path_to_error::Track::new();
+    let result = T::deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    match result {
+        Ok(v) => match de.end() {
+            Ok(()) => Ok(v),
+            Err(e) => Err(from_spanned(&de.span_error(e), String::new())),
+        },
+        Err(e) => {
+            // serde_path_to_error writes `?` for a position it cannot name: drop those.
+            let path = track.path().to_string();
+            let path = path.split('.').filter(|s| *s != "?" && !s.is_empty()).collect::<Vec<_>>().join(".");
+            Err(from_spanned(&de.span_error(e), path))
+        }
+    }
+}
+
+/// Deserializes a borrowed `RawValue` with a seed; used where a file model borrows.
+pub struct RawSeed;
+impl<'de> DeserializeSeed<'de> for RawSeed {
+    type Value = &'de str;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'de str, D::Error> {
+        Ok(<&RawValue>::deserialize(d)?.get_ron())
+    }
+}
+
+fn from_spanned(e: &ron::error::SpannedError, path: String) -> ConfigError {
+    let (message, hint) = describe(&e.code);
+    ConfigError { line: e.span.start.line, col: e.span.start.col, path, message, hint }
+}
+
+/// Rewords ron's errors where a hint helps: the closest field name, the allowed variants.
+fn describe(code: &ron::Error) -> (String, Option<String>) {
+    match code {
+        ron::Error::NoSuchStructField { expected, found, outer } => {
+            let within = outer.as_ref().map(|o| format!(" in `{o}`")).unwrap_or_default();
+            (format!("unknown field `{found}`{within}"), Some(did_you_mean(found, expected.iter().copied())))
+        }
+        ron::Error::NoSuchEnumVariant { expected, found, outer } => {
+            let within = outer.as_ref().map(|o| format!(" of `{o}`")).unwrap_or_default();
+            (format!("unknown variant `{found}`{within}"), Some(did_you_mean(found, expected.iter().copied())))
+        }
+        ron::Error::MissingStructField { field, outer } => {
+            let within = outer.as_ref().map(|o| format!(" in `{o}`")).unwrap_or_default();
+            (format!("missing field `{field}`{within}"), Some(format!("add `{field}: …`")))
+        }
+        other => (other.to_string(), None),
+    }
+}
+
+/// "did you mean `x`?" when a name is close, else the full list of valid names.
+pub fn did_you_mean<'a>(found: &str, valid: impl IntoIterator<Item = &'a str>) -> String {
+    let valid: Vec<&str> = valid.into_iter().collect();
+    let best = valid
+        .iter()
+        .map(|v| (strsim::jaro_winkler(found, v), *v))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, v)) => format!("did you mean `{v}`?"),
+        None if valid.is_empty() => "nothing is defined here".to_string(),
+        None => format!(
+            "expected one of {}",
+            valid.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: &str = "Pipeline(\n  uses: [\"a\"], // c\n  model: Mlp(hidden: [1, 2], act: Relu),\n  o: Some((x: 3)),\n)";
+
+    #[test]
+    fn locates_nested_fields_items_and_options() {
+        let at = |p: &str| {
+            let (s, e) = locate(SRC, &FieldPath::parse(p).unwrap()).ok().unwrap();
+            (&SRC[s..e], line_col(SRC, s))
+        };
+        assert_eq!(at("model.hidden[1]"), ("2", (3, 26)));
+        assert_eq!(at("model.act"), ("Relu", (3, 35)));
+        assert_eq!(at("o.x"), ("3", (4, 15)));
+        assert_eq!(at("uses.0"), ("\"a\"", (2, 10)));
+    }
+
+    #[test]
+    fn missing_field_reports_known_names() {
+        let miss = locate(SRC, &FieldPath::parse("model.hiden").unwrap()).err().unwrap();
+        assert_eq!(miss.matched, 1);
+        assert_eq!(miss.known, vec!["hidden", "act"]);
+        assert_eq!(did_you_mean("hiden", miss.known.iter().map(|s| s.as_str())), "did you mean `hidden`?");
+    }
+
+    #[test]
+    fn splice_replaces_only_the_value() {
+        let (out, _) = splice(SRC, &FieldPath::parse("model.hidden").unwrap(), "[7]").ok().unwrap();
+        assert!(out.contains("Mlp(hidden: [7], act: Relu)"));
+    }
+
+    #[test]
+    fn path_display_round_trips() {
+        let p = FieldPath::default().key("stages").index(2).key("vary").key("optimizer.lr").index(0);
+        assert_eq!(p.to_string(), "stages[2].vary[\"optimizer.lr\"][0]");
+        assert_eq!(FieldPath::parse("a.b[3].c").unwrap().to_string(), "a.b[3].c");
+    }
+}

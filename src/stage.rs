@@ -1,0 +1,202 @@
+//! The contract between the engine and a stage kind (download, normalize, train, …).
+//!
+//! A kind turns RON text into a typed config; the config says what it needs to run and
+//! runs with its inputs' output folders in hand, writing files into a fresh output folder.
+//! The engine fingerprints, caches, schedules and explains; it never looks inside a config
+//! except through the serialized form a kind hands back, so it knows nothing of burn.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::engine::memo::Memo;
+use crate::spec::ron_path;
+
+/// Slots a running stage holds in the scheduler: CPU stages share `-j` cores, GPU stages
+/// share the GPU slots, so a training run on the GPU does not starve CPU work and vice versa.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resources {
+    pub cpus: usize,
+    pub gpus: usize,
+}
+
+impl Resources {
+    pub const ONE_CPU: Resources = Resources { cpus: 1, gpus: 0 };
+}
+
+/// A config field that failed validation; the spec layer turns the path into file:line:column.
+#[derive(Debug, Clone)]
+pub struct FieldError {
+    /// Dotted path inside the config, e.g. `optimizer.momentum`.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl FieldError {
+    pub fn new(path: &str, message: impl Into<String>) -> Self {
+        FieldError { path: path.to_string(), message: message.into(), hint: None }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// One typed stage config: what the kind does with it.
+pub trait StageConfig: Send + Sync + 'static {
+    /// Checks values the type system cannot (lr > 0, momentum in [0, 1), …).
+    fn validate(&self) -> Result<(), FieldError> {
+        Ok(())
+    }
+    fn resources(&self) -> Resources {
+        Resources::ONE_CPU
+    }
+    /// Produce the outputs. Anything written to `ctx.out_dir()` becomes the stage's output.
+    fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()>;
+}
+
+/// A kind as the engine sees it. Implemented once, generically, by [`Kind`].
+pub trait StageKind: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Bumped whenever the same config and inputs would give different outputs.
+    fn version(&self) -> u32;
+    /// A gathering kind (a report) runs once over every variant of its inputs; the others
+    /// run once per variant.
+    fn gathers(&self) -> bool;
+    fn parse(&self, ron: &str) -> Result<Parsed, ConfigError>;
+}
+
+/// A parsed config plus the two serializations the engine needs.
+#[derive(Clone)]
+pub struct Parsed {
+    pub config: Arc<dyn StageConfig>,
+    /// Canonical RON (every field explicit): the text variants are spliced into.
+    pub canonical: String,
+    /// Canonical semantic content: hashed into the key and diffed by `explain`.
+    pub key: serde_json::Value,
+}
+
+/// A config that failed to parse: position relative to the parsed text (1-based).
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub line: usize,
+    pub col: usize,
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Adapts any serde config type to [`StageKind`]; a stage module is then just a config
+/// struct with `#[derive(Serialize, Deserialize)]` and an `impl StageConfig`.
+/// Fields marked `#[serde(skip_serializing)]` are cosmetic: they never reach the key.
+pub struct Kind<C> {
+    name: &'static str,
+    version: u32,
+    gathers: bool,
+    _config: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C> Kind<C> {
+    pub const fn new(name: &'static str, version: u32) -> Self {
+        Kind { name, version, gathers: false, _config: std::marker::PhantomData }
+    }
+    pub const fn gathering(mut self) -> Self {
+        self.gathers = true;
+        self
+    }
+}
+
+impl<C: StageConfig + Serialize + DeserializeOwned> StageKind for Kind<C> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn gathers(&self) -> bool {
+        self.gathers
+    }
+    fn parse(&self, ron: &str) -> Result<Parsed, ConfigError> {
+        let config: C = ron_path::parse_typed(ron)?;
+        let canonical = ron::to_string(&config).map_err(|e| ConfigError {
+            line: 1,
+            col: 1,
+            path: String::new(),
+            message: format!("config cannot be re-serialized: {e}"),
+            hint: None,
+        })?;
+        let key = serde_json::to_value(&config).map_err(|e| ConfigError {
+            line: 1,
+            col: 1,
+            path: String::new(),
+            message: format!("config cannot be fingerprinted: {e}"),
+            hint: None,
+        })?;
+        Ok(Parsed { config: Arc::new(config), canonical, key })
+    }
+}
+
+/// One input of a running stage: the output folder of an upstream stage.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// Upstream stage id, e.g. `momentum:linear[optimizer.momentum=0.9]`.
+    pub stage: String,
+    pub kind: &'static str,
+    /// The variant this input belongs to (`base`, or `optimizer.momentum=0.9`).
+    pub label: String,
+    /// The varied fields and their values for that variant.
+    pub coords: Vec<(String, String)>,
+    pub dir: PathBuf,
+}
+
+/// Reports how far a running stage is; shown in the live display.
+pub trait Progress: Send + Sync {
+    fn set(&self, done: u64, total: u64, message: &str);
+}
+
+/// Everything a stage may touch while it runs.
+pub struct RunCtx<'a> {
+    pub(crate) out_dir: PathBuf,
+    pub(crate) scratch_dir: PathBuf,
+    pub(crate) inputs: Vec<Input>,
+    pub(crate) target: Option<String>,
+    pub(crate) log: String,
+    pub(crate) memo: &'a Memo,
+    pub(crate) progress: &'a dyn Progress,
+}
+
+impl RunCtx<'_> {
+    /// A fresh, empty folder; what is in it when `run` returns is the stage's output.
+    pub fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
+    /// Survives an interrupted run of the same key (checkpoints live here) and is removed
+    /// once the stage succeeds.
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch_dir
+    }
+    pub fn inputs(&self) -> &[Input] {
+        &self.inputs
+    }
+    /// The target path (relative to the project root) this stage's output is materialized
+    /// at: a stage with a target writes its files laid out relative to the target's folder.
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+    /// Buffered: printed in one piece when the stage ends, never interleaved with others.
+    pub fn log(&mut self, line: impl AsRef<str>) {
+        self.log.push_str(line.as_ref());
+        self.log.push('\n');
+    }
+    /// blake3 of a file outside the cache (a local dataset), memoized on
+    /// (path, size, mtime, inode) so large inputs are read once.
+    pub fn hash_file(&self, path: &Path) -> std::io::Result<String> {
+        self.memo.hash_file(path)
+    }
+    pub fn progress(&self, done: u64, total: u64, message: &str) {
+        self.progress.set(done, total, message);
+    }
+}
