@@ -108,20 +108,22 @@ impl Plan {
             .collect()
     }
 
-    /// Nodes named by the user: a target path, a node id, a stage id (all its variants), or
-    /// a bare stage name when it is unique.
+    /// Nodes named by the user: a target path, a stage id (all its variants), one variant
+    /// (`momentum:train[optimizer.momentum=0.9]`, or `[base]` for the base alone), or a bare
+    /// stage name when it is unique.
     pub fn select(&self, names: &[String]) -> Result<Vec<usize>, String> {
         let mut out = Vec::new();
         for name in names {
             let clean = name.trim_start_matches("./");
             let mut found: Vec<usize> = self.targets().into_iter().filter(|(t, _)| *t == clean).map(|(_, n)| n).collect();
             if found.is_empty() {
-                if let Some(&n) = self.by_id.get(clean) {
-                    found.push(n);
-                }
+                found = (0..self.nodes.len()).filter(|&n| self.def(n).id == clean).collect();
             }
             if found.is_empty() {
-                found = (0..self.nodes.len()).filter(|&n| self.def(n).id == clean).collect();
+                let id = clean.strip_suffix("[base]").unwrap_or(clean);
+                if let Some(&n) = self.by_id.get(id) {
+                    found.push(n);
+                }
             }
             if found.is_empty() {
                 let defs: Vec<&str> = self.spec.defs.iter().filter(|d| d.name == clean).map(|d| d.id.as_str()).collect();

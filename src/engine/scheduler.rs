@@ -109,8 +109,9 @@ impl State<'_> {
             if self.outcome.contains_key(&d) {
                 continue;
             }
-            let why = format!("input `{}` failed", self.plan.nodes[n].id);
-            self.outcome.insert(d, Outcome::Skipped(why));
+            let why = Outcome::Skipped(format!("input `{}` failed", self.plan.nodes[n].id));
+            self.ui.finish(&self.plan.nodes[d].id, &why, "");
+            self.outcome.insert(d, why);
             stack.extend(self.dependents.get(&d).cloned().unwrap_or_default());
         }
     }
@@ -227,7 +228,11 @@ pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &B
     let results = order
         .iter()
         .map(|&n| {
-            let o = st.outcome.remove(&n).unwrap_or_else(|| Outcome::Skipped("not started: the build stopped at the first failure (--keep-going builds the rest)".into()));
+            let o = st.outcome.remove(&n).unwrap_or_else(|| {
+                let o = Outcome::Skipped("not started: the build stopped at the first failure (--keep-going builds the rest)".into());
+                ui.finish(&plan.nodes[n].id, &o, "");
+                o
+            });
             (n, o)
         })
         .collect();

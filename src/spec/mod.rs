@@ -513,6 +513,11 @@ impl Loader<'_> {
                     cur = next;
                 }
                 path.reverse();
+                // Start the cycle at the stage written first, so the report is stable.
+                path.pop();
+                let first = (0..path.len()).min_by_key(|&i| path[i]).unwrap_or(0);
+                path.rotate_left(first);
+                path.push(path[0]);
                 let names: Vec<&str> = path.iter().map(|&i| drafts[i].name.as_str()).collect();
                 let first = &drafts[path[0]];
                 let field = if first.inputs.is_some() { "inputs" } else { "extends" };

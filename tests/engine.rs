@@ -1,0 +1,558 @@
+//! The engine through the real `pipe` binary, with the instant `fake` stage kinds. Every
+//! rebuild test asserts exactly which stages ran, from the execution log.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use util::{sorted, Project};
+
+const COMMON: &str = r#"// Shared stages: the dataset and the base model.
+Pipeline(
+    description: "shared stages",
+    stages: [
+        (name: "data", kind: "fake", config: (value: "cifar")),
+        (name: "base", kind: "fake", inputs: ["data"], config: (optimizer: (lr: 0.01, momentum: 0.5), value: "linear")),
+    ],
+)
+"#;
+
+const MOMENTUM: &str = r#"Pipeline(
+    description: "momentum study",
+    uses: ["common.ron"],
+    stages: [
+        (name: "train", extends: "base", vary: {"optimizer.momentum": [0.1, 0.9]}),
+        (name: "eval", kind: "fake", inputs: ["train", "data"]),
+        (name: "report", kind: "fake_gather", inputs: ["eval"], target: "reports/momentum.md", config: (value: "Momentum", title: "Momentum")),
+    ],
+)
+"#;
+
+const ALL_MOMENTUM: &[&str] = &[
+    "common:data",
+    "momentum:train",
+    "momentum:train[optimizer.momentum=0.1]",
+    "momentum:train[optimizer.momentum=0.9]",
+    "momentum:eval",
+    "momentum:eval[optimizer.momentum=0.1]",
+    "momentum:eval[optimizer.momentum=0.9]",
+    "momentum:report",
+];
+
+fn study() -> Project {
+    let p = Project::new();
+    p.write("pipelines/common.ron", COMMON).write("pipelines/momentum.ron", MOMENTUM);
+    p
+}
+
+fn built_study() -> Project {
+    let p = study();
+    assert_eq!(p.build(&[]), sorted(ALL_MOMENTUM));
+    p
+}
+
+#[test]
+fn first_build_runs_every_stage_once_and_materializes_the_target() {
+    let p = study();
+    assert_eq!(p.build(&["reports/momentum.md"]), sorted(ALL_MOMENTUM));
+    let report = p.read("reports/momentum.md");
+    assert_eq!(report.matches("input ").count(), 3, "{report}");
+    assert!(report.contains("input optimizer.momentum=0.9 "), "{report}");
+    assert_eq!(p.build(&[]), Vec::<String>::new());
+}
+
+#[test]
+fn reformatting_and_comments_rerun_nothing() {
+    let p = built_study();
+    p.write(
+        "pipelines/momentum.ron",
+        r#"// The momentum study, reformatted: comments, other spacing, other field order,
+// equal numbers written differently, a new description.
+Pipeline(
+  uses: [ "./common.ron" ],
+  description: "momentum, one value at a time",
+  stages: [
+    ( extends: "base", name: "train",
+      vary: { "optimizer.momentum": [ 0.10, /* high */ 9e-1 ] } ),
+    ( name: "eval", inputs: [ "train", "common:data" ], kind: "fake" ),
+    ( name: "report", kind: "fake_gather", inputs: ["eval"],
+      config: ( title: "A new title is cosmetic", value: "Momentum" ),
+      target: "reports/momentum.md" ),
+  ],
+)"#,
+    );
+    assert_eq!(p.build(&[]), Vec::<String>::new());
+}
+
+#[test]
+fn the_same_training_config_in_two_studies_is_trained_once() {
+    let p = study();
+    // The lr study writes the same base run by hand, under another name, with the default
+    // lr left out.
+    p.write(
+        "pipelines/lr.ron",
+        r#"Pipeline(
+    uses: ["common.ron"],
+    stages: [
+        (name: "linear", kind: "fake", inputs: ["data"], config: (value: "linear", optimizer: (momentum: 0.5))),
+        (name: "lr_runs", extends: "linear", vary: {"optimizer.lr": [0.1]}),
+        (name: "report", kind: "fake_gather", inputs: ["lr_runs"], target: "reports/lr.md"),
+    ],
+)"#,
+    );
+    let runs = p.build(&[]);
+    let base_runs = runs.iter().filter(|s| ["momentum:train", "lr:linear", "lr:lr_runs"].contains(&s.as_str())).count();
+    assert_eq!(base_runs, 1, "the shared base run trained once: {runs:?}");
+    let entries = walk_files(&p.path().join("cache/entries"));
+    assert_eq!(entries, runs.len(), "one cache entry per run");
+    // Building one study alone after a clean of the other is all hits.
+    assert_eq!(p.build(&["reports/lr.md"]), Vec::<String>::new());
+}
+
+#[test]
+fn a_study_built_after_another_reuses_its_shared_runs() {
+    let p = built_study();
+    p.write(
+        "pipelines/lr.ron",
+        r#"Pipeline(uses: ["common.ron"], stages: [
+            (name: "linear", kind: "fake", inputs: ["data"], config: (value: "linear", optimizer: (lr: 0.01, momentum: 0.5))),
+            (name: "report", kind: "fake_gather", inputs: ["linear"], target: "reports/lr.md"),
+        ])"#,
+    );
+    assert_eq!(p.build(&["reports/lr.md"]), sorted(&["lr:report"]));
+}
+
+#[test]
+fn editing_one_variant_reruns_only_that_variant_its_evaluation_and_the_report() {
+    let p = built_study();
+    p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.95]");
+    assert_eq!(
+        p.build(&[]),
+        sorted(&["momentum:train[optimizer.momentum=0.95]", "momentum:eval[optimizer.momentum=0.95]", "momentum:report"])
+    );
+}
+
+#[test]
+fn identical_output_stops_the_rebuild_early_cutoff() {
+    let p = Project::new();
+    p.write("pipelines/common.ron", &COMMON.replace(r#"config: (value: "cifar")"#, r#"config: (value: "cifar", constant: Some("same bytes"))"#))
+        .write("pipelines/momentum.ron", MOMENTUM);
+    assert_eq!(p.build(&[]).len(), ALL_MOMENTUM.len());
+    p.edit("pipelines/common.ron", r#"value: "cifar""#, r#"value: "cifar-v2""#);
+    assert_eq!(p.build(&[]), sorted(&["common:data"]));
+}
+
+#[test]
+fn editing_a_report_only_field_reruns_only_the_report() {
+    let p = built_study();
+    p.edit("pipelines/momentum.ron", r#"value: "Momentum""#, r#"value: "Momentum, revised""#);
+    assert_eq!(p.build(&[]), sorted(&["momentum:report"]));
+}
+
+#[test]
+fn editing_the_base_reruns_the_base_branch_and_explain_names_the_field() {
+    let p = built_study();
+    p.edit("pipelines/common.ron", "momentum: 0.5", "momentum: 0.6");
+    let out = p.ok(&["explain", "momentum:train"]).stdout;
+    assert!(out.contains("optimizer.momentum: 0.5 → 0.6"), "{out}");
+    let out = p.ok(&["explain", "reports/momentum.md"]).stdout;
+    assert!(out.contains("input `momentum:eval` will be rebuilt"), "{out}");
+    assert!(out.contains("optimizer.momentum: 0.5 → 0.6"), "the chain reaches the cause: {out}");
+    let json: serde_json::Value = serde_json::from_str(&p.ok(&["explain", "--json", "momentum:train"]).stdout).unwrap();
+    assert_eq!(json[0]["chain"][0]["reasons"][0], "optimizer.momentum: 0.5 → 0.6");
+    assert_eq!(p.build(&[]), sorted(&["momentum:train", "momentum:eval", "momentum:report"]));
+}
+
+#[test]
+fn explain_says_input_data_changed() {
+    let p = built_study();
+    p.edit("pipelines/common.ron", r#"value: "cifar""#, r#"value: "cifar-v2""#);
+    let out = p.ok(&["explain", "momentum:train"]).stdout;
+    assert!(out.contains("input `common:data` will be rebuilt"), "{out}");
+    assert_eq!(p.build(&["common:data"]), sorted(&["common:data"]));
+    let out = p.ok(&["explain", "momentum:train"]).stdout;
+    assert!(out.contains("input data changed: output of `common:data`"), "{out}");
+}
+
+#[test]
+fn explain_compares_an_edited_variant_with_the_one_it_replaced() {
+    let p = built_study();
+    p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.95]");
+    let out = p.ok(&["explain", "momentum:train[optimizer.momentum=0.95]"]).stdout;
+    assert!(out.contains("`momentum:train[optimizer.momentum=0.9]`"), "{out}");
+    assert!(out.contains("optimizer.momentum: 0.9 → 0.95"), "{out}");
+}
+
+#[test]
+fn status_reports_fresh_and_stale_without_running() {
+    let p = built_study();
+    p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.95]");
+    let json: serde_json::Value = serde_json::from_str(&p.ok(&["status", "--json"]).stdout).unwrap();
+    let stale: Vec<&str> = json.as_array().unwrap().iter().filter(|r| r["state"] == "stale").map(|r| r["stage"].as_str().unwrap()).collect();
+    assert_eq!(stale.len(), 3, "{json}");
+    assert!(stale.contains(&"momentum:report"));
+    let dry = p.ok(&["build", "--dry-run"]).stdout;
+    assert!(dry.contains("3 of 8 stages would run"), "{dry}");
+    assert!(p.ran().is_empty(), "status and --dry-run run nothing");
+}
+
+#[test]
+fn a_cycle_is_rejected_with_its_position_before_anything_runs() {
+    let p = Project::new();
+    p.write(
+        "pipelines/c.ron",
+        "Pipeline(stages: [\n    (name: \"a\", kind: \"fake\", inputs: [\"b\"]),\n    (name: \"b\", kind: \"fake\", inputs: [\"a\"]),\n])\n",
+    );
+    let r = p.pipe(&["build", "c:a"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("pipelines/c.ron:2:39: stages[0].inputs: dependency cycle: a → b → a"), "{r:?}");
+    assert!(!p.path().join("cache").exists(), "nothing ran");
+}
+
+#[test]
+fn unknown_fields_wrong_types_and_bad_values_name_file_line_column_and_field() {
+    let p = study();
+    p.edit("pipelines/common.ron", "(lr: 0.01, momentum: 0.5)", "(lr: 0.01, momentun: 0.5)");
+    let r = p.pipe(&["build"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("pipelines/common.ron:6:87: stages[1].config.optimizer.momentun: unknown field `momentun`"), "{r:?}");
+    assert!(r.stderr.contains("did you mean `momentum`?"), "{r:?}");
+
+    p.write("pipelines/common.ron", COMMON);
+    p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, \"high\"]");
+    let r = p.pipe(&["status"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("pipelines/momentum.ron:5:77: stages[0].vary[\"optimizer.momentum\"][1]"), "{r:?}");
+
+    p.write("pipelines/momentum.ron", &MOMENTUM.replace("[0.1, 0.9]", "[0.1, 1.5]"));
+    let r = p.pipe(&["status"]);
+    assert!(r.stderr.contains("momentum must be in [0, 1), got 1.5"), "{r:?}");
+    assert!(r.stderr.contains("pipelines/momentum.ron:5:77:"), "{r:?}");
+
+    p.write("pipelines/momentum.ron", &MOMENTUM.replace("optimizer.momentum", "optimizer.moment"));
+    let r = p.pipe(&["status"]);
+    assert!(r.stderr.contains("`optimizer.moment` is not a field of `optimizer`"), "{r:?}");
+    assert_eq!(r.stderr.matches("error:").count(), 1, "reported once, not per value: {r:?}");
+
+    p.write("pipelines/momentum.ron", &MOMENTUM.replace("lr: 0.01", "lr: 0.01").replace(r#"inputs: ["eval"]"#, r#"inputs: ["evaluate"]"#));
+    let r = p.pipe(&["status"]);
+    assert!(r.stderr.contains("pipelines/momentum.ron:7:"), "{r:?}");
+    assert!(r.stderr.contains("stages[2].inputs[0]: unknown stage `evaluate`"), "{r:?}");
+    assert!(r.stderr.contains("hint: did you mean `eval`?"), "{r:?}");
+}
+
+#[test]
+fn invalid_values_in_a_written_config_point_at_the_field() {
+    let p = study();
+    p.edit("pipelines/common.ron", "lr: 0.01", "lr: -0.5");
+    let r = p.pipe(&["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("pipelines/common.ron:6:81: stages[1].config.optimizer.lr: learning rate must be > 0, got -0.5"), "{r:?}");
+}
+
+#[test]
+fn duplicate_targets_unknown_kinds_and_missing_uses_are_rejected() {
+    let p = study();
+    p.write(
+        "pipelines/other.ron",
+        r#"Pipeline(uses: ["commons.ron"], stages: [(name: "r", kind: "fake_gather", target: "reports/momentum.md")])"#,
+    );
+    let r = p.pipe(&["build"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("pipelines/other.ron:1:17: uses[0]: no pipeline file `pipelines/commons.ron`"), "{r:?}");
+    p.write("pipelines/other.ron", r#"Pipeline(stages: [(name: "r", kind: "fake_gather", target: "reports/momentum.md")])"#);
+    let r = p.pipe(&["build"]);
+    assert!(r.stderr.contains("target `reports/momentum.md` is declared twice"), "{r:?}");
+    assert!(r.stderr.contains("first declared at pipelines/momentum.ron:7:"), "{r:?}");
+    p.write("pipelines/other.ron", r#"Pipeline(stages: [(name: "r", kind: "fak")])"#);
+    let r = p.pipe(&["build"]);
+    assert!(r.stderr.contains("pipelines/other.ron:1:37: stages[0].kind: unknown stage kind `fak`"), "{r:?}");
+}
+
+#[test]
+fn a_syntax_error_gives_line_and_column() {
+    let p = Project::new();
+    p.write("pipelines/s.ron", "Pipeline(\n  stages: [\n    (name: \"x\" kind: \"fake\"),\n  ],\n)\n");
+    let r = p.pipe(&["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("pipelines/s.ron:3:16: stages[0]: Expected comma"), "{r:?}");
+}
+
+#[test]
+fn gc_frees_unreachable_entries_and_keeps_reachable_ones() {
+    let p = built_study();
+    p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.95]");
+    p.build(&[]);
+    let objects_before = walk_files(&p.path().join("cache/objects"));
+    let out = p.ok(&["gc"]).stdout;
+    // The 0.9 run, its evaluation and the old report are unreachable now.
+    assert!(out.contains("removed 3 unreachable entries"), "{out}");
+    let freed: u64 = out.split("freed ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(freed > 0, "{out}");
+    assert!(walk_files(&p.path().join("cache/objects")) < objects_before);
+    assert_eq!(p.build(&[]), Vec::<String>::new(), "reachable entries were kept");
+    assert!(p.ok(&["gc"]).stdout.contains("removed 0 unreachable entries"));
+    // Going back to 0.9 now retrains it: its entry is gone.
+    p.edit("pipelines/momentum.ron", "[0.1, 0.95]", "[0.1, 0.9]");
+    assert_eq!(p.build(&[]).len(), 3);
+}
+
+#[test]
+fn a_failing_variant_under_keep_going_lets_its_siblings_finish() {
+    let p = Project::new();
+    p.write("pipelines/common.ron", COMMON).write(
+        "pipelines/momentum.ron",
+        &MOMENTUM.replace(r#"vary: {"optimizer.momentum": [0.1, 0.9]}"#, r#"vary: {"optimizer.momentum": [0.1, 0.9], "fail": [true]}"#),
+    );
+    let r = p.pipe(&["build", "--keep-going", "-j", "1"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("FAILED  momentum:train[fail=true]: fake stage asked to fail"), "{r:?}");
+    assert!(r.stdout.contains("skipped momentum:eval[fail=true]: input `momentum:train[fail=true]` failed"), "{r:?}");
+    let ran = p.ran();
+    for sibling in ["momentum:eval[optimizer.momentum=0.1]", "momentum:eval[optimizer.momentum=0.9]", "momentum:eval"] {
+        assert!(ran.contains(&sibling.to_string()), "{sibling} finished: {ran:?}");
+    }
+    assert!(!ran.contains(&"momentum:report".to_string()), "the report depends on the failure");
+    // Fixed: only the failed branch and the report run.
+    p.edit("pipelines/momentum.ron", r#""fail": [true]"#, r#""value": ["fixed"]"#);
+    assert_eq!(p.build(&[]), sorted(&["momentum:train[value=\"fixed\"]", "momentum:eval[value=\"fixed\"]", "momentum:report"]));
+}
+
+#[test]
+fn without_keep_going_the_build_stops_starting_stages_after_a_failure() {
+    let p = Project::new();
+    p.write(
+        "pipelines/f.ron",
+        r#"Pipeline(stages: [
+            (name: "bad", kind: "fake", config: (fail: true)),
+            (name: "after", kind: "fake", inputs: ["bad"]),
+            (name: "slow", kind: "fake", config: (sleep_ms: 300)),
+            (name: "later", kind: "fake", inputs: ["slow"]),
+            (name: "all", kind: "fake_gather", inputs: ["after", "later"], target: "reports/all.txt"),
+        ])"#,
+    );
+    let r = p.pipe(&["build", "-j", "2"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let ran = p.ran();
+    assert!(ran.contains(&"f:slow".to_string()), "a stage already running finishes: {ran:?}");
+    assert!(!ran.contains(&"f:later".to_string()), "nothing new starts: {ran:?}");
+    assert!(r.stdout.contains("--keep-going"), "{r:?}");
+}
+
+#[test]
+fn a_panicking_stage_fails_alone() {
+    let p = Project::new();
+    p.write("pipelines/common.ron", COMMON).write(
+        "pipelines/momentum.ron",
+        &MOMENTUM.replace(r#"vary: {"optimizer.momentum": [0.1, 0.9]}"#, r#"vary: {"optimizer.momentum": [0.1, 0.9], "panic": [true]}"#),
+    );
+    let r = p.pipe(&["build", "-k"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("FAILED  momentum:train[panic=true]: panicked: fake stage asked to panic"), "{r:?}");
+    assert_eq!(p.ran().iter().filter(|s| s.starts_with("momentum:eval")).count(), 3);
+}
+
+#[test]
+fn two_concurrent_builds_run_each_stage_once() {
+    let p = Project::new();
+    p.write(
+        "pipelines/common.ron",
+        &COMMON.replace(r#"config: (value: "cifar")"#, r#"config: (value: "cifar", sleep_ms: 150)"#).replace(r#"value: "linear")"#, r#"value: "linear", sleep_ms: 150)"#),
+    )
+    .write("pipelines/momentum.ron", MOMENTUM);
+    let a = p.cmd(&["build", "-j", "2"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let b = p.cmd(&["build", "-j", "2"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    let runs = p.take_runs();
+    let mut keys: Vec<&str> = runs.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "a key ran twice: {runs:?}");
+    assert_eq!(n, ALL_MOMENTUM.len());
+    assert_eq!(p.build(&[]), Vec::<String>::new());
+}
+
+#[test]
+fn a_corrupt_or_missing_cached_object_is_reported_and_rebuilt() {
+    let p = built_study();
+    let status: serde_json::Value = serde_json::from_str(&p.ok(&["status", "--json", "common:data"]).stdout).unwrap();
+    let key = status[0]["key"].as_str().unwrap();
+    let entry: serde_json::Value = serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
+    let hash = entry["outputs"][0]["hash"].as_str().unwrap();
+    let obj = p.path().join(format!("cache/objects/{}/{hash}", &hash[..2]));
+    let size = std::fs::metadata(&obj).unwrap().len() as usize;
+    let mut perm = std::fs::metadata(&obj).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&obj, perm).unwrap();
+    std::fs::write(&obj, "x".repeat(size)).unwrap();
+    let r = p.ok(&["build"]);
+    assert!(r.stdout.contains("common:data: cached output `out.txt` is corrupt"), "{r:?}");
+    assert_eq!(p.ran(), sorted(&["common:data"]), "rebuilt with identical output: nothing else");
+    std::fs::remove_file(&obj).unwrap();
+    let r = p.ok(&["build"]);
+    assert!(r.stdout.contains("is missing from the cache"), "{r:?}");
+    assert_eq!(p.ran(), sorted(&["common:data"]));
+}
+
+#[test]
+fn an_interrupted_stage_never_looks_fresh_and_resumes() {
+    let p = Project::new();
+    p.write("pipelines/r.ron", r#"Pipeline(stages: [(name: "long", kind: "fake", config: (steps: 40, sleep_ms: 50), target: "reports/long.txt")])"#);
+    let mut child = p.cmd(&["build"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let scratch = p.path().join("cache/scratch");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let step = loop {
+        let s = walkdir_find(&scratch, "step").and_then(|f| std::fs::read_to_string(f).ok()).and_then(|s| s.parse::<u32>().ok());
+        if let Some(s) = s.filter(|&s| s >= 3) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the stage never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(step < 40);
+    let status = p.ok(&["status"]).stdout;
+    assert!(status.contains("stale  r:long: never built"), "{status}");
+    assert!(!p.path().join("reports/long.txt").exists());
+    let r = p.ok(&["build"]);
+    assert!(r.stdout.contains("resumed at step"), "{r:?}");
+    assert!(p.path().join("reports/long.txt").exists());
+    assert!(walkdir_find(&scratch, "step").is_none(), "scratch is removed on success");
+}
+
+#[test]
+fn force_reruns_a_stage_and_early_cutoff_spares_its_dependents() {
+    let p = built_study();
+    assert_eq!(
+        p.build(&["--force", "momentum:eval"]),
+        sorted(&["momentum:eval", "momentum:eval[optimizer.momentum=0.1]", "momentum:eval[optimizer.momentum=0.9]"])
+    );
+}
+
+#[test]
+fn clean_removes_the_target_and_the_next_build_reruns_only_its_stage() {
+    let p = built_study();
+    let out = p.ok(&["clean", "reports/momentum.md"]).stdout;
+    assert!(out.contains("cleaned 1 file(s) and 1 cache entry"), "{out}");
+    assert!(!p.path().join("reports/momentum.md").exists());
+    assert_eq!(p.build(&[]), sorted(&["momentum:report"]));
+    assert!(p.path().join("reports/momentum.md").exists());
+}
+
+#[test]
+fn a_deleted_target_file_is_restored_from_the_cache_without_running() {
+    let p = built_study();
+    let before = p.read("reports/momentum.md");
+    std::fs::remove_file(p.path().join("reports/momentum.md")).unwrap();
+    assert_eq!(p.build(&[]), Vec::<String>::new());
+    assert_eq!(p.read("reports/momentum.md"), before);
+}
+
+#[test]
+fn grid_expands_to_the_full_product() {
+    let p = Project::new();
+    p.write(
+        "pipelines/g.ron",
+        r#"Pipeline(stages: [
+            (name: "t", kind: "fake", grid: {"optimizer.lr": [0.1, 0.2], "optimizer.momentum": [0.0, 0.9]}),
+            (name: "r", kind: "fake_gather", inputs: ["t"], target: "reports/g.md"),
+        ])"#,
+    );
+    let list: serde_json::Value = serde_json::from_str(&p.ok(&["list", "--json"]).stdout).unwrap();
+    let t = &list["stages"][0];
+    assert_eq!(t["variants"], 5, "base + 2×2: {t}");
+    assert!(t["nodes"].as_array().unwrap().iter().any(|n| n == "g:t[optimizer.lr=0.2,optimizer.momentum=0.9]"), "{t}");
+    assert_eq!(p.build(&[]).len(), 6);
+}
+
+#[test]
+fn dag_prints_a_tree_dot_and_mermaid() {
+    let p = study();
+    let tree = p.ok(&["dag"]).stdout;
+    assert!(tree.starts_with("reports/momentum.md ← momentum:report (fake_gather)"), "{tree}");
+    assert!(tree.contains("└── momentum:eval[optimizer.momentum=0.9] (fake)"), "{tree}");
+    let dot = p.ok(&["dag", "--dot"]).stdout;
+    assert!(dot.starts_with("digraph pipe {"), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 3 + 3 * 2 + 3, "{dot}");
+    let mermaid = p.ok(&["dag", "--mermaid"]).stdout;
+    assert!(mermaid.starts_with("flowchart LR"), "{mermaid}");
+    assert_eq!(mermaid.matches(" --> ").count(), 12, "{mermaid}");
+}
+
+#[test]
+fn list_shows_pipelines_stages_and_targets() {
+    let p = study();
+    let out = p.ok(&["list"]).stdout;
+    assert!(out.contains("pipelines/common.ron  shared stages"), "{out}");
+    assert!(out.contains("momentum:train (fake, 3 variant(s), 3 node(s)) ← common:data"), "{out}");
+    assert!(out.contains("reports/momentum.md ← momentum:report"), "{out}");
+}
+
+#[test]
+fn gpu_stages_share_the_gpu_slots() {
+    let p = Project::new();
+    p.write(
+        "pipelines/g.ron",
+        r#"Pipeline(stages: [
+            (name: "a", kind: "fake", config: (gpu: true, sleep_ms: 200, value: "a")),
+            (name: "b", kind: "fake", config: (gpu: true, sleep_ms: 200, value: "b")),
+            (name: "r", kind: "fake_gather", inputs: ["a", "b"], target: "reports/g.md"),
+        ])"#,
+    );
+    p.ok(&["build", "-j", "4", "--gpus", "1"]);
+    let status: serde_json::Value = serde_json::from_str(&p.ok(&["status", "--json", "g:a", "g:b"]).stdout).unwrap();
+    let spans: Vec<(u64, u64)> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let key = s["key"].as_str().unwrap();
+            let e: serde_json::Value = serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
+            let start = e["started_unix_ms"].as_u64().unwrap();
+            (start, start + e["duration_ms"].as_u64().unwrap())
+        })
+        .collect();
+    let (x, y) = (spans[0], spans[1]);
+    assert!(x.1 <= y.0 || y.1 <= x.0, "GPU stages overlapped: {spans:?}");
+}
+
+#[test]
+fn unknown_target_names_a_close_one() {
+    let p = study();
+    let r = p.pipe(&["build", "reports/momentun.md"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("did you mean `reports/momentum.md`?"), "{r:?}");
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn walkdir_find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name() == name {
+                return Some(e.path());
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,115 @@
+//! Test harness: a temporary project and the real `pipe` binary run inside it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pipe")
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> &Self {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+    }
+
+    /// Replaces `from` (which must occur) by `to` in a project file.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert!(text.contains(from), "{rel} does not contain {from:?}");
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.path()).args(args).env_remove("PIPE_CACHE").env_remove("PIPE_GPUS");
+        c
+    }
+
+    pub fn pipe(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run pipe"))
+    }
+
+    /// Runs pipe and insists on success.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.pipe(args);
+        assert_eq!(r.code, 0, "pipe {args:?} failed:\n{r:?}");
+        r
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.path().join("cache/log/runs.jsonl")
+    }
+
+    /// Every execution-log record so far, then empties the log.
+    pub fn take_runs(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let _ = std::fs::write(self.log_path(), "");
+        text.lines().map(|l| serde_json::from_str(l).expect("log line is JSON")).collect()
+    }
+
+    /// Stage ids that ran since the last call, sorted.
+    pub fn ran(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.take_runs().iter().map(|r| r["stage"].as_str().unwrap().to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// Runs `pipe build ARGS` and returns the stages that ran.
+    pub fn build(&self, args: &[&str]) -> Vec<String> {
+        let mut a = vec!["build"];
+        a.extend_from_slice(args);
+        self.ok(&a);
+        self.ran()
+    }
+}
+
+pub fn sorted(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
