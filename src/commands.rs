@@ -137,7 +137,7 @@ fn cmd_build(p: &Project, a: &BuildArgs) -> Result<ExitCode, Error> {
     let opts = BuildOptions { jobs, gpus: a.gpus, keep_going: a.keep_going, force };
     let ui = Console::new(a.verbose);
     let summary = build(&p.plan, &cache, &p.root, &wanted, &opts, &ui);
-    cache.memo.save().map_err(io("cannot save the hash memo"))?;
+    cache.save().map_err(io("cannot save the cache index"))?;
     let count = |f: fn(&Outcome) -> bool| summary.results.iter().filter(|(_, o)| f(o)).count();
     let built = count(|o| matches!(o, Outcome::Built { .. }));
     let fresh = count(|o| matches!(o, Outcome::Fresh));
@@ -407,7 +407,7 @@ fn cmd_gc(p: &Project) -> Result<ExitCode, Error> {
         }
     }
     let (entries, bytes) = cache.gc(&keep).map_err(io("garbage collection failed"))?;
-    cache.memo.save().map_err(io("cannot save the hash memo"))?;
+    cache.save().map_err(io("cannot save the cache index"))?;
     println!("removed {entries} unreachable entr{}, freed {bytes} bytes; kept {}", if entries == 1 { "y" } else { "ies" }, keep.len());
     Ok(ExitCode::SUCCESS)
 }

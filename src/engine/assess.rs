@@ -83,7 +83,7 @@ pub fn assess(plan: &Plan, cache: &Cache, nodes: &[usize], force: &HashSet<usize
             let key = ki.key();
             match cache.lookup(&key) {
                 Lookup::Hit(_) if force.contains(&n) => Freshness::Stale { key: Some(key), reasons: vec!["forced with --force".into()] },
-                Lookup::Hit(e) => Freshness::Fresh(e),
+                Lookup::Hit(e) => Freshness::Fresh(*e),
                 Lookup::Corrupt(why) => Freshness::Stale { key: Some(key), reasons: vec![why] },
                 Lookup::Miss => Freshness::Stale { reasons: why_missing(plan, cache, n, &ki), key: Some(key) },
             }

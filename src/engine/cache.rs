@@ -3,7 +3,7 @@
 //! ```text
 //! cache/objects/ab/<blake3>        every output file, once, read-only
 //! cache/entries/ab/<key>.json      one per stage key: outputs, timings, key inputs
-//! cache/index/<id-hash>.json       last key built for a stage id (what `explain` diffs against)
+//! cache/index.json                 last key built for each stage id (what `explain` diffs against)
 //! cache/locks/<key>.lock           held while a key is being built, by any process
 //! cache/scratch/<key>/             resumable work of an unfinished stage (checkpoints)
 //! cache/tmp/<key>-<pid>-<n>/       a running stage's inputs and outputs, renamed in on success
@@ -56,15 +56,16 @@ pub struct RunRecord {
     pub pid: u32,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
 struct IndexRecord {
-    stage: String,
     def: String,
     key: String,
 }
 
+type Index = std::collections::BTreeMap<String, IndexRecord>;
+
 pub enum Lookup {
-    Hit(Entry),
+    Hit(Box<Entry>),
     Miss,
     /// An entry exists but an object is missing or damaged: rebuild, and say why.
     Corrupt(String),
@@ -73,6 +74,9 @@ pub enum Lookup {
 pub struct Cache {
     pub dir: PathBuf,
     pub memo: Memo,
+    /// `index.json` as loaded, and this process's changes to it (merged in on save, so two
+    /// concurrent builds do not erase each other's records).
+    index: std::sync::Mutex<(Index, Index)>,
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
@@ -101,14 +105,19 @@ fn dir_size(path: &Path) -> u64 {
     walkdir::WalkDir::new(path).into_iter().filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
 }
 
+fn read_index(path: &Path) -> Index {
+    fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
 impl Cache {
     pub fn open(dir: &Path) -> io::Result<Cache> {
-        for sub in ["objects", "entries", "index", "locks", "scratch", "tmp", "log"] {
+        for sub in ["objects", "entries", "locks", "scratch", "tmp", "log"] {
             fs::create_dir_all(dir.join(sub))?;
         }
         let dir = dir.canonicalize()?;
         let memo = Memo::load(dir.join("memo.json"));
-        Ok(Cache { dir, memo })
+        let index = read_index(&dir.join("index.json"));
+        Ok(Cache { dir, memo, index: std::sync::Mutex::new((index, Index::new())) })
     }
 
     fn entry_path(&self, key: &str) -> PathBuf {
@@ -119,10 +128,6 @@ impl Cache {
         self.dir.join("objects").join(&hash[..2]).join(hash)
     }
 
-    fn index_path(&self, stage: &str) -> PathBuf {
-        let h = blake3::hash(stage.as_bytes()).to_hex();
-        self.dir.join("index").join(format!("{}.json", &h[..32]))
-    }
 
     pub fn load_entry(&self, key: &str) -> Option<Entry> {
         let bytes = fs::read(self.entry_path(key)).ok()?;
@@ -140,14 +145,14 @@ impl Cache {
         };
         for out in &entry.outputs {
             let obj = self.object_path(&out.hash);
-            match fs::metadata(&obj) {
+            let meta = match fs::metadata(&obj) {
                 Err(_) => return Lookup::Corrupt(format!("cached output `{}` is missing from the cache", out.path)),
                 Ok(m) if m.len() != out.size => {
                     return Lookup::Corrupt(format!("cached output `{}` has the wrong size ({} ≠ {})", out.path, m.len(), out.size))
                 }
-                Ok(_) => {}
-            }
-            match self.memo.hash_file(&obj) {
+                Ok(m) => m,
+            };
+            match self.memo.hash_with_meta(&obj, &meta) {
                 Ok(h) if h == out.hash => {}
                 _ => {
                     // Move the damaged object aside so the rebuild can store a good one.
@@ -156,7 +161,7 @@ impl Cache {
                 }
             }
         }
-        Lookup::Hit(entry)
+        Lookup::Hit(Box::new(entry))
     }
 
     /// Blocks until no other thread or process is building `key`. The lock is released when
@@ -281,32 +286,39 @@ impl Cache {
     }
 
     /// Remembers that `stage` (of stage definition `def`) was last built as `key`.
-    pub fn set_last(&self, stage: &str, def: &str, key: &str) -> io::Result<()> {
-        let path = self.index_path(stage);
-        if let Some(r) = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<IndexRecord>(&b).ok()) {
-            if r.key == key {
-                return Ok(());
-            }
+    pub fn set_last(&self, stage: &str, def: &str, key: &str) {
+        let rec = IndexRecord { def: def.into(), key: key.into() };
+        let mut idx = self.index.lock().unwrap();
+        if idx.0.get(stage) != Some(&rec) {
+            idx.0.insert(stage.to_string(), rec.clone());
+            idx.1.insert(stage.to_string(), rec);
         }
-        let rec = IndexRecord { stage: stage.into(), def: def.into(), key: key.into() };
-        write_atomic(&path, &serde_json::to_vec(&rec)?)
     }
 
     /// The last key built for `stage`, if any.
     pub fn last(&self, stage: &str) -> Option<String> {
-        let b = fs::read(self.index_path(stage)).ok()?;
-        serde_json::from_slice::<IndexRecord>(&b).ok().map(|r| r.key)
+        self.index.lock().unwrap().0.get(stage).map(|r| r.key.clone())
     }
 
     /// Every (stage id, last key) recorded for the variants of stage definition `def`.
     pub fn last_of_def(&self, def: &str) -> Vec<(String, String)> {
-        let Ok(rd) = fs::read_dir(self.dir.join("index")) else { return Vec::new() };
-        rd.flatten()
-            .filter_map(|e| fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice::<IndexRecord>(&b).ok())
-            .filter(|r| r.def == def)
-            .map(|r| (r.stage, r.key))
-            .collect()
+        let idx = self.index.lock().unwrap();
+        idx.0.iter().filter(|(_, r)| r.def == def).map(|(s, r)| (s.clone(), r.key.clone())).collect()
+    }
+
+    /// Writes the hash memo and this process's index changes.
+    pub fn save(&self) -> io::Result<()> {
+        self.memo.save()?;
+        let mut idx = self.index.lock().unwrap();
+        if idx.1.is_empty() {
+            return Ok(());
+        }
+        let path = self.dir.join("index.json");
+        let mut on_disk = read_index(&path);
+        on_disk.extend(std::mem::take(&mut idx.1));
+        write_atomic(&path, &serde_json::to_vec(&on_disk)?)?;
+        idx.0 = on_disk;
+        Ok(())
     }
 
     /// Appends one line to the execution log (a single write, so lines never interleave).
@@ -363,11 +375,14 @@ impl Cache {
                 }
             }
         }
-        for e in fs::read_dir(self.dir.join("index"))?.flatten() {
-            let rec = fs::read(e.path()).ok().and_then(|b| serde_json::from_slice::<IndexRecord>(&b).ok());
-            if rec.is_none_or(|r| !keep.contains(&r.key)) {
-                fs::remove_file(e.path())?;
-            }
+        {
+            let path = self.dir.join("index.json");
+            let mut idx = self.index.lock().unwrap();
+            let mut on_disk = read_index(&path);
+            on_disk.extend(std::mem::take(&mut idx.1));
+            on_disk.retain(|_, r| keep.contains(&r.key));
+            write_atomic(&path, &serde_json::to_vec(&on_disk)?)?;
+            idx.0 = on_disk;
         }
         self.clean_tmp();
         self.memo.prune();

@@ -17,13 +17,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
 struct Stamp {
     size: u64,
-    mtime_ns: i128,
+    mtime_ns: i64,
     ino: u64,
 }
 
 impl Stamp {
     fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp { size: meta.len(), mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128, ino: meta.ino() }
+        Stamp { size: meta.len(), mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), ino: meta.ino() }
     }
 }
 
@@ -49,8 +49,12 @@ impl Memo {
 
     /// blake3 of the file at `path`, from the memo when its stamp still matches.
     pub fn hash_file(&self, path: &Path) -> io::Result<String> {
-        let meta = std::fs::metadata(path)?;
-        let stamp = Stamp::of(&meta);
+        self.hash_with_meta(path, &std::fs::metadata(path)?)
+    }
+
+    /// As [`Memo::hash_file`], with the metadata already in hand.
+    pub fn hash_with_meta(&self, path: &Path, meta: &std::fs::Metadata) -> io::Result<String> {
+        let stamp = Stamp::of(meta);
         if let Some(m) = self.map.lock().unwrap().get(path) {
             if m.stamp == stamp {
                 return Ok(m.hash.clone());

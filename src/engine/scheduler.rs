@@ -76,9 +76,7 @@ impl State<'_> {
         let node = &self.plan.nodes[n];
         let def = self.plan.def(n);
         let mut outcome = outcome;
-        if let Err(e) = self.cache.set_last(&node.id, &def.id, &entry.key) {
-            self.ui.note(&format!("warning: cannot record the last build of `{}`: {e}", node.id));
-        }
+        self.cache.set_last(&node.id, &def.id, &entry.key);
         if let Some(t) = &def.target {
             if let Err(e) = self.cache.materialize(&entry, self.root, t) {
                 return self.fail(n, format!("cannot write target `{t}`: {e}"), log);
@@ -165,7 +163,7 @@ pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &B
             if !forced {
                 match cache.lookup(&key) {
                     Lookup::Hit(e) => {
-                        st.complete(n, e, Outcome::Fresh, "");
+                        st.complete(n, *e, Outcome::Fresh, "");
                         continue;
                     }
                     Lookup::Corrupt(why) => ui.note(&format!("{}: {why}; rebuilding", plan.nodes[n].id)),
@@ -257,7 +255,7 @@ fn run_stage(
     let _lock = cache.lock(&key).map_err(|e| io_fail("cannot lock the cache", e))?;
     if !forced {
         if let Lookup::Hit(e) = cache.lookup(&key) {
-            return Ok((e, false));
+            return Ok((*e, false));
         }
     }
     let tmp = cache.tmp_dir(&key).map_err(|e| io_fail("cannot create a work folder", e))?;

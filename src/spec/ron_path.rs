@@ -9,7 +9,7 @@ use std::fmt;
 
 use ron::extensions::Extensions;
 use ron::value::RawValue;
-use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::stage::ConfigError;
 
@@ -95,10 +95,6 @@ enum Children<'a> {
 
 struct ChildrenVisitor;
 
-fn raw<'de, A: de::Error>(r: &'de RawValue) -> Result<&'de str, A> {
-    Ok(r.get_ron())
-}
-
 impl<'de> Visitor<'de> for ChildrenVisitor {
     type Value = Children<'de>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -112,14 +108,14 @@ impl<'de> Visitor<'de> for ChildrenVisitor {
                 other => ron::to_string(&other).unwrap_or_default(),
             };
             let v: &'de RawValue = map.next_value()?;
-            out.push((key, raw::<A::Error>(v)?));
+            out.push((key, v.get_ron()));
         }
         Ok(Children::Fields(out))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
         while let Some(v) = seq.next_element::<&'de RawValue>()? {
-            out.push(raw::<A::Error>(v)?);
+            out.push(v.get_ron());
         }
         Ok(Children::Items(out))
     }
@@ -279,15 +275,6 @@ pub fn parse_typed<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ConfigErr
             let path = path.split('.').filter(|s| *s != "?" && !s.is_empty()).collect::<Vec<_>>().join(".");
             Err(from_spanned(&de.span_error(e), path))
         }
-    }
-}
-
-/// Deserializes a borrowed `RawValue` with a seed; used where a file model borrows.
-pub struct RawSeed;
-impl<'de> DeserializeSeed<'de> for RawSeed {
-    type Value = &'de str;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'de str, D::Error> {
-        Ok(<&RawValue>::deserialize(d)?.get_ron())
     }
 }
 
