@@ -47,7 +47,7 @@ struct Project {
 
 impl Project {
     fn load(cli: &Cli) -> Result<Project, Error> {
-        let root = cli.dir.clone();
+        let root = cli.dir.canonicalize().unwrap_or_else(|_| cli.dir.clone());
         if !root.join(spec::PIPELINES_DIR).is_dir() {
             return Err(Error::Usage(format!(
                 "no `{}` folder in {}; run pipe from the project root or pass -C DIR",

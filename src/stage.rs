@@ -163,6 +163,7 @@ pub struct RunCtx<'a> {
     pub(crate) scratch_dir: PathBuf,
     pub(crate) inputs: Vec<Input>,
     pub(crate) target: Option<String>,
+    pub(crate) root: PathBuf,
     pub(crate) log: String,
     pub(crate) memo: &'a Memo,
     pub(crate) progress: &'a dyn Progress,
@@ -185,6 +186,10 @@ impl RunCtx<'_> {
     /// at: a stage with a target writes its files laid out relative to the target's folder.
     pub fn target(&self) -> Option<&str> {
         self.target.as_deref()
+    }
+    /// The project root (absolute), for stages that read files named in their config.
+    pub fn project_root(&self) -> &Path {
+        &self.root
     }
     /// Buffered: printed in one piece when the stage ends, never interleaved with others.
     pub fn log(&mut self, line: impl AsRef<str>) {

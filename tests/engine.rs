@@ -556,3 +556,44 @@ fn walkdir_find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf>
     }
     None
 }
+
+#[test]
+fn a_no_op_build_reuses_the_hash_memo_and_rewrites_nothing() {
+    let p = built_study();
+    let memo = p.path().join("cache/memo.json");
+    let index = p.path().join("cache/index.json");
+    let stamp = |f: &std::path::Path| std::fs::metadata(f).unwrap().modified().unwrap();
+    let (m, i) = (stamp(&memo), stamp(&index));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(p.build(&[]), Vec::<String>::new());
+    assert_eq!(stamp(&memo), m, "every cached object's hash came from the memo");
+    assert_eq!(stamp(&index), i);
+}
+
+#[test]
+fn command_stages_see_their_inputs_labels_and_fail_on_a_nonzero_exit() {
+    let p = Project::new();
+    p.write(
+        "pipelines/c.ron",
+        r#"Pipeline(stages: [
+            (name: "make", kind: "command", config: (run: "echo $N > n.txt", env: {"N": "1"}), vary: {"env.N": ["2"]}),
+            (name: "sum", kind: "command_gather", inputs: ["make"], target: "reports/sum.txt",
+             config: (run: "for i in 0 1; do eval echo \\$PIPE_INPUT_${i}_LABEL; eval cat \\$PIPE_INPUT_$i/n.txt; done > sum.txt")),
+            (name: "broken", kind: "command", config: (run: "echo about to fail; exit 3")),
+        ])"#,
+    );
+    p.ok(&["build", "reports/sum.txt"]);
+    assert_eq!(p.read("reports/sum.txt"), "base\n1\nenv.N=\"2\"\n2\n");
+    let r = p.pipe(&["build", "c:broken"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("FAILED  c:broken: command exited with exit status: 3: about to fail"), "{r:?}");
+}
+
+#[test]
+fn the_shipped_pipelines_are_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let r = util::Run::from_output(std::process::Command::new(util::bin()).args(["-C", root, "list", "--json"]).output().unwrap());
+    assert_eq!(r.code, 0, "{r:?}");
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(!list["targets"].as_array().unwrap().is_empty());
+}

@@ -187,7 +187,7 @@ pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &B
                 .name(format!("stage:{id}"))
                 .spawn_scoped(s, move || {
                     let progress = ui.start(&id);
-                    let result = run_stage(plan, cache, n, &ki, &inputs, forced, progress.as_ref());
+                    let result = run_stage(plan, cache, root, n, &ki, &inputs, forced, progress.as_ref());
                     let _ = tx.send(Msg { node: n, key, need, result });
                 })
                 .expect("spawn a worker thread");
@@ -239,9 +239,11 @@ pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &B
 
 /// Runs one stage in a fresh folder and stores its outputs; `Ok(_, false)` when another
 /// process built the same key while this one waited for the lock.
+#[allow(clippy::too_many_arguments)]
 fn run_stage(
     plan: &Plan,
     cache: &Cache,
+    root: &Path,
     n: usize,
     ki: &KeyInputs,
     inputs: &[(usize, Entry)],
@@ -280,6 +282,7 @@ fn run_stage(
         scratch_dir: scratch.clone(),
         inputs: ctx_inputs,
         target: def.target.clone(),
+        root: root.to_path_buf(),
         log: String::new(),
         memo: &cache.memo,
         progress,

@@ -16,7 +16,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(o: Output) -> Run {
+    pub fn from_output(o: Output) -> Run {
         Run {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -71,7 +71,7 @@ impl Project {
     }
 
     pub fn pipe(&self, args: &[&str]) -> Run {
-        Run::from(self.cmd(args).output().expect("run pipe"))
+        Run::from_output(self.cmd(args).output().expect("run pipe"))
     }
 
     /// Runs pipe and insists on success.

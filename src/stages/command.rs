@@ -1,0 +1,79 @@
+//! `command`: a shell command as a stage, for steps pipe has no kind for (and for comparing
+//! pipe's orchestration with other tools on identical trivial work).
+//!
+//! The command runs with `sh -c` in its (empty) output folder; whatever it leaves there is
+//! the output. It sees its inputs through the environment: `PIPE_INPUTS` (the input folders,
+//! one per line), `PIPE_INPUT_<i>`, `PIPE_INPUT_<i>_LABEL` (the variant label), plus
+//! `PIPE_OUT`, `PIPE_SCRATCH` (kept across an interrupted run), `PIPE_TARGET` and `PIPE_ROOT`
+//! (the project root). Only the config and the inputs are in the key: a script the command
+//! reads from the project is not, so copy such files in through a stage input or put their
+//! version in `env`.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::stage::{FieldError, Kind, Resources, RunCtx, StageConfig};
+
+pub static COMMAND: Kind<CommandConfig> = Kind::new("command", 1);
+/// The same, run once over every variant of its inputs (a report).
+pub static COMMAND_GATHER: Kind<CommandConfig> = Kind::new("command_gather", 1).gathering();
+
+/// How many trailing lines of the command's output are kept in the stage log.
+const LOG_LINES: usize = 200;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    pub run: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "one")]
+    pub cpus: usize,
+    #[serde(default)]
+    pub gpus: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl StageConfig for CommandConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.run.trim().is_empty() {
+            return Err(FieldError::new("run", "the command is empty").hint("e.g. run: \"python train.py\""));
+        }
+        if self.cpus == 0 {
+            return Err(FieldError::new("cpus", "a command needs at least one CPU slot"));
+        }
+        Ok(())
+    }
+
+    fn resources(&self) -> Resources {
+        Resources { cpus: self.cpus, gpus: self.gpus }
+    }
+
+    fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(&self.run).current_dir(ctx.out_dir()).envs(&self.env);
+        cmd.env("PIPE_OUT", ctx.out_dir()).env("PIPE_SCRATCH", ctx.scratch_dir()).env("PIPE_ROOT", ctx.project_root());
+        cmd.env("PIPE_TARGET", ctx.target().unwrap_or(""));
+        let dirs: Vec<String> = ctx.inputs().iter().map(|i| i.dir.to_string_lossy().into_owned()).collect();
+        cmd.env("PIPE_INPUTS", dirs.join("\n"));
+        for (i, input) in ctx.inputs().iter().enumerate() {
+            cmd.env(format!("PIPE_INPUT_{i}"), &input.dir).env(format!("PIPE_INPUT_{i}_LABEL"), &input.label);
+        }
+        let out = cmd.output().with_context(|| format!("cannot start `sh -c {:?}`", self.run))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = text.lines().collect();
+        for l in &lines[lines.len().saturating_sub(LOG_LINES)..] {
+            ctx.log(l);
+        }
+        if !out.status.success() {
+            bail!("command exited with {}: {}", out.status, lines.last().copied().unwrap_or("(no output)"));
+        }
+        Ok(())
+    }
+}
