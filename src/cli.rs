@@ -5,11 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// Reproducible, incremental builds for deep-learning hyperparameter studies.
-///
-/// Exit codes: 0 success; 1 a stage failed (or was skipped because an input failed);
-/// 2 invalid command line or pipeline files; 3 cache or file-system error.
 #[derive(Parser, Debug)]
-#[command(name = "pipe", version, about, long_about = None)]
+#[command(name = "pipe", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Project root (holds `pipelines/`, `reports/`, `cache/`).
     #[arg(short = 'C', long = "dir", global = true, default_value = ".")]
@@ -20,6 +17,9 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 a stage failed (or was skipped because an input failed); \
+2 invalid command line or pipeline files; 3 cache or file-system error.";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
