@@ -89,6 +89,13 @@ pub struct ConfigError {
     pub hint: Option<String>,
 }
 
+impl ConfigError {
+    /// An error about the config as a whole, not one position in it.
+    fn whole(message: String) -> Self {
+        ConfigError { line: 1, col: 1, path: String::new(), message, hint: None }
+    }
+}
+
 /// Adapts any serde config type to [`StageKind`]; a stage module is then just a config
 /// struct with `#[derive(Serialize, Deserialize)]` and an `impl StageConfig`.
 /// Fields marked `#[serde(skip_serializing)]` are cosmetic: they never reach the key.
@@ -121,20 +128,10 @@ impl<C: StageConfig + Serialize + DeserializeOwned> StageKind for Kind<C> {
     }
     fn parse(&self, ron: &str) -> Result<Parsed, ConfigError> {
         let config: C = ron_path::parse_typed(ron)?;
-        let canonical = ron::to_string(&config).map_err(|e| ConfigError {
-            line: 1,
-            col: 1,
-            path: String::new(),
-            message: format!("config cannot be re-serialized: {e}"),
-            hint: None,
-        })?;
-        let key = serde_json::to_value(&config).map_err(|e| ConfigError {
-            line: 1,
-            col: 1,
-            path: String::new(),
-            message: format!("config cannot be fingerprinted: {e}"),
-            hint: None,
-        })?;
+        let canonical =
+            ron::to_string(&config).map_err(|e| ConfigError::whole(format!("config cannot be re-serialized: {e}")))?;
+        let key =
+            serde_json::to_value(&config).map_err(|e| ConfigError::whole(format!("config cannot be fingerprinted: {e}")))?;
         Ok(Parsed { config: Arc::new(config), canonical, key })
     }
 }

@@ -23,10 +23,13 @@
 //! Per kind, what the config carries (the rows above cover every kind; a kind whose
 //! outputs also depend on something outside its config and inputs must say so here):
 //!
-//! | kind          | config fields in the key                     | outside inputs               |
-//! |---------------|----------------------------------------------|------------------------------|
-//! | `fake`        | every field but none                         | none                          |
-//! | `fake_gather` | every field but none                         | none                          |
+//! | kind             | config fields in the key           | outside inputs (not in the key)     |
+//! |------------------|------------------------------------|-------------------------------------|
+//! | `command`        | `run`, `env`, `cpus`, `gpus`       | programs and files the command reads |
+//! |                  |                                    | from the project (documented)        |
+//! | `command_gather` | as `command`                       | as `command`                         |
+//! | `fake`           | every field but `title`            | none                                 |
+//! | `fake_gather`    | every field but `title`            | none                                 |
 //!
 //! The upstream stage ids are stored beside the key (for `explain`) but not hashed.
 //!
