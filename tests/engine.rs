@@ -275,7 +275,7 @@ fn a_syntax_error_gives_line_and_column() {
     p.write("pipelines/s.ron", "Pipeline(\n  stages: [\n    (name: \"x\" kind: \"fake\"),\n  ],\n)\n");
     let r = p.pipe(&["list"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("pipelines/s.ron:3:16: stages[0]: Expected comma"), "{r:?}");
+    assert!(r.stderr.contains("pipelines/s.ron:3:16: stages[0]: expected a comma"), "{r:?}");
 }
 
 #[test]

@@ -298,6 +298,18 @@ fn describe(code: &ron::Error) -> (String, Option<String>) {
             let within = outer.as_ref().map(|o| format!(" in `{o}`")).unwrap_or_default();
             (format!("missing field `{field}`{within}"), Some(format!("add `{field}: …`")))
         }
+        ron::Error::ExpectedFloat => ("expected a number".into(), Some("write a number such as `0.9`".into())),
+        ron::Error::ExpectedInteger => ("expected a whole number".into(), Some("write a whole number such as `32`".into())),
+        ron::Error::ExpectedBoolean => ("expected `true` or `false`".into(), None),
+        ron::Error::ExpectedString | ron::Error::ExpectedStringEnd => {
+            ("expected text".into(), Some("write text in double quotes: `\"relu\"`".into()))
+        }
+        ron::Error::ExpectedArray => ("expected a list".into(), Some("write a list in brackets: `[0.1, 0.9]`".into())),
+        ron::Error::ExpectedMap => ("expected a map".into(), Some("write a map in braces: `{\"optimizer.lr\": [0.1]}`".into())),
+        ron::Error::ExpectedStructLike | ron::Error::ExpectedNamedStructLike(_) => {
+            ("expected a structure".into(), Some("write fields in parentheses: `(lr: 0.01, momentum: 0.9)`".into()))
+        }
+        ron::Error::ExpectedComma => ("expected a comma".into(), Some("separate fields and list items with `,`".into())),
         other => (other.to_string(), None),
     }
 }
