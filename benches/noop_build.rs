@@ -30,9 +30,17 @@ fn pipeline(n: usize, last: f64) -> String {
 
 fn pipe(dir: &Path, args: &[&str]) -> Duration {
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_pipe")).current_dir(dir).args(args).output().expect("run pipe");
+    let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run pipe");
     let d = t.elapsed();
-    assert!(out.status.success(), "pipe {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pipe {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     d
 }
 
@@ -46,8 +54,14 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let n: usize = std::env::var("PIPE_BENCH_VARIANTS").ok().and_then(|s| s.parse().ok()).unwrap_or(500);
-    let runs: usize = std::env::var("PIPE_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(21);
+    let n: usize = std::env::var("PIPE_BENCH_VARIANTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    let runs: usize = std::env::var("PIPE_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(21);
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
     let file = dir.path().join("pipelines/bench.ron");
@@ -70,6 +84,12 @@ fn main() {
     println!("| first build (every stage runs) | {} |", ms(first));
     println!("| no-op `pipe build` (everything fresh) | {} |", ms(noop));
     println!("| `pipe status` | {} |", ms(status));
-    println!("| `pipe build --dry-run` after editing one variant | {} |", ms(median(dry)));
-    println!("| `pipe build` after editing one variant (3 stages rerun) | {} |", ms(median(edits)));
+    println!(
+        "| `pipe build --dry-run` after editing one variant | {} |",
+        ms(median(dry))
+    );
+    println!(
+        "| `pipe build` after editing one variant (3 stages rerun) | {} |",
+        ms(median(edits))
+    );
 }

@@ -18,7 +18,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 success; 1 a stage failed (or was skipped because an input failed); \
+const EXIT_CODES: &str =
+    "Exit codes: 0 success; 1 a stage failed (or was skipped because an input failed); \
 2 invalid command line or pipeline files; 3 cache or file-system error.";
 
 #[derive(Subcommand, Debug)]

@@ -57,7 +57,11 @@ impl Project {
         }
         let plan = Plan::new(spec::load(&root, &crate::stages::all())?)?;
         let cache_dir = cli.cache.clone().unwrap_or_else(|| root.join("cache"));
-        Ok(Project { root, plan, cache_dir })
+        Ok(Project {
+            root,
+            plan,
+            cache_dir,
+        })
     }
 
     fn cache(&self) -> Result<Cache, Error> {
@@ -78,7 +82,9 @@ impl Project {
         if names.is_empty() {
             Ok((0..self.plan.nodes.len()).collect())
         } else {
-            Ok(self.plan.closure(&self.plan.select(names).map_err(Error::Usage)?))
+            Ok(self
+                .plan
+                .closure(&self.plan.select(names).map_err(Error::Usage)?))
         }
     }
 }
@@ -109,7 +115,10 @@ fn one_line(reasons: &[String]) -> String {
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialize")
+    );
 }
 
 fn cmd_build(p: &Project, a: &BuildArgs) -> Result<ExitCode, Error> {
@@ -118,12 +127,17 @@ fn cmd_build(p: &Project, a: &BuildArgs) -> Result<ExitCode, Error> {
         println!("nothing to build: no pipeline declares a `target`");
         return Ok(ExitCode::SUCCESS);
     }
-    let force: HashSet<usize> = p.plan.select(&a.force).map_err(Error::Usage)?.into_iter().collect();
+    let force: HashSet<usize> = p
+        .plan
+        .select(&a.force)
+        .map_err(Error::Usage)?
+        .into_iter()
+        .collect();
     let cache = p.cache()?;
     let clock = Instant::now();
     if a.dry_run {
         let order = p.plan.closure(&wanted);
-        let states = assess(&p.plan, &cache, &order, &force);
+        let states = assess(&p.plan, &cache, &p.root, &order, &force);
         let stale = states.iter().filter(|(_, s)| !s.is_fresh()).count();
         for (n, s) in &states {
             if let Freshness::Stale { reasons, .. } = s {
@@ -133,8 +147,17 @@ fn cmd_build(p: &Project, a: &BuildArgs) -> Result<ExitCode, Error> {
         println!("{stale} of {} stages would run", states.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let opts = BuildOptions { jobs, gpus: a.gpus, keep_going: a.keep_going, force };
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let opts = BuildOptions {
+        jobs,
+        gpus: a.gpus,
+        keep_going: a.keep_going,
+        force,
+    };
     let ui = Console::new(a.verbose);
     let summary = build(&p.plan, &cache, &p.root, &wanted, &opts, &ui);
     cache.save().map_err(io("cannot save the cache index"))?;
@@ -167,7 +190,7 @@ fn cmd_build(p: &Project, a: &BuildArgs) -> Result<ExitCode, Error> {
 fn cmd_status(p: &Project, a: &StatusArgs) -> Result<ExitCode, Error> {
     let nodes = p.select_or_all(&a.targets)?;
     let cache = p.cache()?;
-    let states = assess(&p.plan, &cache, &nodes, &HashSet::new());
+    let states = assess(&p.plan, &cache, &p.root, &nodes, &HashSet::new());
     if a.json {
         let rows: Vec<_> = states
             .iter()
@@ -188,7 +211,9 @@ fn cmd_status(p: &Project, a: &StatusArgs) -> Result<ExitCode, Error> {
     for (n, s) in &states {
         match s {
             Freshness::Fresh(_) => println!("fresh  {}", p.plan.nodes[*n].id),
-            Freshness::Stale { reasons, .. } => println!("stale  {}: {}", p.plan.nodes[*n].id, one_line(reasons)),
+            Freshness::Stale { reasons, .. } => {
+                println!("stale  {}: {}", p.plan.nodes[*n].id, one_line(reasons))
+            }
         }
     }
     println!("{} fresh, {stale} stale", states.len() - stale);
@@ -199,7 +224,7 @@ fn cmd_explain(p: &Project, a: &ExplainArgs) -> Result<ExitCode, Error> {
     let chosen = p.plan.select(&a.targets).map_err(Error::Usage)?;
     let cache = p.cache()?;
     let order = p.plan.closure(&chosen);
-    let states = assess(&p.plan, &cache, &order, &HashSet::new());
+    let states = assess(&p.plan, &cache, &p.root, &order, &HashSet::new());
     let state_of = |n: usize| &states.iter().find(|(m, _)| *m == n).expect("in closure").1;
     let mut out = String::new();
     let mut rows = Vec::new();
@@ -224,7 +249,12 @@ fn cmd_explain(p: &Project, a: &ExplainArgs) -> Result<ExitCode, Error> {
             let id = &p.plan.nodes[m].id;
             match state_of(m) {
                 Freshness::Fresh(e) => {
-                    let _ = writeln!(out, "{id}: fresh (key {}, built in {:.1}s)", &e.key[..16], e.duration_ms as f64 / 1000.0);
+                    let _ = writeln!(
+                        out,
+                        "{id}: fresh (key {}, built in {:.1}s)",
+                        &e.key[..16],
+                        e.duration_ms as f64 / 1000.0
+                    );
                     explained.push(json!({"stage": id, "state": "fresh", "key": e.key}));
                 }
                 Freshness::Stale { key, reasons } => {
@@ -232,7 +262,9 @@ fn cmd_explain(p: &Project, a: &ExplainArgs) -> Result<ExitCode, Error> {
                     for r in reasons {
                         let _ = writeln!(out, "  {r}");
                     }
-                    explained.push(json!({"stage": id, "state": "stale", "key": key, "reasons": reasons}));
+                    explained.push(
+                        json!({"stage": id, "state": "stale", "key": key, "reasons": reasons}),
+                    );
                 }
             }
         }
@@ -251,8 +283,15 @@ fn cmd_dag(p: &Project, a: &DagArgs) -> Result<ExitCode, Error> {
         let t: Vec<usize> = p.plan.targets().into_iter().map(|(_, n)| n).collect();
         if t.is_empty() {
             // No targets: every node nothing depends on.
-            let used: HashSet<usize> = p.plan.nodes.iter().flat_map(|n| n.inputs.iter().copied()).collect();
-            (0..p.plan.nodes.len()).filter(|n| !used.contains(n)).collect()
+            let used: HashSet<usize> = p
+                .plan
+                .nodes
+                .iter()
+                .flat_map(|n| n.inputs.iter().copied())
+                .collect();
+            (0..p.plan.nodes.len())
+                .filter(|n| !used.contains(n))
+                .collect()
         } else {
             t
         }
@@ -267,7 +306,11 @@ fn cmd_dag(p: &Project, a: &DagArgs) -> Result<ExitCode, Error> {
     if a.dot {
         println!("digraph pipe {{\n  rankdir=LR;\n  node [shape=box];");
         for &n in &nodes {
-            let shape = if p.plan.def(n).target.is_some() { ", shape=note" } else { "" };
+            let shape = if p.plan.def(n).target.is_some() {
+                ", shape=note"
+            } else {
+                ""
+            };
             println!("  n{n} [label={:?}{shape}];", name(n));
             for &i in &p.plan.nodes[n].inputs {
                 println!("  n{i} -> n{n};");
@@ -290,7 +333,13 @@ fn cmd_dag(p: &Project, a: &DagArgs) -> Result<ExitCode, Error> {
             if let Some(t) = &def.target {
                 label = format!("{t} ← {label}");
             }
-            let (branch, next) = if top { ("", String::new()) } else if last { ("└── ", format!("{prefix}    ")) } else { ("├── ", format!("{prefix}│   ")) };
+            let (branch, next) = if top {
+                ("", String::new())
+            } else if last {
+                ("└── ", format!("{prefix}    "))
+            } else {
+                ("├── ", format!("{prefix}│   "))
+            };
             let _ = writeln!(out, "{prefix}{branch}{label}");
             let k = node.inputs.len();
             for (j, &i) in node.inputs.iter().enumerate() {
@@ -329,22 +378,47 @@ fn cmd_list(p: &Project, a: &ListArgs) -> Result<ExitCode, Error> {
                    "variants": d.variants.len(), "nodes": nodes, "target": d.target})
         })
         .collect();
-    let targets: Vec<_> = plan.targets().into_iter().map(|(t, n)| json!({"target": t, "stage": plan.nodes[n].id})).collect();
+    let targets: Vec<_> = plan
+        .targets()
+        .into_iter()
+        .map(|(t, n)| json!({"target": t, "stage": plan.nodes[n].id}))
+        .collect();
     if a.json {
         print_json(&json!({"pipelines": files, "stages": stages, "targets": targets}));
         return Ok(ExitCode::SUCCESS);
     }
     println!("pipelines:");
     for f in &plan.spec.files {
-        let desc = if f.description.is_empty() { String::new() } else { format!("  {}", f.description) };
+        let desc = if f.description.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", f.description)
+        };
         println!("  {}{desc}", f.rel.display());
     }
     println!("stages:");
     for d in &plan.spec.defs {
-        let n = plan.nodes.iter().filter(|n| plan.spec.defs[n.def].id == d.id).count();
-        let inputs: Vec<&str> = d.inputs.iter().map(|&i| plan.spec.defs[i].id.as_str()).collect();
-        let from = if inputs.is_empty() { String::new() } else { format!(" ← {}", inputs.join(", ")) };
-        println!("  {} ({}, {} variant(s), {n} node(s)){from}", d.id, d.kind.name(), d.variants.len());
+        let n = plan
+            .nodes
+            .iter()
+            .filter(|n| plan.spec.defs[n.def].id == d.id)
+            .count();
+        let inputs: Vec<&str> = d
+            .inputs
+            .iter()
+            .map(|&i| plan.spec.defs[i].id.as_str())
+            .collect();
+        let from = if inputs.is_empty() {
+            String::new()
+        } else {
+            format!(" ← {}", inputs.join(", "))
+        };
+        println!(
+            "  {} ({}, {} variant(s), {n} node(s)){from}",
+            d.id,
+            d.kind.name(),
+            d.variants.len()
+        );
     }
     println!("targets:");
     for (t, n) in plan.targets() {
@@ -371,9 +445,16 @@ fn cmd_clean(p: &Project, a: &CleanArgs) -> Result<ExitCode, Error> {
     let mut entries = 0;
     for n in chosen {
         let node = &p.plan.nodes[n];
-        let Some(key) = cache.last(&node.id) else { continue };
+        let Some(key) = cache.last(&node.id) else {
+            continue;
+        };
         if let Some(t) = &p.plan.def(n).target {
-            let base = p.root.join(t).parent().map(Path::to_path_buf).unwrap_or_else(|| p.root.clone());
+            let base = p
+                .root
+                .join(t)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| p.root.clone());
             if let Some(entry) = cache.load_entry(&key) {
                 for out in &entry.outputs {
                     remove_file(&base.join(&out.path), &mut removed)?;
@@ -381,14 +462,21 @@ fn cmd_clean(p: &Project, a: &CleanArgs) -> Result<ExitCode, Error> {
             }
             remove_file(&p.root.join(t), &mut removed)?;
         }
-        if cache.remove_entry(&key).map_err(io("cannot remove a cache entry"))? {
+        if cache
+            .remove_entry(&key)
+            .map_err(io("cannot remove a cache entry"))?
+        {
             entries += 1;
         }
     }
     for r in &removed {
         println!("removed {}", r.display());
     }
-    println!("cleaned {} file(s) and {entries} cache entr{}", removed.len(), if entries == 1 { "y" } else { "ies" });
+    println!(
+        "cleaned {} file(s) and {entries} cache entr{}",
+        removed.len(),
+        if entries == 1 { "y" } else { "ies" }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -398,7 +486,7 @@ fn cmd_gc(p: &Project) -> Result<ExitCode, Error> {
     // Reached: the current key of every fresh stage, and the last build of every current
     // stage (so a stage waiting on an edited input keeps its previous result until rebuilt).
     let mut keep: HashSet<String> = HashSet::new();
-    for (n, s) in assess(&p.plan, &cache, &all, &HashSet::new()) {
+    for (n, s) in assess(&p.plan, &cache, &p.root, &all, &HashSet::new()) {
         if let Freshness::Fresh(e) = s {
             keep.insert(e.key);
         }
@@ -408,6 +496,10 @@ fn cmd_gc(p: &Project) -> Result<ExitCode, Error> {
     }
     let (entries, bytes) = cache.gc(&keep).map_err(io("garbage collection failed"))?;
     cache.save().map_err(io("cannot save the cache index"))?;
-    println!("removed {entries} unreachable entr{}, freed {bytes} bytes; kept {}", if entries == 1 { "y" } else { "ies" }, keep.len());
+    println!(
+        "removed {entries} unreachable entr{}, freed {bytes} bytes; kept {}",
+        if entries == 1 { "y" } else { "ies" },
+        keep.len()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -44,11 +44,18 @@ impl Plan {
             let di = g[n];
             let def = &spec.defs[di];
             let combos: Vec<Vec<usize>> = if def.kind.gathers() {
-                vec![def.inputs.iter().flat_map(|&i| of_def[i].iter().copied()).collect()]
+                vec![def
+                    .inputs
+                    .iter()
+                    .flat_map(|&i| of_def[i].iter().copied())
+                    .collect()]
             } else {
                 let lists: Vec<&Vec<usize>> = def.inputs.iter().map(|&i| &of_def[i]).collect();
                 let sizes: Vec<usize> = lists.iter().map(|l| l.len()).collect();
-                product(&sizes).into_iter().map(|c| c.iter().enumerate().map(|(k, &j)| lists[k][j]).collect()).collect()
+                product(&sizes)
+                    .into_iter()
+                    .map(|c| c.iter().enumerate().map(|(k, &j)| lists[k][j]).collect())
+                    .collect()
             };
             for combo in combos {
                 for (vi, variant) in def.variants.iter().enumerate() {
@@ -57,7 +64,9 @@ impl Plan {
                     if !def.kind.gathers() {
                         for &i in &combo {
                             coords.extend(nodes[i].coords.iter().cloned());
-                            if nodes[i].label != "base" && !labels.contains(&nodes[i].label.as_str()) {
+                            if nodes[i].label != "base"
+                                && !labels.contains(&nodes[i].label.as_str())
+                            {
                                 labels.push(&nodes[i].label);
                             }
                         }
@@ -66,10 +75,25 @@ impl Plan {
                     if vi > 0 {
                         labels.push(&variant.label);
                     }
-                    let label = if labels.is_empty() { "base".to_string() } else { labels.join(",") };
-                    let id = if label == "base" { def.id.clone() } else { format!("{}[{label}]", def.id) };
+                    let label = if labels.is_empty() {
+                        "base".to_string()
+                    } else {
+                        labels.join(",")
+                    };
+                    let id = if label == "base" {
+                        def.id.clone()
+                    } else {
+                        format!("{}[{label}]", def.id)
+                    };
                     of_def[di].push(nodes.len());
-                    nodes.push(Node { id, def: di, variant: vi, inputs: combo.clone(), label, coords });
+                    nodes.push(Node {
+                        id,
+                        def: di,
+                        variant: vi,
+                        inputs: combo.clone(),
+                        label,
+                        coords,
+                    });
                 }
             }
         }
@@ -87,7 +111,11 @@ impl Plan {
         if !errors.is_empty() {
             return Err(SpecErrors(errors));
         }
-        let by_id = nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
+        let by_id = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
         Ok(Plan { spec, nodes, by_id })
     }
 
@@ -115,9 +143,16 @@ impl Plan {
         let mut out = Vec::new();
         for name in names {
             let clean = name.trim_start_matches("./");
-            let mut found: Vec<usize> = self.targets().into_iter().filter(|(t, _)| *t == clean).map(|(_, n)| n).collect();
+            let mut found: Vec<usize> = self
+                .targets()
+                .into_iter()
+                .filter(|(t, _)| *t == clean)
+                .map(|(_, n)| n)
+                .collect();
             if found.is_empty() {
-                found = (0..self.nodes.len()).filter(|&n| self.def(n).id == clean).collect();
+                found = (0..self.nodes.len())
+                    .filter(|&n| self.def(n).id == clean)
+                    .collect();
             }
             if found.is_empty() {
                 let id = clean.strip_suffix("[base]").unwrap_or(clean);
@@ -126,11 +161,19 @@ impl Plan {
                 }
             }
             if found.is_empty() {
-                let defs: Vec<&str> = self.spec.defs.iter().filter(|d| d.name == clean).map(|d| d.id.as_str()).collect();
+                let defs: Vec<&str> = self
+                    .spec
+                    .defs
+                    .iter()
+                    .filter(|d| d.name == clean)
+                    .map(|d| d.id.as_str())
+                    .collect();
                 if defs.len() > 1 {
                     return Err(format!("`{name}` is ambiguous: {}", defs.join(", ")));
                 }
-                found = (0..self.nodes.len()).filter(|&n| defs.contains(&self.def(n).id.as_str())).collect();
+                found = (0..self.nodes.len())
+                    .filter(|&n| defs.contains(&self.def(n).id.as_str()))
+                    .collect();
             }
             if found.is_empty() {
                 let mut known: Vec<&str> = self.targets().into_iter().map(|(t, _)| t).collect();

@@ -37,7 +37,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(path: &str, message: impl Into<String>) -> Self {
-        FieldError { path: path.to_string(), message: message.into(), hint: None }
+        FieldError {
+            path: path.to_string(),
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -53,6 +57,12 @@ pub trait StageConfig: Send + Sync + 'static {
     }
     fn resources(&self) -> Resources {
         Resources::ONE_CPU
+    }
+    /// What the outputs depend on besides config and inputs (a local dataset folder), as
+    /// key material: hashed into the key and diffed by `explain`. Runs before every build,
+    /// so hash through `ctx.hash_file`, which memoizes.
+    fn external_key(&self, _ctx: &KeyCtx) -> anyhow::Result<Option<serde_json::Value>> {
+        Ok(None)
     }
     /// Produce the outputs. Anything written to `ctx.out_dir()` becomes the stage's output.
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()>;
@@ -92,7 +102,13 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error about the config as a whole, not one position in it.
     fn whole(message: String) -> Self {
-        ConfigError { line: 1, col: 1, path: String::new(), message, hint: None }
+        ConfigError {
+            line: 1,
+            col: 1,
+            path: String::new(),
+            message,
+            hint: None,
+        }
     }
 }
 
@@ -108,7 +124,12 @@ pub struct Kind<C> {
 
 impl<C> Kind<C> {
     pub const fn new(name: &'static str, version: u32) -> Self {
-        Kind { name, version, gathers: false, _config: std::marker::PhantomData }
+        Kind {
+            name,
+            version,
+            gathers: false,
+            _config: std::marker::PhantomData,
+        }
     }
     pub const fn gathering(mut self) -> Self {
         self.gathers = true;
@@ -128,11 +149,15 @@ impl<C: StageConfig + Serialize + DeserializeOwned> StageKind for Kind<C> {
     }
     fn parse(&self, ron: &str) -> Result<Parsed, ConfigError> {
         let config: C = ron_path::parse_typed(ron)?;
-        let canonical =
-            ron::to_string(&config).map_err(|e| ConfigError::whole(format!("config cannot be re-serialized: {e}")))?;
-        let key =
-            serde_json::to_value(&config).map_err(|e| ConfigError::whole(format!("config cannot be fingerprinted: {e}")))?;
-        Ok(Parsed { config: Arc::new(config), canonical, key })
+        let canonical = ron::to_string(&config)
+            .map_err(|e| ConfigError::whole(format!("config cannot be re-serialized: {e}")))?;
+        let key = serde_json::to_value(&config)
+            .map_err(|e| ConfigError::whole(format!("config cannot be fingerprinted: {e}")))?;
+        Ok(Parsed {
+            config: Arc::new(config),
+            canonical,
+            key,
+        })
     }
 }
 
@@ -152,6 +177,27 @@ pub struct Input {
 /// Reports how far a running stage is; shown in the live display.
 pub trait Progress: Send + Sync {
     fn set(&self, done: u64, total: u64, message: &str);
+    /// The same, counted in bytes (shown with a transfer rate).
+    fn set_bytes(&self, done: u64, total: u64, message: &str) {
+        self.set(done, total, message);
+    }
+}
+
+/// What `external_key` may use.
+pub struct KeyCtx<'a> {
+    pub(crate) memo: &'a Memo,
+    pub(crate) root: &'a Path,
+}
+
+impl KeyCtx<'_> {
+    /// blake3 of a file, memoized on (path, size, mtime, inode).
+    pub fn hash_file(&self, path: &Path) -> std::io::Result<String> {
+        self.memo.hash_file(path)
+    }
+    /// The project root (absolute): relative paths in configs are resolved against it.
+    pub fn project_root(&self) -> &Path {
+        self.root
+    }
 }
 
 /// Everything a stage may touch while it runs.
@@ -200,5 +246,8 @@ impl RunCtx<'_> {
     }
     pub fn progress(&self, done: u64, total: u64, message: &str) {
         self.progress.set(done, total, message);
+    }
+    pub fn progress_bytes(&self, done: u64, total: u64, message: &str) {
+        self.progress.set_bytes(done, total, message);
     }
 }

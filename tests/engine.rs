@@ -41,7 +41,8 @@ const ALL_MOMENTUM: &[&str] = &[
 
 fn study() -> Project {
     let p = Project::new();
-    p.write("pipelines/common.ron", COMMON).write("pipelines/momentum.ron", MOMENTUM);
+    p.write("pipelines/common.ron", COMMON)
+        .write("pipelines/momentum.ron", MOMENTUM);
     p
 }
 
@@ -101,7 +102,10 @@ fn the_same_training_config_in_two_studies_is_trained_once() {
 )"#,
     );
     let runs = p.build(&[]);
-    let base_runs = runs.iter().filter(|s| ["momentum:train", "lr:linear", "lr:lr_runs"].contains(&s.as_str())).count();
+    let base_runs = runs
+        .iter()
+        .filter(|s| ["momentum:train", "lr:linear", "lr:lr_runs"].contains(&s.as_str()))
+        .count();
     assert_eq!(base_runs, 1, "the shared base run trained once: {runs:?}");
     let entries = walk_files(&p.path().join("cache/entries"));
     assert_eq!(entries, runs.len(), "one cache entry per run");
@@ -128,24 +132,42 @@ fn editing_one_variant_reruns_only_that_variant_its_evaluation_and_the_report() 
     p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.95]");
     assert_eq!(
         p.build(&[]),
-        sorted(&["momentum:train[optimizer.momentum=0.95]", "momentum:eval[optimizer.momentum=0.95]", "momentum:report"])
+        sorted(&[
+            "momentum:train[optimizer.momentum=0.95]",
+            "momentum:eval[optimizer.momentum=0.95]",
+            "momentum:report"
+        ])
     );
 }
 
 #[test]
 fn identical_output_stops_the_rebuild_early_cutoff() {
     let p = Project::new();
-    p.write("pipelines/common.ron", &COMMON.replace(r#"config: (value: "cifar")"#, r#"config: (value: "cifar", constant: Some("same bytes"))"#))
-        .write("pipelines/momentum.ron", MOMENTUM);
+    p.write(
+        "pipelines/common.ron",
+        &COMMON.replace(
+            r#"config: (value: "cifar")"#,
+            r#"config: (value: "cifar", constant: Some("same bytes"))"#,
+        ),
+    )
+    .write("pipelines/momentum.ron", MOMENTUM);
     assert_eq!(p.build(&[]).len(), ALL_MOMENTUM.len());
-    p.edit("pipelines/common.ron", r#"value: "cifar""#, r#"value: "cifar-v2""#);
+    p.edit(
+        "pipelines/common.ron",
+        r#"value: "cifar""#,
+        r#"value: "cifar-v2""#,
+    );
     assert_eq!(p.build(&[]), sorted(&["common:data"]));
 }
 
 #[test]
 fn editing_a_report_only_field_reruns_only_the_report() {
     let p = built_study();
-    p.edit("pipelines/momentum.ron", r#"value: "Momentum""#, r#"value: "Momentum, revised""#);
+    p.edit(
+        "pipelines/momentum.ron",
+        r#"value: "Momentum""#,
+        r#"value: "Momentum, revised""#,
+    );
     assert_eq!(p.build(&[]), sorted(&["momentum:report"]));
 }
 
@@ -156,30 +178,55 @@ fn editing_the_base_reruns_the_base_branch_and_explain_names_the_field() {
     let out = p.ok(&["explain", "momentum:train"]).stdout;
     assert!(out.contains("optimizer.momentum: 0.5 → 0.6"), "{out}");
     let out = p.ok(&["explain", "reports/momentum.md"]).stdout;
-    assert!(out.contains("input `momentum:eval` will be rebuilt"), "{out}");
-    assert!(out.contains("optimizer.momentum: 0.5 → 0.6"), "the chain reaches the cause: {out}");
-    let json: serde_json::Value = serde_json::from_str(&p.ok(&["explain", "--json", "momentum:train"]).stdout).unwrap();
-    assert_eq!(json[0]["chain"][0]["reasons"][0], "optimizer.momentum: 0.5 → 0.6");
-    assert_eq!(p.build(&[]), sorted(&["momentum:train", "momentum:eval", "momentum:report"]));
+    assert!(
+        out.contains("input `momentum:eval` will be rebuilt"),
+        "{out}"
+    );
+    assert!(
+        out.contains("optimizer.momentum: 0.5 → 0.6"),
+        "the chain reaches the cause: {out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&p.ok(&["explain", "--json", "momentum:train"]).stdout).unwrap();
+    assert_eq!(
+        json[0]["chain"][0]["reasons"][0],
+        "optimizer.momentum: 0.5 → 0.6"
+    );
+    assert_eq!(
+        p.build(&[]),
+        sorted(&["momentum:train", "momentum:eval", "momentum:report"])
+    );
 }
 
 #[test]
 fn explain_says_input_data_changed() {
     let p = built_study();
-    p.edit("pipelines/common.ron", r#"value: "cifar""#, r#"value: "cifar-v2""#);
+    p.edit(
+        "pipelines/common.ron",
+        r#"value: "cifar""#,
+        r#"value: "cifar-v2""#,
+    );
     let out = p.ok(&["explain", "momentum:train"]).stdout;
     assert!(out.contains("input `common:data` will be rebuilt"), "{out}");
     assert_eq!(p.build(&["common:data"]), sorted(&["common:data"]));
     let out = p.ok(&["explain", "momentum:train"]).stdout;
-    assert!(out.contains("input data changed: output of `common:data`"), "{out}");
+    assert!(
+        out.contains("input data changed: output of `common:data`"),
+        "{out}"
+    );
 }
 
 #[test]
 fn explain_compares_an_edited_variant_with_the_one_it_replaced() {
     let p = built_study();
     p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.95]");
-    let out = p.ok(&["explain", "momentum:train[optimizer.momentum=0.95]"]).stdout;
-    assert!(out.contains("`momentum:train[optimizer.momentum=0.9]`"), "{out}");
+    let out = p
+        .ok(&["explain", "momentum:train[optimizer.momentum=0.95]"])
+        .stdout;
+    assert!(
+        out.contains("`momentum:train[optimizer.momentum=0.9]`"),
+        "{out}"
+    );
     assert!(out.contains("optimizer.momentum: 0.9 → 0.95"), "{out}");
 }
 
@@ -187,8 +234,15 @@ fn explain_compares_an_edited_variant_with_the_one_it_replaced() {
 fn status_reports_fresh_and_stale_without_running() {
     let p = built_study();
     p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.95]");
-    let json: serde_json::Value = serde_json::from_str(&p.ok(&["status", "--json"]).stdout).unwrap();
-    let stale: Vec<&str> = json.as_array().unwrap().iter().filter(|r| r["state"] == "stale").map(|r| r["stage"].as_str().unwrap()).collect();
+    let json: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json"]).stdout).unwrap();
+    let stale: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "stale")
+        .map(|r| r["stage"].as_str().unwrap())
+        .collect();
     assert_eq!(stale.len(), 3, "{json}");
     assert!(stale.contains(&"momentum:report"));
     let dry = p.ok(&["build", "--dry-run"]).stdout;
@@ -205,14 +259,22 @@ fn a_cycle_is_rejected_with_its_position_before_anything_runs() {
     );
     let r = p.pipe(&["build", "c:a"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("pipelines/c.ron:2:39: stages[0].inputs: dependency cycle: a → b → a"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("pipelines/c.ron:2:39: stages[0].inputs: dependency cycle: a → b → a"),
+        "{r:?}"
+    );
     assert!(!p.path().join("cache").exists(), "nothing ran");
 }
 
 #[test]
 fn unknown_fields_wrong_types_and_bad_values_name_file_line_column_and_field() {
     let p = study();
-    p.edit("pipelines/common.ron", "(lr: 0.01, momentum: 0.5)", "(lr: 0.01, momentun: 0.5)");
+    p.edit(
+        "pipelines/common.ron",
+        "(lr: 0.01, momentum: 0.5)",
+        "(lr: 0.01, momentun: 0.5)",
+    );
     let r = p.pipe(&["build"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("pipelines/common.ron:6:87: stages[1].config.optimizer.momentun: unknown field `momentun`"), "{r:?}");
@@ -222,22 +284,50 @@ fn unknown_fields_wrong_types_and_bad_values_name_file_line_column_and_field() {
     p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, \"high\"]");
     let r = p.pipe(&["status"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("pipelines/momentum.ron:5:77: stages[0].vary[\"optimizer.momentum\"][1]"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("pipelines/momentum.ron:5:77: stages[0].vary[\"optimizer.momentum\"][1]"),
+        "{r:?}"
+    );
 
-    p.write("pipelines/momentum.ron", &MOMENTUM.replace("[0.1, 0.9]", "[0.1, 1.5]"));
+    p.write(
+        "pipelines/momentum.ron",
+        &MOMENTUM.replace("[0.1, 0.9]", "[0.1, 1.5]"),
+    );
     let r = p.pipe(&["status"]);
-    assert!(r.stderr.contains("momentum must be in [0, 1), got 1.5"), "{r:?}");
+    assert!(
+        r.stderr.contains("momentum must be in [0, 1), got 1.5"),
+        "{r:?}"
+    );
     assert!(r.stderr.contains("pipelines/momentum.ron:5:77:"), "{r:?}");
 
-    p.write("pipelines/momentum.ron", &MOMENTUM.replace("optimizer.momentum", "optimizer.moment"));
+    p.write(
+        "pipelines/momentum.ron",
+        &MOMENTUM.replace("optimizer.momentum", "optimizer.moment"),
+    );
     let r = p.pipe(&["status"]);
-    assert!(r.stderr.contains("`optimizer.moment` is not a field of `optimizer`"), "{r:?}");
-    assert_eq!(r.stderr.matches("error:").count(), 1, "reported once, not per value: {r:?}");
+    assert!(
+        r.stderr
+            .contains("`optimizer.moment` is not a field of `optimizer`"),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.stderr.matches("error:").count(),
+        1,
+        "reported once, not per value: {r:?}"
+    );
 
-    p.write("pipelines/momentum.ron", &MOMENTUM.replace(r#"inputs: ["eval"]"#, r#"inputs: ["evaluate"]"#));
+    p.write(
+        "pipelines/momentum.ron",
+        &MOMENTUM.replace(r#"inputs: ["eval"]"#, r#"inputs: ["evaluate"]"#),
+    );
     let r = p.pipe(&["status"]);
     assert!(r.stderr.contains("pipelines/momentum.ron:7:"), "{r:?}");
-    assert!(r.stderr.contains("stages[2].inputs[0]: unknown stage `evaluate`"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("stages[2].inputs[0]: unknown stage `evaluate`"),
+        "{r:?}"
+    );
     assert!(r.stderr.contains("hint: did you mean `eval`?"), "{r:?}");
 }
 
@@ -259,23 +349,53 @@ fn duplicate_targets_unknown_kinds_and_missing_uses_are_rejected() {
     );
     let r = p.pipe(&["build"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("pipelines/other.ron:1:17: uses[0]: no pipeline file `pipelines/commons.ron`"), "{r:?}");
-    p.write("pipelines/other.ron", r#"Pipeline(stages: [(name: "r", kind: "fake_gather", target: "reports/momentum.md")])"#);
+    assert!(
+        r.stderr.contains(
+            "pipelines/other.ron:1:17: uses[0]: no pipeline file `pipelines/commons.ron`"
+        ),
+        "{r:?}"
+    );
+    p.write(
+        "pipelines/other.ron",
+        r#"Pipeline(stages: [(name: "r", kind: "fake_gather", target: "reports/momentum.md")])"#,
+    );
     let r = p.pipe(&["build"]);
-    assert!(r.stderr.contains("target `reports/momentum.md` is declared twice"), "{r:?}");
-    assert!(r.stderr.contains("first declared at pipelines/momentum.ron:7:"), "{r:?}");
-    p.write("pipelines/other.ron", r#"Pipeline(stages: [(name: "r", kind: "fak")])"#);
+    assert!(
+        r.stderr
+            .contains("target `reports/momentum.md` is declared twice"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("first declared at pipelines/momentum.ron:7:"),
+        "{r:?}"
+    );
+    p.write(
+        "pipelines/other.ron",
+        r#"Pipeline(stages: [(name: "r", kind: "fak")])"#,
+    );
     let r = p.pipe(&["build"]);
-    assert!(r.stderr.contains("pipelines/other.ron:1:37: stages[0].kind: unknown stage kind `fak`"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("pipelines/other.ron:1:37: stages[0].kind: unknown stage kind `fak`"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn a_syntax_error_gives_line_and_column() {
     let p = Project::new();
-    p.write("pipelines/s.ron", "Pipeline(\n  stages: [\n    (name: \"x\" kind: \"fake\"),\n  ],\n)\n");
+    p.write(
+        "pipelines/s.ron",
+        "Pipeline(\n  stages: [\n    (name: \"x\" kind: \"fake\"),\n  ],\n)\n",
+    );
     let r = p.pipe(&["list"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("pipelines/s.ron:3:16: stages[0]: expected a comma"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("pipelines/s.ron:3:16: stages[0]: expected a comma"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -287,11 +407,26 @@ fn gc_frees_unreachable_entries_and_keeps_reachable_ones() {
     let out = p.ok(&["gc"]).stdout;
     // The 0.9 run, its evaluation and the old report are unreachable now.
     assert!(out.contains("removed 3 unreachable entries"), "{out}");
-    let freed: u64 = out.split("freed ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let freed: u64 = out
+        .split("freed ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(freed > 0, "{out}");
     assert!(walk_files(&p.path().join("cache/objects")) < objects_before);
-    assert_eq!(p.build(&[]), Vec::<String>::new(), "reachable entries were kept");
-    assert!(p.ok(&["gc"]).stdout.contains("removed 0 unreachable entries"));
+    assert_eq!(
+        p.build(&[]),
+        Vec::<String>::new(),
+        "reachable entries were kept"
+    );
+    assert!(p
+        .ok(&["gc"])
+        .stdout
+        .contains("removed 0 unreachable entries"));
     // Going back to 0.9 now retrains it: its entry is gone.
     p.edit("pipelines/momentum.ron", "[0.1, 0.95]", "[0.1, 0.9]");
     assert_eq!(p.build(&[]).len(), 3);
@@ -302,20 +437,52 @@ fn a_failing_variant_under_keep_going_lets_its_siblings_finish() {
     let p = Project::new();
     p.write("pipelines/common.ron", COMMON).write(
         "pipelines/momentum.ron",
-        &MOMENTUM.replace(r#"vary: {"optimizer.momentum": [0.1, 0.9]}"#, r#"vary: {"optimizer.momentum": [0.1, 0.9], "fail": [true]}"#),
+        &MOMENTUM.replace(
+            r#"vary: {"optimizer.momentum": [0.1, 0.9]}"#,
+            r#"vary: {"optimizer.momentum": [0.1, 0.9], "fail": [true]}"#,
+        ),
     );
     let r = p.pipe(&["build", "--keep-going", "-j", "1"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("FAILED  momentum:train[fail=true]: fake stage asked to fail"), "{r:?}");
-    assert!(r.stdout.contains("skipped momentum:eval[fail=true]: input `momentum:train[fail=true]` failed"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("FAILED  momentum:train[fail=true]: fake stage asked to fail"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains("skipped momentum:eval[fail=true]: input `momentum:train[fail=true]` failed"),
+        "{r:?}"
+    );
     let ran = p.ran();
-    for sibling in ["momentum:eval[optimizer.momentum=0.1]", "momentum:eval[optimizer.momentum=0.9]", "momentum:eval"] {
-        assert!(ran.contains(&sibling.to_string()), "{sibling} finished: {ran:?}");
+    for sibling in [
+        "momentum:eval[optimizer.momentum=0.1]",
+        "momentum:eval[optimizer.momentum=0.9]",
+        "momentum:eval",
+    ] {
+        assert!(
+            ran.contains(&sibling.to_string()),
+            "{sibling} finished: {ran:?}"
+        );
     }
-    assert!(!ran.contains(&"momentum:report".to_string()), "the report depends on the failure");
+    assert!(
+        !ran.contains(&"momentum:report".to_string()),
+        "the report depends on the failure"
+    );
     // Fixed: only the failed branch and the report run.
-    p.edit("pipelines/momentum.ron", r#""fail": [true]"#, r#""value": ["fixed"]"#);
-    assert_eq!(p.build(&[]), sorted(&["momentum:train[value=\"fixed\"]", "momentum:eval[value=\"fixed\"]", "momentum:report"]));
+    p.edit(
+        "pipelines/momentum.ron",
+        r#""fail": [true]"#,
+        r#""value": ["fixed"]"#,
+    );
+    assert_eq!(
+        p.build(&[]),
+        sorted(&[
+            "momentum:train[value=\"fixed\"]",
+            "momentum:eval[value=\"fixed\"]",
+            "momentum:report"
+        ])
+    );
 }
 
 #[test]
@@ -334,8 +501,14 @@ fn without_keep_going_the_build_stops_starting_stages_after_a_failure() {
     let r = p.pipe(&["build", "-j", "2"]);
     assert_eq!(r.code, 1, "{r:?}");
     let ran = p.ran();
-    assert!(ran.contains(&"f:slow".to_string()), "a stage already running finishes: {ran:?}");
-    assert!(!ran.contains(&"f:later".to_string()), "nothing new starts: {ran:?}");
+    assert!(
+        ran.contains(&"f:slow".to_string()),
+        "a stage already running finishes: {ran:?}"
+    );
+    assert!(
+        !ran.contains(&"f:later".to_string()),
+        "nothing new starts: {ran:?}"
+    );
     assert!(r.stdout.contains("--keep-going"), "{r:?}");
 }
 
@@ -344,12 +517,25 @@ fn a_panicking_stage_fails_alone() {
     let p = Project::new();
     p.write("pipelines/common.ron", COMMON).write(
         "pipelines/momentum.ron",
-        &MOMENTUM.replace(r#"vary: {"optimizer.momentum": [0.1, 0.9]}"#, r#"vary: {"optimizer.momentum": [0.1, 0.9], "panic": [true]}"#),
+        &MOMENTUM.replace(
+            r#"vary: {"optimizer.momentum": [0.1, 0.9]}"#,
+            r#"vary: {"optimizer.momentum": [0.1, 0.9], "panic": [true]}"#,
+        ),
     );
     let r = p.pipe(&["build", "-k"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("FAILED  momentum:train[panic=true]: panicked: fake stage asked to panic"), "{r:?}");
-    assert_eq!(p.ran().iter().filter(|s| s.starts_with("momentum:eval")).count(), 3);
+    assert!(
+        r.stdout
+            .contains("FAILED  momentum:train[panic=true]: panicked: fake stage asked to panic"),
+        "{r:?}"
+    );
+    assert_eq!(
+        p.ran()
+            .iter()
+            .filter(|s| s.starts_with("momentum:eval"))
+            .count(),
+        3
+    );
 }
 
 #[test]
@@ -357,11 +543,24 @@ fn two_concurrent_builds_run_each_stage_once() {
     let p = Project::new();
     p.write(
         "pipelines/common.ron",
-        &COMMON.replace(r#"config: (value: "cifar")"#, r#"config: (value: "cifar", sleep_ms: 150)"#).replace(r#"value: "linear")"#, r#"value: "linear", sleep_ms: 150)"#),
+        &COMMON
+            .replace(
+                r#"config: (value: "cifar")"#,
+                r#"config: (value: "cifar", sleep_ms: 150)"#,
+            )
+            .replace(r#"value: "linear")"#, r#"value: "linear", sleep_ms: 150)"#),
     )
     .write("pipelines/momentum.ron", MOMENTUM);
-    let a = p.cmd(&["build", "-j", "2"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let b = p.cmd(&["build", "-j", "2"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let a = p
+        .cmd(&["build", "-j", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = p
+        .cmd(&["build", "-j", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success() && b.status.success());
     let runs = p.take_runs();
@@ -377,11 +576,15 @@ fn two_concurrent_builds_run_each_stage_once() {
 #[test]
 fn a_corrupt_or_missing_cached_object_is_reported_and_rebuilt() {
     let p = built_study();
-    let status: serde_json::Value = serde_json::from_str(&p.ok(&["status", "--json", "common:data"]).stdout).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json", "common:data"]).stdout).unwrap();
     let key = status[0]["key"].as_str().unwrap();
-    let entry: serde_json::Value = serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
+    let entry: serde_json::Value =
+        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
     let hash = entry["outputs"][0]["hash"].as_str().unwrap();
-    let obj = p.path().join(format!("cache/objects/{}/{hash}", &hash[..2]));
+    let obj = p
+        .path()
+        .join(format!("cache/objects/{}/{hash}", &hash[..2]));
     let size = std::fs::metadata(&obj).unwrap().len() as usize;
     let mut perm = std::fs::metadata(&obj).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
@@ -389,8 +592,16 @@ fn a_corrupt_or_missing_cached_object_is_reported_and_rebuilt() {
     std::fs::set_permissions(&obj, perm).unwrap();
     std::fs::write(&obj, "x".repeat(size)).unwrap();
     let r = p.ok(&["build"]);
-    assert!(r.stdout.contains("common:data: cached output `out.txt` is corrupt"), "{r:?}");
-    assert_eq!(p.ran(), sorted(&["common:data"]), "rebuilt with identical output: nothing else");
+    assert!(
+        r.stdout
+            .contains("common:data: cached output `out.txt` is corrupt"),
+        "{r:?}"
+    );
+    assert_eq!(
+        p.ran(),
+        sorted(&["common:data"]),
+        "rebuilt with identical output: nothing else"
+    );
     std::fs::remove_file(&obj).unwrap();
     let r = p.ok(&["build"]);
     assert!(r.stdout.contains("is missing from the cache"), "{r:?}");
@@ -401,11 +612,17 @@ fn a_corrupt_or_missing_cached_object_is_reported_and_rebuilt() {
 fn an_interrupted_stage_never_looks_fresh_and_resumes() {
     let p = Project::new();
     p.write("pipelines/r.ron", r#"Pipeline(stages: [(name: "long", kind: "fake", config: (steps: 40, sleep_ms: 50), target: "reports/long.txt")])"#);
-    let mut child = p.cmd(&["build"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = p
+        .cmd(&["build"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let scratch = p.path().join("cache/scratch");
     let deadline = Instant::now() + Duration::from_secs(20);
     let step = loop {
-        let s = walkdir_find(&scratch, "step").and_then(|f| std::fs::read_to_string(f).ok()).and_then(|s| s.parse::<u32>().ok());
+        let s = walkdir_find(&scratch, "step")
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|s| s.parse::<u32>().ok());
         if let Some(s) = s.filter(|&s| s >= 3) {
             break s;
         }
@@ -421,7 +638,10 @@ fn an_interrupted_stage_never_looks_fresh_and_resumes() {
     let r = p.ok(&["build"]);
     assert!(r.stdout.contains("resumed at step"), "{r:?}");
     assert!(p.path().join("reports/long.txt").exists());
-    assert!(walkdir_find(&scratch, "step").is_none(), "scratch is removed on success");
+    assert!(
+        walkdir_find(&scratch, "step").is_none(),
+        "scratch is removed on success"
+    );
 }
 
 #[test]
@@ -429,7 +649,11 @@ fn force_reruns_a_stage_and_early_cutoff_spares_its_dependents() {
     let p = built_study();
     assert_eq!(
         p.build(&["--force", "momentum:eval"]),
-        sorted(&["momentum:eval", "momentum:eval[optimizer.momentum=0.1]", "momentum:eval[optimizer.momentum=0.9]"])
+        sorted(&[
+            "momentum:eval",
+            "momentum:eval[optimizer.momentum=0.1]",
+            "momentum:eval[optimizer.momentum=0.9]"
+        ])
     );
 }
 
@@ -465,7 +689,14 @@ fn grid_expands_to_the_full_product() {
     let list: serde_json::Value = serde_json::from_str(&p.ok(&["list", "--json"]).stdout).unwrap();
     let t = &list["stages"][0];
     assert_eq!(t["variants"], 5, "base + 2×2: {t}");
-    assert!(t["nodes"].as_array().unwrap().iter().any(|n| n == "g:t[optimizer.lr=0.2,optimizer.momentum=0.9]"), "{t}");
+    assert!(
+        t["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "g:t[optimizer.lr=0.2,optimizer.momentum=0.9]"),
+        "{t}"
+    );
     assert_eq!(p.build(&[]).len(), 6);
 }
 
@@ -473,8 +704,14 @@ fn grid_expands_to_the_full_product() {
 fn dag_prints_a_tree_dot_and_mermaid() {
     let p = study();
     let tree = p.ok(&["dag"]).stdout;
-    assert!(tree.starts_with("reports/momentum.md ← momentum:report (fake_gather)"), "{tree}");
-    assert!(tree.contains("└── momentum:eval[optimizer.momentum=0.9] (fake)"), "{tree}");
+    assert!(
+        tree.starts_with("reports/momentum.md ← momentum:report (fake_gather)"),
+        "{tree}"
+    );
+    assert!(
+        tree.contains("└── momentum:eval[optimizer.momentum=0.9] (fake)"),
+        "{tree}"
+    );
     let dot = p.ok(&["dag", "--dot"]).stdout;
     assert!(dot.starts_with("digraph pipe {"), "{dot}");
     assert_eq!(dot.matches(" -> ").count(), 3 + 3 * 2 + 3, "{dot}");
@@ -488,8 +725,14 @@ fn list_shows_pipelines_stages_and_targets() {
     let p = study();
     let out = p.ok(&["list"]).stdout;
     assert!(out.contains("pipelines/common.ron  shared stages"), "{out}");
-    assert!(out.contains("momentum:train (fake, 3 variant(s), 3 node(s)) ← common:data"), "{out}");
-    assert!(out.contains("reports/momentum.md ← momentum:report"), "{out}");
+    assert!(
+        out.contains("momentum:train (fake, 3 variant(s), 3 node(s)) ← common:data"),
+        "{out}"
+    );
+    assert!(
+        out.contains("reports/momentum.md ← momentum:report"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -504,14 +747,17 @@ fn gpu_stages_share_the_gpu_slots() {
         ])"#,
     );
     p.ok(&["build", "-j", "4", "--gpus", "1"]);
-    let status: serde_json::Value = serde_json::from_str(&p.ok(&["status", "--json", "g:a", "g:b"]).stdout).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json", "g:a", "g:b"]).stdout).unwrap();
     let spans: Vec<(u64, u64)> = status
         .as_array()
         .unwrap()
         .iter()
         .map(|s| {
             let key = s["key"].as_str().unwrap();
-            let e: serde_json::Value = serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
+            let e: serde_json::Value =
+                serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2])))
+                    .unwrap();
             let start = e["started_unix_ms"].as_u64().unwrap();
             (start, start + e["duration_ms"].as_u64().unwrap())
         })
@@ -525,7 +771,10 @@ fn unknown_target_names_a_close_one() {
     let p = study();
     let r = p.pipe(&["build", "reports/momentun.md"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("did you mean `reports/momentum.md`?"), "{r:?}");
+    assert!(
+        r.stderr.contains("did you mean `reports/momentum.md`?"),
+        "{r:?}"
+    );
 }
 
 fn walk_files(dir: &std::path::Path) -> usize {
@@ -566,7 +815,11 @@ fn a_no_op_build_reuses_the_hash_memo_and_rewrites_nothing() {
     let (m, i) = (stamp(&memo), stamp(&index));
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(p.build(&[]), Vec::<String>::new());
-    assert_eq!(stamp(&memo), m, "every cached object's hash came from the memo");
+    assert_eq!(
+        stamp(&memo),
+        m,
+        "every cached object's hash came from the memo"
+    );
     assert_eq!(stamp(&index), i);
 }
 
@@ -586,13 +839,22 @@ fn command_stages_see_their_inputs_labels_and_fail_on_a_nonzero_exit() {
     assert_eq!(p.read("reports/sum.txt"), "base\n1\nenv.N=\"2\"\n2\n");
     let r = p.pipe(&["build", "c:broken"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(r.stdout.contains("FAILED  c:broken: command exited with exit status: 3: about to fail"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("FAILED  c:broken: command exited with exit status: 3: about to fail"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn the_shipped_pipelines_are_valid() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let r = util::Run::from_output(std::process::Command::new(util::bin()).args(["-C", root, "list", "--json"]).output().unwrap());
+    let r = util::Run::from_output(
+        std::process::Command::new(util::bin())
+            .args(["-C", root, "list", "--json"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(r.code, 0, "{r:?}");
     let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(!list["targets"].as_array().unwrap().is_empty());

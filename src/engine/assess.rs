@@ -2,13 +2,38 @@
 //! field-level reason why (`status`, `explain`, `--dry-run`, `gc`).
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use super::cache::{Cache, Entry, Lookup};
 use super::fingerprint::{diff, InputKey, KeyInputs};
 use crate::plan::Plan;
+use crate::stage::KeyCtx;
+
+/// A node's key material from outside the cache, or why it cannot be had.
+pub fn external(
+    plan: &Plan,
+    cache: &Cache,
+    root: &Path,
+    node: usize,
+) -> Result<Option<serde_json::Value>, String> {
+    let ctx = KeyCtx {
+        memo: &cache.memo,
+        root,
+    };
+    plan.variant(node)
+        .parsed
+        .config
+        .external_key(&ctx)
+        .map_err(|e| format!("cannot fingerprint: {e:#}"))
+}
 
 /// A node's key inputs, given the output hash of each of its inputs.
-pub fn key_inputs(plan: &Plan, node: usize, output_of: impl Fn(usize) -> Option<String>) -> Option<KeyInputs> {
+pub fn key_inputs(
+    plan: &Plan,
+    node: usize,
+    external: Option<serde_json::Value>,
+    output_of: impl Fn(usize) -> Option<String>,
+) -> Option<KeyInputs> {
     let n = &plan.nodes[node];
     let def = plan.def(node);
     let gathers = def.kind.gathers();
@@ -24,6 +49,7 @@ pub fn key_inputs(plan: &Plan, node: usize, output_of: impl Fn(usize) -> Option<
         kind: def.kind.name().to_string(),
         version: def.kind.version(),
         config: plan.variant(node).parsed.key.clone(),
+        external,
         target: def.target.clone(),
         inputs,
     })
@@ -32,7 +58,10 @@ pub fn key_inputs(plan: &Plan, node: usize, output_of: impl Fn(usize) -> Option<
 pub enum Freshness {
     Fresh(Entry),
     /// Would run; the reasons say why.
-    Stale { key: Option<String>, reasons: Vec<String> },
+    Stale {
+        key: Option<String>,
+        reasons: Vec<String>,
+    },
 }
 
 impl Freshness {
@@ -47,18 +76,28 @@ pub fn why_missing(plan: &Plan, cache: &Cache, node: usize, ki: &KeyInputs) -> V
     let id = &plan.nodes[node].id;
     if let Some(prev) = cache.last(id).and_then(|k| cache.load_entry(&k)) {
         let d = diff(&prev.key_inputs, ki);
-        return if d.is_empty() { vec!["not in the cache (removed by `clean` or `gc`)".into()] } else { d };
+        return if d.is_empty() {
+            vec!["not in the cache (removed by `clean` or `gc`)".into()]
+        } else {
+            d
+        };
     }
     // A variant edited in place has vanished from the plan: prefer it, then the closest.
     let others = cache.last_of_def(&plan.def(node).id);
     let closest = others
         .iter()
-        .filter_map(|(stage, key)| cache.load_entry(key).map(|e| (stage, diff(&e.key_inputs, ki))))
+        .filter_map(|(stage, key)| {
+            cache
+                .load_entry(key)
+                .map(|e| (stage, diff(&e.key_inputs, ki)))
+        })
         .filter(|(_, d)| !d.is_empty())
         .min_by_key(|(stage, d)| (plan.by_id.contains_key(*stage), d.len()));
     match closest {
         Some((stage, d)) => {
-            let mut out = vec![format!("new variant; compared with the last build of `{stage}`:")];
+            let mut out = vec![format!(
+                "new variant; compared with the last build of `{stage}`:"
+            )];
             out.extend(d);
             out
         }
@@ -68,27 +107,69 @@ pub fn why_missing(plan: &Plan, cache: &Cache, node: usize, ki: &KeyInputs) -> V
 
 /// Freshness of `nodes` (a closure, dependencies first). A stage whose input would be
 /// rebuilt is stale for that reason only: its key is unknown until the input exists.
-pub fn assess(plan: &Plan, cache: &Cache, nodes: &[usize], force: &HashSet<usize>) -> Vec<(usize, Freshness)> {
+pub fn assess(
+    plan: &Plan,
+    cache: &Cache,
+    root: &Path,
+    nodes: &[usize],
+    force: &HashSet<usize>,
+) -> Vec<(usize, Freshness)> {
     let mut out: Vec<Option<Freshness>> = (0..plan.nodes.len()).map(|_| None).collect();
     for &n in nodes {
-        let stale_input = plan.nodes[n].inputs.iter().find(|&&i| !out[i].as_ref().is_some_and(|f| f.is_fresh()));
+        let stale_input = plan.nodes[n]
+            .inputs
+            .iter()
+            .find(|&&i| !out[i].as_ref().is_some_and(|f| f.is_fresh()));
         let state = if let Some(&i) = stale_input {
-            Freshness::Stale { key: None, reasons: vec![format!("input `{}` will be rebuilt", plan.nodes[i].id)] }
+            Freshness::Stale {
+                key: None,
+                reasons: vec![format!("input `{}` will be rebuilt", plan.nodes[i].id)],
+            }
         } else {
-            let ki = key_inputs(plan, n, |i| match &out[i] {
-                Some(Freshness::Fresh(e)) => Some(e.output_hash.clone()),
-                _ => None,
-            })
-            .expect("inputs are fresh");
-            let key = ki.key();
-            match cache.lookup(&key) {
-                Lookup::Hit(_) if force.contains(&n) => Freshness::Stale { key: Some(key), reasons: vec!["forced with --force".into()] },
-                Lookup::Hit(e) => Freshness::Fresh(*e),
-                Lookup::Corrupt(why) => Freshness::Stale { key: Some(key), reasons: vec![why] },
-                Lookup::Miss => Freshness::Stale { reasons: why_missing(plan, cache, n, &ki), key: Some(key) },
+            match external(plan, cache, root, n) {
+                Err(why) => Freshness::Stale {
+                    key: None,
+                    reasons: vec![why],
+                },
+                Ok(ext) => {
+                    let ki = key_inputs(plan, n, ext, |i| match &out[i] {
+                        Some(Freshness::Fresh(e)) => Some(e.output_hash.clone()),
+                        _ => None,
+                    })
+                    .expect("inputs are fresh");
+                    fresh_or_stale(plan, cache, n, &ki, force)
+                }
             }
         };
         out[n] = Some(state);
     }
-    nodes.iter().map(|&n| (n, out[n].take().expect("assessed"))).collect()
+    nodes
+        .iter()
+        .map(|&n| (n, out[n].take().expect("assessed")))
+        .collect()
+}
+
+fn fresh_or_stale(
+    plan: &Plan,
+    cache: &Cache,
+    n: usize,
+    ki: &KeyInputs,
+    force: &HashSet<usize>,
+) -> Freshness {
+    let key = ki.key();
+    match cache.lookup(&key) {
+        Lookup::Hit(_) if force.contains(&n) => Freshness::Stale {
+            key: Some(key),
+            reasons: vec!["forced with --force".into()],
+        },
+        Lookup::Hit(e) => Freshness::Fresh(*e),
+        Lookup::Corrupt(why) => Freshness::Stale {
+            key: Some(key),
+            reasons: vec![why],
+        },
+        Lookup::Miss => Freshness::Stale {
+            reasons: why_missing(plan, cache, n, ki),
+            key: Some(key),
+        },
+    }
 }

@@ -98,15 +98,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn dir_size(path: &Path) -> u64 {
-    walkdir::WalkDir::new(path).into_iter().filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum()
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn read_index(path: &Path) -> Index {
-    fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 impl Cache {
@@ -117,17 +129,23 @@ impl Cache {
         let dir = dir.canonicalize()?;
         let memo = Memo::load(dir.join("memo.json"));
         let index = read_index(&dir.join("index.json"));
-        Ok(Cache { dir, memo, index: std::sync::Mutex::new((index, Index::new())) })
+        Ok(Cache {
+            dir,
+            memo,
+            index: std::sync::Mutex::new((index, Index::new())),
+        })
     }
 
     fn entry_path(&self, key: &str) -> PathBuf {
-        self.dir.join("entries").join(&key[..2]).join(format!("{key}.json"))
+        self.dir
+            .join("entries")
+            .join(&key[..2])
+            .join(format!("{key}.json"))
     }
 
     pub fn object_path(&self, hash: &str) -> PathBuf {
         self.dir.join("objects").join(&hash[..2]).join(hash)
     }
-
 
     pub fn load_entry(&self, key: &str) -> Option<Entry> {
         let bytes = fs::read(self.entry_path(key)).ok()?;
@@ -138,17 +156,31 @@ impl Cache {
     /// the memo (so an unchanged object is not read again).
     pub fn lookup(&self, key: &str) -> Lookup {
         let path = self.entry_path(key);
-        let Ok(bytes) = fs::read(&path) else { return Lookup::Miss };
+        let Ok(bytes) = fs::read(&path) else {
+            return Lookup::Miss;
+        };
         let entry: Entry = match serde_json::from_slice(&bytes) {
             Ok(e) => e,
-            Err(e) => return Lookup::Corrupt(format!("cache entry {} is unreadable ({e})", &key[..12])),
+            Err(e) => {
+                return Lookup::Corrupt(format!("cache entry {} is unreadable ({e})", &key[..12]))
+            }
         };
         for out in &entry.outputs {
             let obj = self.object_path(&out.hash);
             let meta = match fs::metadata(&obj) {
-                Err(_) => return Lookup::Corrupt(format!("cached output `{}` is missing from the cache", out.path)),
+                Err(_) => {
+                    return Lookup::Corrupt(format!(
+                        "cached output `{}` is missing from the cache",
+                        out.path
+                    ))
+                }
                 Ok(m) if m.len() != out.size => {
-                    return Lookup::Corrupt(format!("cached output `{}` has the wrong size ({} ≠ {})", out.path, m.len(), out.size))
+                    return Lookup::Corrupt(format!(
+                        "cached output `{}` has the wrong size ({} ≠ {})",
+                        out.path,
+                        m.len(),
+                        out.size
+                    ))
                 }
                 Ok(m) => m,
             };
@@ -157,7 +189,10 @@ impl Cache {
                 _ => {
                     // Move the damaged object aside so the rebuild can store a good one.
                     let _ = fs::remove_file(&obj);
-                    return Lookup::Corrupt(format!("cached output `{}` is corrupt (hash mismatch)", out.path));
+                    return Lookup::Corrupt(format!(
+                        "cached output `{}` is corrupt (hash mismatch)",
+                        out.path
+                    ));
                 }
             }
         }
@@ -167,7 +202,11 @@ impl Cache {
     /// Blocks until no other thread or process is building `key`. The lock is released when
     /// the returned file is dropped (or the process dies).
     pub fn lock(&self, key: &str) -> io::Result<File> {
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(self.dir.join("locks").join(format!("{key}.lock")))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("locks").join(format!("{key}.lock")))?;
         f.lock()?;
         Ok(f)
     }
@@ -175,14 +214,21 @@ impl Cache {
     /// A new empty folder for one run of `key`.
     pub fn tmp_dir(&self, key: &str) -> io::Result<PathBuf> {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
-        let dir = self.dir.join("tmp").join(format!("{}-{}-{}", &key[..16], std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let dir = self.dir.join("tmp").join(format!(
+            "{}-{}-{}",
+            &key[..16],
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         fs::create_dir_all(&dir)?;
         Ok(dir)
     }
 
     /// Removes run folders left by processes that no longer exist.
     pub fn clean_tmp(&self) {
-        let Ok(rd) = fs::read_dir(self.dir.join("tmp")) else { return };
+        let Ok(rd) = fs::read_dir(self.dir.join("tmp")) else {
+            return;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
@@ -201,15 +247,31 @@ impl Cache {
     }
 
     /// Moves every file under `out` into the object store and records the entry, last.
-    pub fn store(&self, stage: &str, key_inputs: &KeyInputs, out: &Path, started: u64, duration_ms: u64, log: String) -> io::Result<Entry> {
+    pub fn store(
+        &self,
+        stage: &str,
+        key_inputs: &KeyInputs,
+        out: &Path,
+        started: u64,
+        duration_ms: u64,
+        log: String,
+    ) -> io::Result<Entry> {
         let mut files: Vec<(String, PathBuf)> = Vec::new();
         for e in walkdir::WalkDir::new(out).sort_by_file_name() {
             let e = e.map_err(io::Error::other)?;
             if e.file_type().is_file() {
-                let rel = e.path().strip_prefix(out).expect("walked under out").to_string_lossy().replace('\\', "/");
+                let rel = e
+                    .path()
+                    .strip_prefix(out)
+                    .expect("walked under out")
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 files.push((rel, e.into_path()));
             } else if e.file_type().is_symlink() {
-                return Err(io::Error::other(format!("output `{}` is a symbolic link; stages must write plain files", e.path().display())));
+                return Err(io::Error::other(format!(
+                    "output `{}` is a symbolic link; stages must write plain files",
+                    e.path().display()
+                )));
             }
         }
         let outputs: Vec<OutFile> = files
@@ -228,7 +290,11 @@ impl Cache {
                     fs::rename(path, &obj)?;
                 }
                 self.memo.record(&obj, &hash)?;
-                Ok(OutFile { path: rel.clone(), hash, size })
+                Ok(OutFile {
+                    path: rel.clone(),
+                    hash,
+                    size,
+                })
             })
             .collect::<io::Result<_>>()?;
         let entry = Entry {
@@ -241,7 +307,10 @@ impl Cache {
             duration_ms,
             log,
         };
-        write_atomic(&self.entry_path(&entry.key), &serde_json::to_vec_pretty(&entry)?)?;
+        write_atomic(
+            &self.entry_path(&entry.key),
+            &serde_json::to_vec_pretty(&entry)?,
+        )?;
         Ok(entry)
     }
 
@@ -261,12 +330,22 @@ impl Cache {
 
     /// Copies an entry's outputs next to `target` (a path under `root`), laid out relative to
     /// the target's folder. Files already identical are left alone.
-    pub fn materialize(&self, entry: &Entry, root: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
-        let base = root.join(target).parent().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+    pub fn materialize(
+        &self,
+        entry: &Entry,
+        root: &Path,
+        target: &str,
+    ) -> io::Result<Vec<PathBuf>> {
+        let base = root
+            .join(target)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| root.to_path_buf());
         let mut written = Vec::new();
         for out in &entry.outputs {
             let to = base.join(&out.path);
-            let same = fs::metadata(&to).is_ok_and(|m| m.len() == out.size) && self.memo.hash_file(&to).is_ok_and(|h| h == out.hash);
+            let same = fs::metadata(&to).is_ok_and(|m| m.len() == out.size)
+                && self.memo.hash_file(&to).is_ok_and(|h| h == out.hash);
             if !same {
                 let bytes = fs::read(self.object_path(&out.hash))?;
                 write_atomic(&to, &bytes)?;
@@ -287,7 +366,10 @@ impl Cache {
 
     /// Remembers that `stage` (of stage definition `def`) was last built as `key`.
     pub fn set_last(&self, stage: &str, def: &str, key: &str) {
-        let rec = IndexRecord { def: def.into(), key: key.into() };
+        let rec = IndexRecord {
+            def: def.into(),
+            key: key.into(),
+        };
         let mut idx = self.index.lock().unwrap();
         if idx.0.get(stage) != Some(&rec) {
             idx.0.insert(stage.to_string(), rec.clone());
@@ -297,13 +379,22 @@ impl Cache {
 
     /// The last key built for `stage`, if any.
     pub fn last(&self, stage: &str) -> Option<String> {
-        self.index.lock().unwrap().0.get(stage).map(|r| r.key.clone())
+        self.index
+            .lock()
+            .unwrap()
+            .0
+            .get(stage)
+            .map(|r| r.key.clone())
     }
 
     /// Every (stage id, last key) recorded for the variants of stage definition `def`.
     pub fn last_of_def(&self, def: &str) -> Vec<(String, String)> {
         let idx = self.index.lock().unwrap();
-        idx.0.iter().filter(|(_, r)| r.def == def).map(|(s, r)| (s.clone(), r.key.clone())).collect()
+        idx.0
+            .iter()
+            .filter(|(_, r)| r.def == def)
+            .map(|(s, r)| (s.clone(), r.key.clone()))
+            .collect()
     }
 
     /// Writes the hash memo and this process's index changes.
@@ -325,7 +416,11 @@ impl Cache {
     pub fn log_run(&self, rec: &RunRecord) -> io::Result<()> {
         let mut line = serde_json::to_vec(rec)?;
         line.push(b'\n');
-        OpenOptions::new().create(true).append(true).open(self.dir.join("log").join("runs.jsonl"))?.write_all(&line)
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log").join("runs.jsonl"))?
+            .write_all(&line)
     }
 
     /// Removes every entry whose key is not in `keep`, then every object, scratch folder and
@@ -334,11 +429,19 @@ impl Cache {
         let mut removed = 0;
         let mut freed = 0u64;
         let mut live_objects: HashSet<String> = HashSet::new();
-        for e in walkdir::WalkDir::new(self.dir.join("entries")).into_iter().filter_map(|e| e.ok()) {
+        for e in walkdir::WalkDir::new(self.dir.join("entries"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+        {
             if !e.file_type().is_file() {
                 continue;
             }
-            let key = e.path().file_stem().unwrap_or_default().to_string_lossy().to_string();
+            let key = e
+                .path()
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             if keep.contains(&key) {
                 if let Some(entry) = self.load_entry(&key) {
                     live_objects.extend(entry.outputs.into_iter().map(|o| o.hash));
@@ -349,19 +452,29 @@ impl Cache {
             fs::remove_file(e.path())?;
             removed += 1;
         }
-        for e in walkdir::WalkDir::new(self.dir.join("objects")).into_iter().filter_map(|e| e.ok()) {
-            if e.file_type().is_file() && !live_objects.contains(&*e.file_name().to_string_lossy()) {
+        for e in walkdir::WalkDir::new(self.dir.join("objects"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+        {
+            if e.file_type().is_file() && !live_objects.contains(&*e.file_name().to_string_lossy())
+            {
                 freed += e.metadata().map(|m| m.len()).unwrap_or(0);
                 fs::remove_file(e.path())?;
             }
         }
         for sub in ["scratch", "locks"] {
             for e in fs::read_dir(self.dir.join(sub))?.flatten() {
-                let name = e.file_name().to_string_lossy().trim_end_matches(".lock").to_string();
+                let name = e
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".lock")
+                    .to_string();
                 if !keep.contains(&name) {
                     // A lock held by a running build is skipped: try_lock fails.
                     if sub == "locks" {
-                        match File::open(e.path()).and_then(|f| f.try_lock().map_err(io::Error::other)) {
+                        match File::open(e.path())
+                            .and_then(|f| f.try_lock().map_err(io::Error::other))
+                        {
                             Ok(()) => {}
                             Err(_) => continue,
                         }

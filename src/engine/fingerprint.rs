@@ -14,6 +14,8 @@
 //! | config               | yes        | the typed config re-serialized canonically (serde → JSON with  |
 //! |                      |            | sorted keys, every default explicit); cosmetic fields are      |
 //! |                      |            | `#[serde(skip_serializing)]` and absent                         |
+//! | external             | if any     | [`StageConfig::external_key`]: content the stage reads from     |
+//! |                      |            | outside the cache (a local dataset folder's file hashes)        |
 //! | target               | if set     | the path the output is materialized at: a report's links use it |
 //! | input output hashes  | yes        | for each input in order, blake3 of its output listing           |
 //! |                      |            | (relative path + blake3 of each file, sorted)                   |
@@ -34,6 +36,7 @@
 //! The upstream stage ids are stored beside the key (for `explain`) but not hashed.
 //!
 //! [`StageKind::version`]: crate::stage::StageKind::version
+//! [`StageConfig::external_key`]: crate::stage::StageConfig::external_key
 
 use std::collections::BTreeMap;
 
@@ -45,6 +48,9 @@ pub struct KeyInputs {
     pub kind: String,
     pub version: u32,
     pub config: serde_json::Value,
+    /// What the stage reads from outside the cache (`StageConfig::external_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<serde_json::Value>,
     pub target: Option<String>,
     pub inputs: Vec<InputKey>,
 }
@@ -69,8 +75,20 @@ impl KeyInputs {
         field(b"pipe-key-v1");
         field(self.kind.as_bytes());
         field(&self.version.to_le_bytes());
-        field(serde_json::to_string(&self.config).expect("JSON values serialize").as_bytes());
+        field(
+            serde_json::to_string(&self.config)
+                .expect("JSON values serialize")
+                .as_bytes(),
+        );
         field(self.target.as_deref().unwrap_or("\0none").as_bytes());
+        if let Some(ext) = &self.external {
+            field(b"external");
+            field(
+                serde_json::to_string(ext)
+                    .expect("JSON values serialize")
+                    .as_bytes(),
+            );
+        }
         for input in &self.inputs {
             field(input.label.as_deref().unwrap_or("\0none").as_bytes());
             field(input.hash.as_bytes());
@@ -99,7 +117,11 @@ pub fn flatten(value: &serde_json::Value) -> BTreeMap<String, String> {
         match v {
             serde_json::Value::Object(map) if !map.is_empty() => {
                 for (k, child) in map {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(child, &p, out);
                 }
             }
@@ -120,7 +142,10 @@ pub fn diff(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
         out.push(format!("stage kind: {} → {}", old.kind, new.kind));
     }
     if old.version != new.version {
-        out.push(format!("{} implementation version: {} → {}", new.kind, old.version, new.version));
+        out.push(format!(
+            "{} implementation version: {} → {}",
+            new.kind, old.version, new.version
+        ));
     }
     let (a, b) = (flatten(&old.config), flatten(&new.config));
     for (k, v) in &b {
@@ -135,6 +160,17 @@ pub fn diff(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
             out.push(format!("{k}: {v} → (absent)"));
         }
     }
+    let none = serde_json::Value::Null;
+    let (a, b) = (
+        flatten(old.external.as_ref().unwrap_or(&none)),
+        flatten(new.external.as_ref().unwrap_or(&none)),
+    );
+    for (k, v) in &b {
+        if a.get(k) != Some(v) {
+            let was = a.get(k).map(String::as_str).unwrap_or("(absent)");
+            out.push(format!("external input changed: {k}: {was} → {v}"));
+        }
+    }
     if old.target != new.target {
         out.push(format!(
             "target: {} → {}",
@@ -143,7 +179,11 @@ pub fn diff(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
         ));
     }
     if old.inputs.len() != new.inputs.len() {
-        out.push(format!("number of inputs: {} → {}", old.inputs.len(), new.inputs.len()));
+        out.push(format!(
+            "number of inputs: {} → {}",
+            old.inputs.len(),
+            new.inputs.len()
+        ));
     }
     for (o, n) in old.inputs.iter().zip(&new.inputs) {
         if o.hash != n.hash {
@@ -169,8 +209,13 @@ mod tests {
             kind: "train".into(),
             version: 1,
             config: serde_json::json!({"optimizer": {"lr": 0.01, "momentum": momentum}}),
+            external: None,
             target: None,
-            inputs: vec![InputKey { stage: "common:data".into(), label: None, hash: input.into() }],
+            inputs: vec![InputKey {
+                stage: "common:data".into(),
+                label: None,
+                hash: input.into(),
+            }],
         }
     }
 
@@ -186,7 +231,13 @@ mod tests {
 
     #[test]
     fn diff_names_the_changed_field() {
-        assert_eq!(diff(&ki(0.5, "h"), &ki(0.9, "h")), vec!["optimizer.momentum: 0.5 → 0.9"]);
-        assert_eq!(diff(&ki(0.5, "h"), &ki(0.5, "g")), vec!["input data changed: output of `common:data`"]);
+        assert_eq!(
+            diff(&ki(0.5, "h"), &ki(0.9, "h")),
+            vec!["optimizer.momentum: 0.5 → 0.9"]
+        );
+        assert_eq!(
+            diff(&ki(0.5, "h"), &ki(0.5, "g")),
+            vec!["input data changed: output of `common:data`"]
+        );
     }
 }

@@ -23,7 +23,11 @@ struct Stamp {
 
 impl Stamp {
     fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp { size: meta.len(), mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(), ino: meta.ino() }
+        Stamp {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ino: meta.ino(),
+        }
     }
 }
 
@@ -43,8 +47,15 @@ pub struct Memo {
 impl Memo {
     /// Reads the memo at `file`; a missing or unreadable memo starts empty.
     pub fn load(file: PathBuf) -> Memo {
-        let map = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        Memo { file, map: Mutex::new(map), dirty: AtomicBool::new(false) }
+        let map = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Memo {
+            file,
+            map: Mutex::new(map),
+            dirty: AtomicBool::new(false),
+        }
     }
 
     /// blake3 of the file at `path`, from the memo when its stamp still matches.
@@ -73,7 +84,10 @@ impl Memo {
     }
 
     fn remember(&self, path: &Path, stamp: Stamp, hash: String) {
-        self.map.lock().unwrap().insert(path.to_path_buf(), Memoed { stamp, hash });
+        self.map
+            .lock()
+            .unwrap()
+            .insert(path.to_path_buf(), Memoed { stamp, hash });
         self.dirty.store(true, Ordering::Relaxed);
     }
 

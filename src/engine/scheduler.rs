@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use super::assess::key_inputs;
+use super::assess::{external, key_inputs};
 use super::cache::{now_ms, Cache, Entry, Lookup, RunRecord};
 use super::fingerprint::KeyInputs;
 use super::ui::Ui;
@@ -30,7 +30,9 @@ pub struct BuildOptions {
 pub enum Outcome {
     /// Already in the cache (or built by a concurrent build).
     Fresh,
-    Built { ms: u64 },
+    Built {
+        ms: u64,
+    },
     Failed(String),
     /// Not run because an input failed or the build stopped.
     Skipped(String),
@@ -43,7 +45,9 @@ pub struct Summary {
 
 impl Summary {
     pub fn failed(&self) -> bool {
-        self.results.iter().any(|(_, o)| matches!(o, Outcome::Failed(_) | Outcome::Skipped(_)))
+        self.results
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::Failed(_) | Outcome::Skipped(_)))
     }
 }
 
@@ -116,7 +120,14 @@ impl State<'_> {
 }
 
 /// Builds `wanted` and everything it needs.
-pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &BuildOptions, ui: &dyn Ui) -> Summary {
+pub fn build(
+    plan: &Plan,
+    cache: &Cache,
+    root: &Path,
+    wanted: &[usize],
+    opts: &BuildOptions,
+    ui: &dyn Ui,
+) -> Summary {
     cache.clean_tmp();
     install_quiet_panic_hook();
     let order = plan.closure(wanted);
@@ -127,7 +138,10 @@ pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &B
         ui,
         done: HashMap::new(),
         outcome: HashMap::new(),
-        remaining: order.iter().map(|&n| (n, plan.nodes[n].inputs.len())).collect(),
+        remaining: order
+            .iter()
+            .map(|&n| (n, plan.nodes[n].inputs.len()))
+            .collect(),
         dependents: HashMap::new(),
         ready: VecDeque::new(),
     };
@@ -153,7 +167,20 @@ pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &B
             if stop {
                 continue;
             }
-            let ki = key_inputs(plan, n, |i| st.done.get(&i).map(|e| e.output_hash.clone())).expect("inputs are done");
+            let ext = match external(plan, cache, root, n) {
+                Ok(ext) => ext,
+                Err(why) => {
+                    st.fail(n, why, "");
+                    if !opts.keep_going {
+                        stop = true;
+                    }
+                    continue;
+                }
+            };
+            let ki = key_inputs(plan, n, ext, |i| {
+                st.done.get(&i).map(|e| e.output_hash.clone())
+            })
+            .expect("inputs are done");
             let key = ki.key();
             if running_keys.contains(&key) {
                 parked.entry(key).or_default().push(n);
@@ -166,12 +193,17 @@ pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &B
                         st.complete(n, *e, Outcome::Fresh, "");
                         continue;
                     }
-                    Lookup::Corrupt(why) => ui.note(&format!("{}: {why}; rebuilding", plan.nodes[n].id)),
+                    Lookup::Corrupt(why) => {
+                        ui.note(&format!("{}: {why}; rebuilding", plan.nodes[n].id))
+                    }
                     Lookup::Miss => {}
                 }
             }
             let want = plan.variant(n).parsed.config.resources();
-            let need = Resources { cpus: want.cpus.clamp(1, jobs), gpus: want.gpus.min(opts.gpus) };
+            let need = Resources {
+                cpus: want.cpus.clamp(1, jobs),
+                gpus: want.gpus.min(opts.gpus),
+            };
             if need.cpus > free_cpus || need.gpus > free_gpus {
                 deferred.push_back(n);
                 continue;
@@ -180,15 +212,33 @@ pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &B
             free_gpus -= need.gpus;
             running += 1;
             running_keys.insert(key.clone());
-            let inputs: Vec<(usize, Entry)> = plan.nodes[n].inputs.iter().map(|&i| (i, st.done[&i].clone())).collect();
+            let inputs: Vec<(usize, Entry)> = plan.nodes[n]
+                .inputs
+                .iter()
+                .map(|&i| (i, st.done[&i].clone()))
+                .collect();
             let tx = tx.clone();
             let id = plan.nodes[n].id.clone();
             std::thread::Builder::new()
                 .name(format!("stage:{id}"))
                 .spawn_scoped(s, move || {
                     let progress = ui.start(&id);
-                    let result = run_stage(plan, cache, root, n, &ki, &inputs, forced, progress.as_ref());
-                    let _ = tx.send(Msg { node: n, key, need, result });
+                    let result = run_stage(
+                        plan,
+                        cache,
+                        root,
+                        n,
+                        &ki,
+                        &inputs,
+                        forced,
+                        progress.as_ref(),
+                    );
+                    let _ = tx.send(Msg {
+                        node: n,
+                        key,
+                        need,
+                        result,
+                    });
                 })
                 .expect("spawn a worker thread");
         }
@@ -204,9 +254,20 @@ pub fn build(plan: &Plan, cache: &Cache, root: &Path, wanted: &[usize], opts: &B
         let twins = parked.remove(&msg.key).unwrap_or_default();
         match msg.result {
             Ok((entry, ran)) => {
-                let outcome = if ran { Outcome::Built { ms: entry.duration_ms } } else { Outcome::Fresh };
+                let outcome = if ran {
+                    Outcome::Built {
+                        ms: entry.duration_ms,
+                    }
+                } else {
+                    Outcome::Fresh
+                };
                 let log = entry.log.clone();
-                st.complete(msg.node, entry.clone(), outcome, if ran { &log } else { "" });
+                st.complete(
+                    msg.node,
+                    entry.clone(),
+                    outcome,
+                    if ran { &log } else { "" },
+                );
                 for t in twins {
                     st.complete(t, entry.clone(), Outcome::Fresh, "");
                 }
@@ -250,23 +311,32 @@ fn run_stage(
     forced: bool,
     progress: &dyn Progress,
 ) -> Result<(Entry, bool), Failure> {
-    let io_fail = |what: &str, e: std::io::Error| Failure { message: format!("{what}: {e}"), log: String::new() };
+    let io_fail = |what: &str, e: std::io::Error| Failure {
+        message: format!("{what}: {e}"),
+        log: String::new(),
+    };
     let node = &plan.nodes[n];
     let def = plan.def(n);
     let key = ki.key();
-    let _lock = cache.lock(&key).map_err(|e| io_fail("cannot lock the cache", e))?;
+    let _lock = cache
+        .lock(&key)
+        .map_err(|e| io_fail("cannot lock the cache", e))?;
     if !forced {
         if let Lookup::Hit(e) = cache.lookup(&key) {
             return Ok((*e, false));
         }
     }
-    let tmp = cache.tmp_dir(&key).map_err(|e| io_fail("cannot create a work folder", e))?;
+    let tmp = cache
+        .tmp_dir(&key)
+        .map_err(|e| io_fail("cannot create a work folder", e))?;
     let out = tmp.join("out");
     std::fs::create_dir_all(&out).map_err(|e| io_fail("cannot create a work folder", e))?;
     let mut ctx_inputs = Vec::new();
     for (k, (i, entry)) in inputs.iter().enumerate() {
         let dir = tmp.join("in").join(k.to_string());
-        cache.link_outputs(entry, &dir).map_err(|e| io_fail("cannot lay out inputs", e))?;
+        cache
+            .link_outputs(entry, &dir)
+            .map_err(|e| io_fail("cannot lay out inputs", e))?;
         let up = &plan.nodes[*i];
         ctx_inputs.push(Input {
             stage: up.id.clone(),
@@ -276,7 +346,9 @@ fn run_stage(
             dir,
         });
     }
-    let scratch = cache.scratch_dir(&key).map_err(|e| io_fail("cannot create a scratch folder", e))?;
+    let scratch = cache
+        .scratch_dir(&key)
+        .map_err(|e| io_fail("cannot create a scratch folder", e))?;
     let mut ctx = RunCtx {
         out_dir: out.clone(),
         scratch_dir: scratch.clone(),
@@ -303,15 +375,28 @@ fn run_stage(
             if out.join(name).is_file() {
                 Ok(())
             } else {
-                Err(format!("the stage did not write its target file `{}`", name.to_string_lossy()))
+                Err(format!(
+                    "the stage did not write its target file `{}`",
+                    name.to_string_lossy()
+                ))
             }
         }
         None => Ok(()),
     });
-    let stored = result.and_then(|()| cache.store(&node.id, ki, &out, started, ms, log.clone()).map_err(|e| format!("cannot store outputs: {e}")));
+    let stored = result.and_then(|()| {
+        cache
+            .store(&node.id, ki, &out, started, ms, log.clone())
+            .map_err(|e| format!("cannot store outputs: {e}"))
+    });
     let _ = std::fs::remove_dir_all(&tmp);
     let outcome = if stored.is_ok() { "built" } else { "failed" };
-    let _ = cache.log_run(&RunRecord { stage: node.id.clone(), key: key.clone(), outcome: outcome.into(), duration_ms: ms, pid: std::process::id() });
+    let _ = cache.log_run(&RunRecord {
+        stage: node.id.clone(),
+        key: key.clone(),
+        outcome: outcome.into(),
+        duration_ms: ms,
+        pid: std::process::id(),
+    });
     match stored {
         Ok(entry) => {
             let _ = std::fs::remove_dir_all(&scratch);
@@ -339,7 +424,9 @@ fn install_quiet_panic_hook() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let in_stage = std::thread::current().name().is_some_and(|n| n.starts_with("stage:"));
+            let in_stage = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with("stage:"));
             if !in_stage {
                 default(info);
             }

@@ -46,7 +46,11 @@ impl Console {
     pub fn new(verbose: bool) -> Console {
         let live = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
         let bars = live.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Console { bars, verbose, out: Mutex::new(()) }
+        Console {
+            bars,
+            verbose,
+            out: Mutex::new(()),
+        }
     }
 
     fn print(&self, text: &str) {
@@ -68,16 +72,33 @@ struct Bar(ProgressBar);
 
 impl Progress for Bar {
     fn set(&self, done: u64, total: u64, message: &str) {
+        self.restyle(
+            total,
+            "{spinner} {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})",
+        );
+        self.0.set_position(done);
+        self.0.set_message(message.to_string());
+    }
+    fn set_bytes(&self, done: u64, total: u64, message: &str) {
+        self.restyle(
+            total,
+            "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        );
+        self.0.set_position(done);
+        self.0.set_message(message.to_string());
+    }
+}
+
+impl Bar {
+    fn restyle(&self, total: u64, template: &str) {
         if self.0.length() != Some(total) {
             self.0.set_style(
-                ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+                ProgressStyle::with_template(template)
                     .expect("valid template")
                     .progress_chars("=> "),
             );
             self.0.set_length(total);
         }
-        self.0.set_position(done);
-        self.0.set_message(message.to_string());
     }
 }
 
@@ -97,7 +118,10 @@ impl Ui for Console {
         match &self.bars {
             Some(mp) => {
                 let bar = mp.add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}").expect("valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}")
+                        .expect("valid template"),
+                );
                 bar.set_prefix(stage.to_string());
                 bar.enable_steady_tick(Duration::from_millis(120));
                 Box::new(Bar(bar))

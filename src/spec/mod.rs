@@ -181,10 +181,24 @@ impl Loader<'_> {
         self.error_at_offset(file, offset, path.to_string(), message, hint);
     }
 
-    fn error_at_offset(&mut self, file: usize, offset: usize, path: String, message: String, hint: Option<String>) {
+    fn error_at_offset(
+        &mut self,
+        file: usize,
+        offset: usize,
+        path: String,
+        message: String,
+        hint: Option<String>,
+    ) {
         let f = &self.files[file];
         let (line, col) = line_col(&f.text, offset);
-        self.errors.push(SpecError { file: f.rel.clone(), line, col, path, message, hint });
+        self.errors.push(SpecError {
+            file: f.rel.clone(),
+            line,
+            col,
+            path,
+            message,
+            hint,
+        });
     }
 
     /// A config error whose position is relative to `text`, which was parsed from `span`
@@ -195,7 +209,11 @@ impl Loader<'_> {
                 let text = &self.files[file].text[span.0..span.1];
                 span.0 + offset_of(text, e.line, e.col)
             }
-            Origin::Spliced { text, splice_start, value } => {
+            Origin::Spliced {
+                text,
+                splice_start,
+                value,
+            } => {
                 let at = offset_of(&text, e.line, e.col);
                 let len = value.1 - value.0;
                 if at >= splice_start && at < splice_start + len {
@@ -223,7 +241,11 @@ impl Loader<'_> {
 /// Where the text of a parsed config came from, to put its errors back in the file.
 enum Origin {
     Written(Span),
-    Spliced { text: String, splice_start: usize, value: Span },
+    Spliced {
+        text: String,
+        splice_start: usize,
+        value: Span,
+    },
 }
 
 /// Loads every `*.ron` under `root/pipelines`.
@@ -237,10 +259,18 @@ pub fn load(root: &Path, kinds: &[&'static dyn StageKind]) -> Result<Spec, SpecE
         .map(|e| e.into_path())
         .collect();
     paths.sort();
-    let mut loader = Loader { kinds, files: Vec::new(), errors: Vec::new(), pending_uses: Vec::new() };
+    let mut loader = Loader {
+        kinds,
+        files: Vec::new(),
+        errors: Vec::new(),
+        pending_uses: Vec::new(),
+    };
     for path in &paths {
         let rel_in = path.strip_prefix(&dir).unwrap_or(path);
-        let ns = rel_in.with_extension("").to_string_lossy().replace('\\', "/");
+        let ns = rel_in
+            .with_extension("")
+            .to_string_lossy()
+            .replace('\\', "/");
         let text = std::fs::read_to_string(path).map_err(|e| {
             SpecErrors(vec![SpecError {
                 file: path.clone(),
@@ -266,7 +296,10 @@ pub fn load(root: &Path, kinds: &[&'static dyn StageKind]) -> Result<Spec, SpecE
     }
     let defs = loader.build_defs(drafts);
     match defs {
-        Some(defs) if loader.errors.is_empty() => Ok(Spec { files: loader.files, defs }),
+        Some(defs) if loader.errors.is_empty() => Ok(Spec {
+            files: loader.files,
+            defs,
+        }),
         _ => Err(SpecErrors(loader.errors)),
     }
 }
@@ -281,7 +314,12 @@ impl Loader<'_> {
                 Ok(m) => m,
                 Err(e) => {
                     uses_by_file.push(Vec::new());
-                    self.config_error(fi, &FieldPath::default(), e, Origin::Written(Span(0, text.len())));
+                    self.config_error(
+                        fi,
+                        &FieldPath::default(),
+                        e,
+                        Origin::Written(Span(0, text.len())),
+                    );
                     continue;
                 }
             };
@@ -302,8 +340,16 @@ impl Loader<'_> {
                     inputs: st.inputs,
                     config: st.config.map(span),
                     set: st.set.into_iter().map(|(k, v)| (k, span(v))).collect(),
-                    vary: st.vary.into_iter().map(|(k, v)| (k, v.into_iter().map(span).collect())).collect(),
-                    grid: st.grid.into_iter().map(|(k, v)| (k, v.into_iter().map(span).collect())).collect(),
+                    vary: st
+                        .vary
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_iter().map(span).collect()))
+                        .collect(),
+                    grid: st
+                        .grid
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_iter().map(span).collect()))
+                        .collect(),
                     target: st.target,
                 });
             }
@@ -351,18 +397,35 @@ impl Loader<'_> {
         let uses = std::mem::take(&mut self.pending_uses);
         for (fi, list) in uses.into_iter().enumerate() {
             for (j, u) in list.iter().enumerate() {
-                let dir = self.files[fi].rel.parent().unwrap_or(Path::new("")).to_path_buf();
+                let dir = self.files[fi]
+                    .rel
+                    .parent()
+                    .unwrap_or(Path::new(""))
+                    .to_path_buf();
                 let wanted = normalize(&dir.join(u));
                 match self.files.iter().position(|f| normalize(&f.rel) == wanted) {
                     Some(t) => self.files[fi].uses.push(t),
                     None => {
-                        let known: Vec<String> = self.files.iter().map(|f| f.rel.display().to_string()).collect();
+                        let known: Vec<String> = self
+                            .files
+                            .iter()
+                            .map(|f| f.rel.display().to_string())
+                            .collect();
                         let hint = format!(
                             "paths are relative to this file; pipeline files are {}",
-                            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            known
+                                .iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         );
                         let path = FieldPath::default().key("uses").index(j);
-                        self.error_at(fi, &path, format!("no pipeline file `{}`", wanted.display()), Some(hint));
+                        self.error_at(
+                            fi,
+                            &path,
+                            format!("no pipeline file `{}`", wanted.display()),
+                            Some(hint),
+                        );
                     }
                 }
             }
@@ -385,7 +448,13 @@ impl Loader<'_> {
         out
     }
 
-    fn resolve(&self, drafts: &[Draft], by_name: &HashMap<(usize, &str), usize>, file: usize, r: &str) -> Result<usize, String> {
+    fn resolve(
+        &self,
+        drafts: &[Draft],
+        by_name: &HashMap<(usize, &str), usize>,
+        file: usize,
+        r: &str,
+    ) -> Result<usize, String> {
         if let Some((ns, name)) = r.rsplit_once(':') {
             let f = self.files.iter().position(|f| f.ns == ns);
             return match f.and_then(|f| by_name.get(&(f, name))) {
@@ -399,8 +468,15 @@ impl Loader<'_> {
                 return Ok(d);
             }
         }
-        let names: Vec<&str> = drafts.iter().filter(|d| visible.contains(&d.file)).map(|d| d.name.as_str()).collect();
-        Err(format!("{} (stages of other files are named `file:stage`, or reached through `uses`)", did_you_mean(r, names)))
+        let names: Vec<&str> = drafts
+            .iter()
+            .filter(|d| visible.contains(&d.file))
+            .map(|d| d.name.as_str())
+            .collect();
+        Err(format!(
+            "{} (stages of other files are named `file:stage`, or reached through `uses`)",
+            did_you_mean(r, names)
+        ))
     }
 
     fn build_defs(&mut self, drafts: Vec<Draft>) -> Option<Vec<Def>> {
@@ -413,7 +489,9 @@ impl Loader<'_> {
                     d.file,
                     &stage_path(d.index).key("name"),
                     format!("stage `{}` is defined twice", d.name),
-                    Some(format!("the first definition is on line {line}; rename one")),
+                    Some(format!(
+                        "the first definition is on line {line}; rename one"
+                    )),
                 );
             } else {
                 by_name.insert((d.file, d.name.as_str()), i);
@@ -477,12 +555,19 @@ impl Loader<'_> {
 
     fn locate_line(&self, file: usize, path: &FieldPath) -> (usize, usize) {
         let text = &self.files[file].text;
-        let off = locate(text, path).map(|r| r.0).unwrap_or_else(|m| m.range.0);
+        let off = locate(text, path)
+            .map(|r| r.0)
+            .unwrap_or_else(|m| m.range.0);
         line_col(text, off)
     }
 
     /// Topological order of the drafts (dependencies first), or a cycle error.
-    fn check_cycles(&mut self, drafts: &[Draft], inputs: &[Vec<usize>], parent: &[Option<usize>]) -> Option<Vec<usize>> {
+    fn check_cycles(
+        &mut self,
+        drafts: &[Draft],
+        inputs: &[Vec<usize>],
+        parent: &[Option<usize>],
+    ) -> Option<Vec<usize>> {
         let mut g = DiGraph::<usize, ()>::new();
         let nodes: Vec<_> = (0..drafts.len()).map(|i| g.add_node(i)).collect();
         for i in 0..drafts.len() {
@@ -498,11 +583,17 @@ impl Loader<'_> {
                 let mut path = vec![start];
                 let mut cur = start;
                 loop {
-                    let deps: Vec<usize> = inputs[cur].iter().chain(parent[cur].iter()).copied().collect();
+                    let deps: Vec<usize> = inputs[cur]
+                        .iter()
+                        .chain(parent[cur].iter())
+                        .copied()
+                        .collect();
                     let next = deps
                         .iter()
                         .copied()
-                        .find(|&d| petgraph::algo::has_path_connecting(&g, nodes[cur], nodes[d], None))
+                        .find(|&d| {
+                            petgraph::algo::has_path_connecting(&g, nodes[cur], nodes[d], None)
+                        })
                         .unwrap_or(deps[0]);
                     if let Some(pos) = path.iter().position(|&p| p == next) {
                         path.drain(..pos);
@@ -520,12 +611,19 @@ impl Loader<'_> {
                 path.push(path[0]);
                 let names: Vec<&str> = path.iter().map(|&i| drafts[i].name.as_str()).collect();
                 let first = &drafts[path[0]];
-                let field = if first.inputs.is_some() { "inputs" } else { "extends" };
+                let field = if first.inputs.is_some() {
+                    "inputs"
+                } else {
+                    "extends"
+                };
                 self.error_at(
                     first.file,
                     &stage_path(first.index).key(field),
                     format!("dependency cycle: {}", names.join(" → ")),
-                    Some("a stage cannot depend on its own output; remove one of these inputs".into()),
+                    Some(
+                        "a stage cannot depend on its own output; remove one of these inputs"
+                            .into(),
+                    ),
                 );
                 None
             }
@@ -538,7 +636,10 @@ impl Loader<'_> {
             let Some(t) = &d.target else { continue };
             let path = stage_path(d.index).key("target");
             let p = Path::new(t);
-            if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) || t.is_empty() {
+            if p.is_absolute()
+                || p.components().any(|c| matches!(c, Component::ParentDir))
+                || t.is_empty()
+            {
                 self.error_at(
                     d.file,
                     &path,
@@ -551,7 +652,12 @@ impl Loader<'_> {
             if let Some(&(f, i)) = seen.get(&norm) {
                 let (line, col) = self.locate_line(f, &stage_path(i).key("target"));
                 let first = format!("{}:{line}:{col}", self.files[f].rel.display());
-                self.error_at(d.file, &path, format!("target `{t}` is declared twice"), Some(format!("first declared at {first}")));
+                self.error_at(
+                    d.file,
+                    &path,
+                    format!("target `{t}` is declared twice"),
+                    Some(format!("first declared at {first}")),
+                );
             } else {
                 seen.insert(norm, (d.file, d.index));
             }
@@ -566,14 +672,22 @@ impl Loader<'_> {
                 if found.is_none() {
                     let names: Vec<&str> = self.kinds.iter().map(|k| k.name()).collect();
                     let hint = did_you_mean(k, names);
-                    self.error_at(d.file, &path.key("kind"), format!("unknown stage kind `{k}`"), Some(hint));
+                    self.error_at(
+                        d.file,
+                        &path.key("kind"),
+                        format!("unknown stage kind `{k}`"),
+                        Some(hint),
+                    );
                     return None;
                 }
                 if let Some(p) = parent.filter(|p| p.kind.name() != k) {
                     self.error_at(
                         d.file,
                         &path.key("kind"),
-                        format!("kind `{k}` differs from the kind `{}` of the stage it extends", p.kind.name()),
+                        format!(
+                            "kind `{k}` differs from the kind `{}` of the stage it extends",
+                            p.kind.name()
+                        ),
                         Some("leave `kind` out when extending".into()),
                     );
                     return None;
@@ -595,9 +709,22 @@ impl Loader<'_> {
 
     /// Applies one `path: value` override to `base`, reporting errors at the value.
     /// `Err(true)` when the path itself is wrong (so other values of it need no report).
-    fn apply(&mut self, d: &Draft, kind: &dyn StageKind, base: &Parsed, key: &str, value: Span, at: &FieldPath) -> Result<Parsed, bool> {
+    fn apply(
+        &mut self,
+        d: &Draft,
+        kind: &dyn StageKind,
+        base: &Parsed,
+        key: &str,
+        value: Span,
+        at: &FieldPath,
+    ) -> Result<Parsed, bool> {
         let Some(fp) = FieldPath::parse(key) else {
-            self.error_at(d.file, at, format!("`{key}` is not a field path"), Some("write it like `optimizer.momentum` or `model.hidden[0]`".into()));
+            self.error_at(
+                d.file,
+                at,
+                format!("`{key}` is not a field path"),
+                Some("write it like `optimizer.momentum` or `model.hidden[0]`".into()),
+            );
             return Err(true);
         };
         let text = self.text(d.file, value).to_string();
@@ -606,15 +733,46 @@ impl Loader<'_> {
             Err(miss) => {
                 let within = FieldPath(fp.0[..miss.matched].to_vec());
                 let missing = FieldPath(fp.0[..=miss.matched].to_vec());
-                let place = if within.0.is_empty() { "the config".to_string() } else { format!("`{within}`") };
-                let hint = did_you_mean(&missing.0.last().map(|s| FieldPath(vec![s.clone()]).to_string()).unwrap_or_default(), miss.known.iter().map(|s| s.as_str()));
-                self.error_at(d.file, at, format!("`{missing}` is not a field of {place} in a `{}` config", kind.name()), Some(hint));
+                let place = if within.0.is_empty() {
+                    "the config".to_string()
+                } else {
+                    format!("`{within}`")
+                };
+                let hint = did_you_mean(
+                    &missing
+                        .0
+                        .last()
+                        .map(|s| FieldPath(vec![s.clone()]).to_string())
+                        .unwrap_or_default(),
+                    miss.known.iter().map(|s| s.as_str()),
+                );
+                self.error_at(
+                    d.file,
+                    at,
+                    format!(
+                        "`{missing}` is not a field of {place} in a `{}` config",
+                        kind.name()
+                    ),
+                    Some(hint),
+                );
                 return Err(true);
             }
         };
         kind.parse(&spliced).map_err(|e| {
-            let origin = Origin::Spliced { text: spliced, splice_start, value };
-            self.config_error(d.file, at, ConfigError { path: String::new(), ..e }, origin);
+            let origin = Origin::Spliced {
+                text: spliced,
+                splice_start,
+                value,
+            };
+            self.config_error(
+                d.file,
+                at,
+                ConfigError {
+                    path: String::new(),
+                    ..e
+                },
+                origin,
+            );
             false
         })
     }
@@ -622,13 +780,23 @@ impl Loader<'_> {
     fn validate(&mut self, d: &Draft, parsed: &Parsed, at: &FieldPath, in_config: bool) -> bool {
         match parsed.config.validate() {
             Ok(()) => true,
-            Err(FieldError { path, message, hint }) => {
+            Err(FieldError {
+                path,
+                message,
+                hint,
+            }) => {
                 let full = if in_config {
-                    FieldPath::parse(&path).map(|p| at.clone().join(&p)).unwrap_or_else(|| at.clone())
+                    FieldPath::parse(&path)
+                        .map(|p| at.clone().join(&p))
+                        .unwrap_or_else(|| at.clone())
                 } else {
                     at.clone()
                 };
-                let message = if in_config { message } else { format!("{path}: {message}") };
+                let message = if in_config {
+                    message
+                } else {
+                    format!("{path}: {message}")
+                };
                 self.error_at(d.file, &full, message, hint);
                 false
             }
@@ -659,7 +827,16 @@ impl Loader<'_> {
             (None, None) => match kind.parse("()") {
                 Ok(p) => p,
                 Err(e) => {
-                    self.error_at(d.file, &sp, format!("stage kind `{}` needs a `config`: {}", kind.name(), e.message), e.hint);
+                    self.error_at(
+                        d.file,
+                        &sp,
+                        format!(
+                            "stage kind `{}` needs a `config`: {}",
+                            kind.name(),
+                            e.message
+                        ),
+                        e.hint,
+                    );
                     return None;
                 }
             },
@@ -669,13 +846,28 @@ impl Loader<'_> {
             base = self.apply(d, kind, &base, key, *value, &at).ok()?;
         }
         let written_config = parent.is_none() && d.set.is_empty();
-        let at = if written_config { sp.clone().key("config") } else { sp.clone().key("set") };
+        let at = if written_config {
+            sp.clone().key("config")
+        } else {
+            sp.clone().key("set")
+        };
         if !self.validate(d, &base, &at, written_config) {
             return None;
         }
 
-        let varied: Vec<String> = d.vary.iter().chain(&d.grid).map(|(k, _)| k.clone()).collect::<indexmap::IndexSet<_>>().into_iter().collect();
-        let mut variants = vec![Variant { label: "base".into(), coords: Vec::new(), parsed: base }];
+        let varied: Vec<String> = d
+            .vary
+            .iter()
+            .chain(&d.grid)
+            .map(|(k, _)| k.clone())
+            .collect::<indexmap::IndexSet<_>>()
+            .into_iter()
+            .collect();
+        let mut variants = vec![Variant {
+            label: "base".into(),
+            coords: Vec::new(),
+            parsed: base,
+        }];
         let mut seen: HashSet<String> = HashSet::from([variants[0].parsed.canonical.clone()]);
         let mut ok = true;
         for (key, values) in &d.vary {
@@ -685,7 +877,11 @@ impl Loader<'_> {
                 match self.apply(d, kind, &base, key, *value, &at) {
                     Ok(p) if self.validate(d, &p, &at, false) => {
                         if seen.insert(p.canonical.clone()) {
-                            variants.push(Variant { label: String::new(), coords: Vec::new(), parsed: p });
+                            variants.push(Variant {
+                                label: String::new(),
+                                coords: Vec::new(),
+                                parsed: p,
+                            });
                         }
                     }
                     Ok(_) | Err(false) => ok = false,
@@ -717,7 +913,11 @@ impl Loader<'_> {
                     break;
                 }
                 if seen.insert(cur.canonical.clone()) {
-                    variants.push(Variant { label: String::new(), coords: Vec::new(), parsed: cur });
+                    variants.push(Variant {
+                        label: String::new(),
+                        coords: Vec::new(),
+                        parsed: cur,
+                    });
                 }
             }
         }
@@ -731,15 +931,22 @@ impl Loader<'_> {
                 .iter()
                 .map(|key| {
                     let fp = FieldPath::parse(key).unwrap_or_default();
-                    let value = locate(&v.parsed.canonical, &fp).map(|(s, e)| v.parsed.canonical[s..e].to_string()).unwrap_or_default();
+                    let value = locate(&v.parsed.canonical, &fp)
+                        .map(|(s, e)| v.parsed.canonical[s..e].to_string())
+                        .unwrap_or_default();
                     (key.clone(), value)
                 })
                 .collect();
         }
         let base_coords = variants[0].coords.clone();
         for v in variants.iter_mut().skip(1) {
-            let changed: Vec<String> =
-                v.coords.iter().zip(&base_coords).filter(|(a, b)| a.1 != b.1).map(|(a, _)| format!("{}={}", a.0, a.1)).collect();
+            let changed: Vec<String> = v
+                .coords
+                .iter()
+                .zip(&base_coords)
+                .filter(|(a, b)| a.1 != b.1)
+                .map(|(a, _)| format!("{}={}", a.0, a.1))
+                .collect();
             v.label = changed.join(",");
         }
         let f = &self.files[d.file];
@@ -759,11 +966,26 @@ impl Loader<'_> {
 
 impl Spec {
     /// An error about a stage found after loading (while expanding the plan).
-    pub fn error_at(&self, def: &Def, field: &str, message: String, hint: Option<String>) -> SpecError {
+    pub fn error_at(
+        &self,
+        def: &Def,
+        field: &str,
+        message: String,
+        hint: Option<String>,
+    ) -> SpecError {
         let f = &self.files[def.file];
         let path = stage_path(def.index).key(field);
-        let offset = locate(&f.text, &path).map(|r| r.0).unwrap_or_else(|m| m.range.0);
+        let offset = locate(&f.text, &path)
+            .map(|r| r.0)
+            .unwrap_or_else(|m| m.range.0);
         let (line, col) = line_col(&f.text, offset);
-        SpecError { file: f.rel.clone(), line, col, path: path.to_string(), message, hint }
+        SpecError {
+            file: f.rel.clone(),
+            line,
+            col,
+            path: path.to_string(),
+            message,
+            hint,
+        }
     }
 }

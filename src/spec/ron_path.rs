@@ -168,7 +168,9 @@ fn children(text: &str) -> Children<'_> {
     let Ok(mut de) = ron::Deserializer::from_str_with_options(text, &options()) else {
         return Children::Leaf;
     };
-    (&mut de).deserialize_any(ChildrenVisitor).unwrap_or(Children::Leaf)
+    (&mut de)
+        .deserialize_any(ChildrenVisitor)
+        .unwrap_or(Children::Leaf)
 }
 
 /// Byte offset of `inner` inside `outer`; `inner` must be a sub-slice of it.
@@ -212,7 +214,13 @@ pub fn locate(text: &str, path: &FieldPath) -> Result<(usize, usize), Miss> {
                 range = (start, start + v.len());
                 cur = v;
             }
-            Err(known) => return Err(Miss { matched: i, range, known }),
+            Err(known) => {
+                return Err(Miss {
+                    matched: i,
+                    range,
+                    known,
+                })
+            }
         }
     }
     Ok(range)
@@ -251,7 +259,11 @@ pub fn offset_of(text: &str, line: usize, col: usize) -> usize {
     let mut offset = 0;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            return offset + l.char_indices().nth(col.saturating_sub(1)).map(|(b, _)| b).unwrap_or(l.len());
+            return offset
+                + l.char_indices()
+                    .nth(col.saturating_sub(1))
+                    .map(|(b, _)| b)
+                    .unwrap_or(l.len());
         }
         offset += l.len();
     }
@@ -272,7 +284,11 @@ pub fn parse_typed<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ConfigErr
         Err(e) => {
             // serde_path_to_error writes `?` for a position it cannot name: drop those.
             let path = track.path().to_string();
-            let path = path.split('.').filter(|s| *s != "?" && !s.is_empty()).collect::<Vec<_>>().join(".");
+            let path = path
+                .split('.')
+                .filter(|s| *s != "?" && !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(".");
             Err(from_spanned(&de.span_error(e), path))
         }
     }
@@ -280,36 +296,85 @@ pub fn parse_typed<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ConfigErr
 
 fn from_spanned(e: &ron::error::SpannedError, path: String) -> ConfigError {
     let (message, hint) = describe(&e.code);
-    ConfigError { line: e.span.start.line, col: e.span.start.col, path, message, hint }
+    ConfigError {
+        line: e.span.start.line,
+        col: e.span.start.col,
+        path,
+        message,
+        hint,
+    }
 }
 
 /// Rewords ron's errors where a hint helps: the closest field name, the allowed variants.
 fn describe(code: &ron::Error) -> (String, Option<String>) {
     match code {
-        ron::Error::NoSuchStructField { expected, found, outer } => {
-            let within = outer.as_ref().map(|o| format!(" in `{o}`")).unwrap_or_default();
-            (format!("unknown field `{found}`{within}"), Some(did_you_mean(found, expected.iter().copied())))
+        ron::Error::NoSuchStructField {
+            expected,
+            found,
+            outer,
+        } => {
+            let within = outer
+                .as_ref()
+                .map(|o| format!(" in `{o}`"))
+                .unwrap_or_default();
+            (
+                format!("unknown field `{found}`{within}"),
+                Some(did_you_mean(found, expected.iter().copied())),
+            )
         }
-        ron::Error::NoSuchEnumVariant { expected, found, outer } => {
-            let within = outer.as_ref().map(|o| format!(" of `{o}`")).unwrap_or_default();
-            (format!("unknown variant `{found}`{within}"), Some(did_you_mean(found, expected.iter().copied())))
+        ron::Error::NoSuchEnumVariant {
+            expected,
+            found,
+            outer,
+        } => {
+            let within = outer
+                .as_ref()
+                .map(|o| format!(" of `{o}`"))
+                .unwrap_or_default();
+            (
+                format!("unknown variant `{found}`{within}"),
+                Some(did_you_mean(found, expected.iter().copied())),
+            )
         }
         ron::Error::MissingStructField { field, outer } => {
-            let within = outer.as_ref().map(|o| format!(" in `{o}`")).unwrap_or_default();
-            (format!("missing field `{field}`{within}"), Some(format!("add `{field}: …`")))
+            let within = outer
+                .as_ref()
+                .map(|o| format!(" in `{o}`"))
+                .unwrap_or_default();
+            (
+                format!("missing field `{field}`{within}"),
+                Some(format!("add `{field}: …`")),
+            )
         }
-        ron::Error::ExpectedFloat => ("expected a number".into(), Some("write a number such as `0.9`".into())),
-        ron::Error::ExpectedInteger => ("expected a whole number".into(), Some("write a whole number such as `32`".into())),
+        ron::Error::ExpectedFloat => (
+            "expected a number".into(),
+            Some("write a number such as `0.9`".into()),
+        ),
+        ron::Error::ExpectedInteger => (
+            "expected a whole number".into(),
+            Some("write a whole number such as `32`".into()),
+        ),
         ron::Error::ExpectedBoolean => ("expected `true` or `false`".into(), None),
-        ron::Error::ExpectedString | ron::Error::ExpectedStringEnd => {
-            ("expected text".into(), Some("write text in double quotes: `\"relu\"`".into()))
-        }
-        ron::Error::ExpectedArray => ("expected a list".into(), Some("write a list in brackets: `[0.1, 0.9]`".into())),
-        ron::Error::ExpectedMap => ("expected a map".into(), Some("write a map in braces: `{\"optimizer.lr\": [0.1]}`".into())),
-        ron::Error::ExpectedStructLike | ron::Error::ExpectedNamedStructLike(_) => {
-            ("expected a structure".into(), Some("write fields in parentheses: `(lr: 0.01, momentum: 0.9)`".into()))
-        }
-        ron::Error::ExpectedComma => ("expected a comma".into(), Some("separate fields and list items with `,`".into())),
+        ron::Error::ExpectedString | ron::Error::ExpectedStringEnd => (
+            "expected text".into(),
+            Some("write text in double quotes: `\"relu\"`".into()),
+        ),
+        ron::Error::ExpectedArray => (
+            "expected a list".into(),
+            Some("write a list in brackets: `[0.1, 0.9]`".into()),
+        ),
+        ron::Error::ExpectedMap => (
+            "expected a map".into(),
+            Some("write a map in braces: `{\"optimizer.lr\": [0.1]}`".into()),
+        ),
+        ron::Error::ExpectedStructLike | ron::Error::ExpectedNamedStructLike(_) => (
+            "expected a structure".into(),
+            Some("write fields in parentheses: `(lr: 0.01, momentum: 0.9)`".into()),
+        ),
+        ron::Error::ExpectedComma => (
+            "expected a comma".into(),
+            Some("separate fields and list items with `,`".into()),
+        ),
         other => (other.to_string(), None),
     }
 }
@@ -327,7 +392,11 @@ pub fn did_you_mean<'a>(found: &str, valid: impl IntoIterator<Item = &'a str>) -
         None if valid.is_empty() => "nothing is defined here".to_string(),
         None => format!(
             "expected one of {}",
-            valid.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+            valid
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -352,22 +421,37 @@ mod tests {
 
     #[test]
     fn missing_field_reports_known_names() {
-        let miss = locate(SRC, &FieldPath::parse("model.hiden").unwrap()).err().unwrap();
+        let miss = locate(SRC, &FieldPath::parse("model.hiden").unwrap())
+            .err()
+            .unwrap();
         assert_eq!(miss.matched, 1);
         assert_eq!(miss.known, vec!["hidden", "act"]);
-        assert_eq!(did_you_mean("hiden", miss.known.iter().map(|s| s.as_str())), "did you mean `hidden`?");
+        assert_eq!(
+            did_you_mean("hiden", miss.known.iter().map(|s| s.as_str())),
+            "did you mean `hidden`?"
+        );
     }
 
     #[test]
     fn splice_replaces_only_the_value() {
-        let (out, _) = splice(SRC, &FieldPath::parse("model.hidden").unwrap(), "[7]").ok().unwrap();
+        let (out, _) = splice(SRC, &FieldPath::parse("model.hidden").unwrap(), "[7]")
+            .ok()
+            .unwrap();
         assert!(out.contains("Mlp(hidden: [7], act: Relu)"));
     }
 
     #[test]
     fn path_display_round_trips() {
-        let p = FieldPath::default().key("stages").index(2).key("vary").key("optimizer.lr").index(0);
+        let p = FieldPath::default()
+            .key("stages")
+            .index(2)
+            .key("vary")
+            .key("optimizer.lr")
+            .index(0);
         assert_eq!(p.to_string(), "stages[2].vary[\"optimizer.lr\"][0]");
-        assert_eq!(FieldPath::parse("a.b[3].c").unwrap().to_string(), "a.b[3].c");
+        assert_eq!(
+            FieldPath::parse("a.b[3].c").unwrap().to_string(),
+            "a.b[3].c"
+        );
     }
 }

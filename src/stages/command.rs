@@ -43,36 +43,60 @@ fn one() -> usize {
 impl StageConfig for CommandConfig {
     fn validate(&self) -> Result<(), FieldError> {
         if self.run.trim().is_empty() {
-            return Err(FieldError::new("run", "the command is empty").hint("e.g. run: \"python train.py\""));
+            return Err(FieldError::new("run", "the command is empty")
+                .hint("e.g. run: \"python train.py\""));
         }
         if self.cpus == 0 {
-            return Err(FieldError::new("cpus", "a command needs at least one CPU slot"));
+            return Err(FieldError::new(
+                "cpus",
+                "a command needs at least one CPU slot",
+            ));
         }
         Ok(())
     }
 
     fn resources(&self) -> Resources {
-        Resources { cpus: self.cpus, gpus: self.gpus }
+        Resources {
+            cpus: self.cpus,
+            gpus: self.gpus,
+        }
     }
 
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(&self.run).current_dir(ctx.out_dir()).envs(&self.env);
-        cmd.env("PIPE_OUT", ctx.out_dir()).env("PIPE_SCRATCH", ctx.scratch_dir()).env("PIPE_ROOT", ctx.project_root());
+        cmd.arg("-c")
+            .arg(&self.run)
+            .current_dir(ctx.out_dir())
+            .envs(&self.env);
+        cmd.env("PIPE_OUT", ctx.out_dir())
+            .env("PIPE_SCRATCH", ctx.scratch_dir())
+            .env("PIPE_ROOT", ctx.project_root());
         cmd.env("PIPE_TARGET", ctx.target().unwrap_or(""));
-        let dirs: Vec<String> = ctx.inputs().iter().map(|i| i.dir.to_string_lossy().into_owned()).collect();
+        let dirs: Vec<String> = ctx
+            .inputs()
+            .iter()
+            .map(|i| i.dir.to_string_lossy().into_owned())
+            .collect();
         cmd.env("PIPE_INPUTS", dirs.join("\n"));
         for (i, input) in ctx.inputs().iter().enumerate() {
-            cmd.env(format!("PIPE_INPUT_{i}"), &input.dir).env(format!("PIPE_INPUT_{i}_LABEL"), &input.label);
+            cmd.env(format!("PIPE_INPUT_{i}"), &input.dir)
+                .env(format!("PIPE_INPUT_{i}_LABEL"), &input.label);
         }
-        let out = cmd.output().with_context(|| format!("cannot start `sh -c {:?}`", self.run))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let out = cmd
+            .output()
+            .with_context(|| format!("cannot start `sh -c {:?}`", self.run))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = text.lines().collect();
         for l in &lines[lines.len().saturating_sub(LOG_LINES)..] {
             ctx.log(l);
         }
         if !out.status.success() {
-            bail!("command exited with {}: {}", out.status, lines.last().copied().unwrap_or("(no output)"));
+            bail!(
+                "command exited with {}: {}",
+                out.status,
+                lines.last().copied().unwrap_or("(no output)")
+            );
         }
         Ok(())
     }

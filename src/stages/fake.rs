@@ -30,7 +30,10 @@ fn default_lr() -> f64 {
 
 impl Default for FakeOptimizer {
     fn default() -> Self {
-        FakeOptimizer { lr: default_lr(), momentum: 0.0 }
+        FakeOptimizer {
+            lr: default_lr(),
+            momentum: 0.0,
+        }
     }
 }
 
@@ -75,12 +78,21 @@ fn hash_dir(dir: &Path) -> anyhow::Result<String> {
 impl StageConfig for FakeConfig {
     fn validate(&self) -> Result<(), FieldError> {
         if self.optimizer.lr <= 0.0 {
-            return Err(FieldError::new("optimizer.lr", format!("learning rate must be > 0, got {}", self.optimizer.lr))
-                .hint("try 0.01"));
+            return Err(FieldError::new(
+                "optimizer.lr",
+                format!("learning rate must be > 0, got {}", self.optimizer.lr),
+            )
+            .hint("try 0.01"));
         }
         if !(0.0..1.0).contains(&self.optimizer.momentum) {
-            return Err(FieldError::new("optimizer.momentum", format!("momentum must be in [0, 1), got {}", self.optimizer.momentum))
-                .hint("0.9 is the usual high value"));
+            return Err(FieldError::new(
+                "optimizer.momentum",
+                format!(
+                    "momentum must be in [0, 1), got {}",
+                    self.optimizer.momentum
+                ),
+            )
+            .hint("0.9 is the usual high value"));
         }
         Ok(())
     }
@@ -95,7 +107,10 @@ impl StageConfig for FakeConfig {
 
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let step_file = ctx.scratch_dir().join("step");
-        let mut step: u32 = std::fs::read_to_string(&step_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let mut step: u32 = std::fs::read_to_string(&step_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
         if step > 0 {
             ctx.log(format!("resumed at step {step}"));
         }
@@ -120,12 +135,21 @@ impl StageConfig for FakeConfig {
             None => {
                 writeln!(text, "config {}", serde_json::to_string(self)?)?;
                 for input in ctx.inputs() {
-                    writeln!(text, "input {} {}", input.label, hash_dir(&input.dir).with_context(|| format!("reading {}", input.stage))?)?;
+                    writeln!(
+                        text,
+                        "input {} {}",
+                        input.label,
+                        hash_dir(&input.dir).with_context(|| format!("reading {}", input.stage))?
+                    )?;
                 }
             }
         }
         let name = match ctx.target() {
-            Some(t) => Path::new(t).file_name().unwrap_or_default().to_string_lossy().to_string(),
+            Some(t) => Path::new(t)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string(),
             None => "out.txt".to_string(),
         };
         std::fs::write(ctx.out_dir().join(name), text)?;

@@ -7,5 +7,10 @@ use crate::stage::StageKind;
 
 /// The kinds a pipeline may name in `kind: "…"`.
 pub fn all() -> Vec<&'static dyn StageKind> {
-    vec![&command::COMMAND, &command::COMMAND_GATHER, &fake::FAKE, &fake::FAKE_GATHER]
+    vec![
+        &command::COMMAND,
+        &command::COMMAND_GATHER,
+        &fake::FAKE,
+        &fake::FAKE_GATHER,
+    ]
 }

@@ -27,7 +27,11 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -54,7 +58,8 @@ impl Project {
     }
 
     pub fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+        std::fs::read_to_string(self.path().join(rel))
+            .unwrap_or_else(|e| panic!("reading {rel}: {e}"))
     }
 
     /// Replaces `from` (which must occur) by `to` in a project file.
@@ -66,7 +71,10 @@ impl Project {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.current_dir(self.path()).args(args).env_remove("PIPE_CACHE").env_remove("PIPE_GPUS");
+        c.current_dir(self.path())
+            .args(args)
+            .env_remove("PIPE_CACHE")
+            .env_remove("PIPE_GPUS");
         c
     }
 
@@ -89,12 +97,18 @@ impl Project {
     pub fn take_runs(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let _ = std::fs::write(self.log_path(), "");
-        text.lines().map(|l| serde_json::from_str(l).expect("log line is JSON")).collect()
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("log line is JSON"))
+            .collect()
     }
 
     /// Stage ids that ran since the last call, sorted.
     pub fn ran(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.take_runs().iter().map(|r| r["stage"].as_str().unwrap().to_string()).collect();
+        let mut v: Vec<String> = self
+            .take_runs()
+            .iter()
+            .map(|r| r["stage"].as_str().unwrap().to_string())
+            .collect();
         v.sort();
         v
     }
