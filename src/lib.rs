@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod dataset;
 pub mod engine;
 pub mod plan;
 pub mod spec;

@@ -56,7 +56,7 @@ pub fn key_inputs(
 }
 
 pub enum Freshness {
-    Fresh(Entry),
+    Fresh(Box<Entry>),
     /// Would run; the reasons say why.
     Stale {
         key: Option<String>,
@@ -162,7 +162,7 @@ fn fresh_or_stale(
             key: Some(key),
             reasons: vec!["forced with --force".into()],
         },
-        Lookup::Hit(e) => Freshness::Fresh(*e),
+        Lookup::Hit(e) => Freshness::Fresh(e),
         Lookup::Corrupt(why) => Freshness::Stale {
             key: Some(key),
             reasons: vec![why],

@@ -160,16 +160,25 @@ pub fn diff(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
             out.push(format!("{k}: {v} → (absent)"));
         }
     }
-    let none = serde_json::Value::Null;
-    let (a, b) = (
-        flatten(old.external.as_ref().unwrap_or(&none)),
-        flatten(new.external.as_ref().unwrap_or(&none)),
-    );
-    for (k, v) in &b {
-        if a.get(k) != Some(v) {
-            let was = a.get(k).map(String::as_str).unwrap_or("(absent)");
-            out.push(format!("external input changed: {k}: {was} → {v}"));
+    match (&old.external, &new.external) {
+        (Some(o), Some(n)) => {
+            let (a, b) = (flatten(o), flatten(n));
+            for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+                if a.get(k) != b.get(k) {
+                    let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(absent)".into());
+                    out.push(format!("external input changed: {k}: {} → {}", show(a.get(k)), show(b.get(k))));
+                }
+            }
         }
+        (o, n) if o != n => {
+            let names = |v: &Option<serde_json::Value>| match v {
+                Some(serde_json::Value::Object(m)) => m.keys().cloned().collect::<Vec<_>>().join(", "),
+                Some(other) => other.to_string(),
+                None => "none".into(),
+            };
+            out.push(format!("external input changed: {} → {}", names(o), names(n)));
+        }
+        _ => {}
     }
     if old.target != new.target {
         out.push(format!(
