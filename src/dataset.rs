@@ -15,12 +15,27 @@ use serde::{Deserialize, Serialize};
 pub const IMAGE_BYTES: usize = 3 * 32 * 32;
 pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 pub const CLASSES: usize = 10;
-pub const TRAIN_FILES: [&str; 5] =
-    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
+pub const TRAIN_FILES: [&str; 5] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+];
 pub const TEST_FILE: &str = "test_batch.bin";
 pub const META_FILE: &str = "batches.meta.txt";
-pub const DEFAULT_CLASS_NAMES: [&str; CLASSES] =
-    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
+pub const DEFAULT_CLASS_NAMES: [&str; CLASSES] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
 
 /// One split in memory: images in record layout, labels 0..9.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -74,9 +89,17 @@ pub fn split_files(split: &str) -> (String, String) {
 
 /// Writes a `u8` array as `.npy` (format 1.0).
 pub fn write_npy_u8(path: &Path, shape: &[usize], data: &[u8]) -> io::Result<()> {
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "shape matches data");
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "shape matches data"
+    );
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let shape_text = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
     let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
     let unpadded = 10 + header.len() + 1;
@@ -92,9 +115,11 @@ pub fn write_npy_u8(path: &Path, shape: &[usize], data: &[u8]) -> io::Result<()>
 
 /// Reads a `u8` `.npy` written by [`write_npy_u8`]: (shape, data).
 pub fn read_npy_u8(path: &Path) -> anyhow::Result<(Vec<usize>, Vec<u8>)> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut pre = [0u8; 10];
-    f.read_exact(&mut pre).with_context(|| format!("{}: not a .npy file", path.display()))?;
+    f.read_exact(&mut pre)
+        .with_context(|| format!("{}: not a .npy file", path.display()))?;
     if &pre[..6] != b"\x93NUMPY" || pre[6] != 1 {
         bail!("{}: not a version 1 .npy file", path.display());
     }
@@ -103,7 +128,10 @@ pub fn read_npy_u8(path: &Path) -> anyhow::Result<(Vec<usize>, Vec<u8>)> {
     f.read_exact(&mut header)?;
     let header = String::from_utf8_lossy(&header);
     if !header.contains("'descr': '|u1'") || !header.contains("'fortran_order': False") {
-        bail!("{}: expected a C-order uint8 array, header {header}", path.display());
+        bail!(
+            "{}: expected a C-order uint8 array, header {header}",
+            path.display()
+        );
     }
     let shape_text = header
         .split("'shape': (")
@@ -120,7 +148,11 @@ pub fn read_npy_u8(path: &Path) -> anyhow::Result<(Vec<usize>, Vec<u8>)> {
     let mut data = Vec::with_capacity(shape.iter().product());
     f.read_to_end(&mut data)?;
     if data.len() != shape.iter().product::<usize>() {
-        bail!("{}: {} bytes of data for shape {shape:?}", path.display(), data.len());
+        bail!(
+            "{}: {} bytes of data for shape {shape:?}",
+            path.display(),
+            data.len()
+        );
     }
     Ok((shape, data))
 }
@@ -145,7 +177,12 @@ impl Dataset {
             }
             Ok(Split { images, labels })
         };
-        Ok(Dataset { train: load("train")?, validation: load("validation")?, test: load("test")?, meta })
+        Ok(Dataset {
+            train: load("train")?,
+            validation: load("validation")?,
+            test: load("test")?,
+            meta,
+        })
     }
 }
 

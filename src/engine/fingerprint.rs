@@ -163,20 +163,34 @@ pub fn diff(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
     match (&old.external, &new.external) {
         (Some(o), Some(n)) => {
             let (a, b) = (flatten(o), flatten(n));
-            for k in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+            for k in a
+                .keys()
+                .chain(b.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+            {
                 if a.get(k) != b.get(k) {
                     let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(absent)".into());
-                    out.push(format!("external input changed: {k}: {} → {}", show(a.get(k)), show(b.get(k))));
+                    out.push(format!(
+                        "external input changed: {k}: {} → {}",
+                        show(a.get(k)),
+                        show(b.get(k))
+                    ));
                 }
             }
         }
         (o, n) if o != n => {
             let names = |v: &Option<serde_json::Value>| match v {
-                Some(serde_json::Value::Object(m)) => m.keys().cloned().collect::<Vec<_>>().join(", "),
+                Some(serde_json::Value::Object(m)) => {
+                    m.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
                 Some(other) => other.to_string(),
                 None => "none".into(),
             };
-            out.push(format!("external input changed: {} → {}", names(o), names(n)));
+            out.push(format!(
+                "external input changed: {} → {}",
+                names(o),
+                names(n)
+            ));
         }
         _ => {}
     }

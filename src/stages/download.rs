@@ -89,7 +89,9 @@ fn wanted_files() -> impl Iterator<Item = &'static str> {
 impl DownloadConfig {
     fn origin(&self, root: &Path) -> anyhow::Result<Origin> {
         let (path, said) = match std::env::var(LOCAL_ENV) {
-            Ok(p) if !p.trim().is_empty() => (std::path::absolute(p.trim())?, format!("{LOCAL_ENV}={p}")),
+            Ok(p) if !p.trim().is_empty() => {
+                (std::path::absolute(p.trim())?, format!("{LOCAL_ENV}={p}"))
+            }
             _ => match &self.source {
                 Source::Url => return Ok(Origin::Url),
                 Source::Local(p) => (root.join(p), format!("source: Local({p:?})")),
@@ -109,11 +111,18 @@ impl DownloadConfig {
 impl StageConfig for DownloadConfig {
     fn validate(&self) -> Result<(), FieldError> {
         if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(FieldError::new("url", format!("`{}` is not an http(s) URL", self.url))
-                .hint(format!("the official one is {OFFICIAL_URL}")));
+            return Err(
+                FieldError::new("url", format!("`{}` is not an http(s) URL", self.url))
+                    .hint(format!("the official one is {OFFICIAL_URL}")),
+            );
         }
-        if !self.md5.is_empty() && (self.md5.len() != 32 || !self.md5.chars().all(|c| c.is_ascii_hexdigit())) {
-            return Err(FieldError::new("md5", format!("`{}` is not an md5 (32 hex digits)", self.md5)));
+        if !self.md5.is_empty()
+            && (self.md5.len() != 32 || !self.md5.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Err(FieldError::new(
+                "md5",
+                format!("`{}` is not an md5 (32 hex digits)", self.md5),
+            ));
         }
         Ok(())
     }
@@ -141,7 +150,8 @@ impl StageConfig for DownloadConfig {
                 for name in wanted_files() {
                     let from = dir.join(name);
                     if from.is_file() {
-                        fs::copy(&from, ctx.out_dir().join(name)).with_context(|| format!("cannot copy {}", from.display()))?;
+                        fs::copy(&from, ctx.out_dir().join(name))
+                            .with_context(|| format!("cannot copy {}", from.display()))?;
                     }
                 }
                 ctx.log(format!("copied the local copy in {}", dir.display()));
@@ -161,10 +171,17 @@ impl StageConfig for DownloadConfig {
                 ctx.log(format!("downloaded and extracted {}", self.url));
             }
         }
-        let missing: Vec<&str> =
-            TRAIN_FILES.iter().copied().chain([TEST_FILE]).filter(|f| !ctx.out_dir().join(f).is_file()).collect();
+        let missing: Vec<&str> = TRAIN_FILES
+            .iter()
+            .copied()
+            .chain([TEST_FILE])
+            .filter(|f| !ctx.out_dir().join(f).is_file())
+            .collect();
         if !missing.is_empty() {
-            bail!("the data lacks {}: not the CIFAR-10 binary version", missing.join(", "));
+            bail!(
+                "the data lacks {}: not the CIFAR-10 binary version",
+                missing.join(", ")
+            );
         }
         Ok(())
     }
@@ -201,7 +218,11 @@ impl DownloadConfig {
                     }
                     let wait = self.backoff_ms.saturating_mul(1 << (failures - 1).min(10));
                     let have = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
-                    ctx.progress_bytes(have, have, &format!("retry {failures} in {wait} ms: {e:#}"));
+                    ctx.progress_bytes(
+                        have,
+                        have,
+                        &format!("retry {failures} in {wait} ms: {e:#}"),
+                    );
                     std::thread::sleep(Duration::from_millis(wait));
                 }
             }
@@ -212,11 +233,25 @@ impl DownloadConfig {
     /// which retries would only make slower to report.
     fn resolve_host(&self) -> anyhow::Result<()> {
         use std::net::ToSocketAddrs;
-        let rest = self.url.split_once("://").map(|(_, r)| r).unwrap_or(&self.url);
+        let rest = self
+            .url
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(&self.url);
         let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-        let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
-        let default_port = if self.url.starts_with("https://") { 443 } else { 80 };
-        let addr = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let authority = authority
+            .rsplit_once('@')
+            .map(|(_, h)| h)
+            .unwrap_or(authority);
+        let default_port = if self.url.starts_with("https://") {
+            443
+        } else {
+            80
+        };
+        let addr = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             authority.to_string()
         } else {
             format!("{authority}:{default_port}")
@@ -234,10 +269,15 @@ impl DownloadConfig {
         if have > 0 {
             req = req.header("Range", &format!("bytes={have}-"));
         }
-        let resp = req.call().map_err(|e| Attempt::Retry(anyhow::Error::new(e)))?;
+        let resp = req
+            .call()
+            .map_err(|e| Attempt::Retry(anyhow::Error::new(e)))?;
         let status = resp.status().as_u16();
         let length = |r: &ureq::http::Response<ureq::Body>| {
-            r.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+            r.headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
         };
         let (mut file, start, total) = match status {
             200 => {
@@ -254,14 +294,24 @@ impl DownloadConfig {
                     .and_then(|v| v.parse::<u64>().ok());
                 if from != Some(have) {
                     let _ = fs::remove_file(part);
-                    return Err(Attempt::Retry(anyhow::anyhow!("the server resumed at the wrong offset; starting over")));
+                    return Err(Attempt::Retry(anyhow::anyhow!(
+                        "the server resumed at the wrong offset; starting over"
+                    )));
                 }
-                let f = OpenOptions::new().append(true).open(part).map_err(|e| Attempt::Fatal(e.into()))?;
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(part)
+                    .map_err(|e| Attempt::Fatal(e.into()))?;
                 (f, have, length(&resp).map(|l| l + have))
             }
             // Nothing left to fetch: the partial file is whole (the checksum will tell).
             416 if have > 0 => return Ok(()),
-            408 | 429 | 500..=599 => return Err(Attempt::Retry(anyhow::anyhow!("HTTP {status} from {}", self.url))),
+            408 | 429 | 500..=599 => {
+                return Err(Attempt::Retry(anyhow::anyhow!(
+                    "HTTP {status} from {}",
+                    self.url
+                )))
+            }
             _ => {
                 return Err(Attempt::Fatal(anyhow::anyhow!(
                     "HTTP {status} {} for {}; check the download stage's `url`",
@@ -277,15 +327,22 @@ impl DownloadConfig {
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) => return Err(Attempt::Retry(anyhow::Error::new(e).context("the connection dropped"))),
+                Err(e) => {
+                    return Err(Attempt::Retry(
+                        anyhow::Error::new(e).context("the connection dropped"),
+                    ))
+                }
             };
-            file.write_all(&buf[..n]).map_err(|e| Attempt::Fatal(e.into()))?;
+            file.write_all(&buf[..n])
+                .map_err(|e| Attempt::Fatal(e.into()))?;
             done += n as u64;
             ctx.progress_bytes(done, total.unwrap_or(done), "downloading");
         }
         file.sync_all().map_err(|e| Attempt::Fatal(e.into()))?;
         match total {
-            Some(t) if done < t => Err(Attempt::Retry(anyhow::anyhow!("the connection closed at {done} of {t} bytes"))),
+            Some(t) if done < t => Err(Attempt::Retry(anyhow::anyhow!(
+                "the connection closed at {done} of {t} bytes"
+            ))),
             _ => Ok(()),
         }
     }
@@ -326,7 +383,12 @@ fn check_md5(path: &Path, expected: &str, delete_on_mismatch: bool) -> anyhow::R
 
 /// Extracts the batch files of a `cifar-10-binary.tar.gz` into `out` (flat).
 fn extract(tarball: &Path, out: &Path) -> anyhow::Result<()> {
-    let corrupt = |e: io::Error| anyhow::anyhow!("{}: the archive is truncated or corrupt ({e})", tarball.display());
+    let corrupt = |e: io::Error| {
+        anyhow::anyhow!(
+            "{}: the archive is truncated or corrupt ({e})",
+            tarball.display()
+        )
+    };
     let gz = flate2::read::GzDecoder::new(io::BufReader::new(File::open(tarball)?));
     let mut archive = tar::Archive::new(gz);
     let wanted: Vec<&str> = wanted_files().collect();
@@ -336,7 +398,13 @@ fn extract(tarball: &Path, out: &Path) -> anyhow::Result<()> {
             continue;
         }
         let path = entry.path().map_err(corrupt)?.into_owned();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).filter(|n| wanted.contains(n)) else { continue };
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| wanted.contains(n))
+        else {
+            continue;
+        };
         let mut to = File::create(out.join(name))?;
         io::copy(&mut entry, &mut to).map_err(corrupt)?;
     }

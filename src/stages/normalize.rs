@@ -13,8 +13,8 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{
-    split_files, write_npy_u8, Meta, Split, CLASSES, DEFAULT_CLASS_NAMES, IMAGE_BYTES, META_FILE, RECORD_BYTES, SPLITS,
-    TEST_FILE, TRAIN_FILES,
+    split_files, write_npy_u8, Meta, Split, CLASSES, DEFAULT_CLASS_NAMES, IMAGE_BYTES, META_FILE,
+    RECORD_BYTES, SPLITS, TEST_FILE, TRAIN_FILES,
 };
 use crate::stage::{FieldError, Kind, RunCtx, StageConfig};
 
@@ -52,22 +52,33 @@ fn default_validation() -> usize {
 
 impl Default for NormalizeConfig {
     fn default() -> Self {
-        NormalizeConfig { validation: default_validation(), scaling: Scaling::default(), train_subset: None, seed: 0 }
+        NormalizeConfig {
+            validation: default_validation(),
+            scaling: Scaling::default(),
+            train_subset: None,
+            seed: 0,
+        }
     }
 }
 
 impl StageConfig for NormalizeConfig {
     fn validate(&self) -> Result<(), FieldError> {
         if self.train_subset == Some(0) {
-            return Err(FieldError::new("train_subset", "a training subset of 0 images leaves nothing to train on")
-                .hint("leave it out (None) to keep every training image"));
+            return Err(FieldError::new(
+                "train_subset",
+                "a training subset of 0 images leaves nothing to train on",
+            )
+            .hint("leave it out (None) to keep every training image"));
         }
         Ok(())
     }
 
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let [input] = ctx.inputs() else {
-            bail!("normalize takes one input (the download stage), got {}", ctx.inputs().len());
+            bail!(
+                "normalize takes one input (the download stage), got {}",
+                ctx.inputs().len()
+            );
         };
         let meta = normalize(&input.dir.clone(), ctx.out_dir(), self)?;
         for (split, n) in &meta.sizes {
@@ -118,10 +129,15 @@ fn read_batch(path: &Path, into: &mut Split) -> anyhow::Result<()> {
     if bytes.is_empty() {
         bail!("{name}: the file is empty");
     }
-    into.images.reserve(bytes.len() / RECORD_BYTES * IMAGE_BYTES);
+    into.images
+        .reserve(bytes.len() / RECORD_BYTES * IMAGE_BYTES);
     for (i, rec) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
         if rec[0] as usize >= CLASSES {
-            bail!("{name}: record {i} (byte offset {}) has label {}; labels are 0..9", i * RECORD_BYTES, rec[0]);
+            bail!(
+                "{name}: record {i} (byte offset {}) has label {}; labels are 0..9",
+                i * RECORD_BYTES,
+                rec[0]
+            );
         }
         into.push(&rec[1..], rec[0]);
     }
@@ -133,17 +149,29 @@ fn class_names(dir: &Path) -> anyhow::Result<Vec<String>> {
     if !path.exists() {
         return Ok(DEFAULT_CLASS_NAMES.iter().map(|s| s.to_string()).collect());
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {META_FILE}"))?;
-    let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {META_FILE}"))?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
     if names.len() != CLASSES {
-        bail!("{META_FILE}: {} class names, expected {CLASSES}", names.len());
+        bail!(
+            "{META_FILE}: {} class names, expected {CLASSES}",
+            names.len()
+        );
     }
     Ok(names)
 }
 
 fn select(from: &Split, mut idx: Vec<usize>) -> Split {
     idx.sort_unstable();
-    let mut out = Split { images: Vec::with_capacity(idx.len() * IMAGE_BYTES), labels: Vec::with_capacity(idx.len()) };
+    let mut out = Split {
+        images: Vec::with_capacity(idx.len() * IMAGE_BYTES),
+        labels: Vec::with_capacity(idx.len()),
+    };
     for i in idx {
         out.push(from.image(i), from.labels[i]);
     }
@@ -213,11 +241,18 @@ fn affine(scaling: Scaling, train: &Split) -> ([f32; 3], [f32; 3]) {
 /// receives `{train,validation,test}_{x,y}.npy` and `meta.json`.
 pub fn normalize(input: &Path, out: &Path, cfg: &NormalizeConfig) -> anyhow::Result<Meta> {
     let expected: Vec<&str> = TRAIN_FILES.iter().copied().chain([TEST_FILE]).collect();
-    let missing: Vec<&&str> = expected.iter().filter(|f| !input.join(f).is_file()).collect();
+    let missing: Vec<&&str> = expected
+        .iter()
+        .filter(|f| !input.join(f).is_file())
+        .collect();
     if !missing.is_empty() {
         bail!(
             "the input lacks {}; expected the CIFAR-10 binary files {}",
-            missing.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "),
+            missing
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
             expected.join(", ")
         );
     }
@@ -244,7 +279,10 @@ pub fn normalize(input: &Path, out: &Path, cfg: &NormalizeConfig) -> anyhow::Res
     drop(pool);
     if let Some(k) = cfg.train_subset {
         if k > train.len() {
-            bail!("train_subset: {k} images requested but the training split holds {}", train.len());
+            bail!(
+                "train_subset: {k} images requested but the training split holds {}",
+                train.len()
+            );
         }
         let picked = stratified(&train, k, &mut rng);
         train = select(&train, picked);
@@ -259,8 +297,16 @@ pub fn normalize(input: &Path, out: &Path, cfg: &NormalizeConfig) -> anyhow::Res
     }
     let meta = Meta {
         classes,
-        sizes: SPLITS.iter().zip(splits).map(|(n, s)| (n.to_string(), s.len())).collect(),
-        class_counts: SPLITS.iter().zip(splits).map(|(n, s)| (n.to_string(), s.class_counts().to_vec())).collect(),
+        sizes: SPLITS
+            .iter()
+            .zip(splits)
+            .map(|(n, s)| (n.to_string(), s.len()))
+            .collect(),
+        class_counts: SPLITS
+            .iter()
+            .zip(splits)
+            .map(|(n, s)| (n.to_string(), s.class_counts().to_vec()))
+            .collect(),
         scaling: format!("{:?}", cfg.scaling),
         scale,
         shift,
@@ -286,7 +332,16 @@ mod tests {
         let mut s = Split::default();
         let img = vec![0u8; IMAGE_BYTES];
         for i in 0..1000 {
-            s.push(&img, if i < 600 { 0 } else if i < 900 { 1 } else { 2 });
+            s.push(
+                &img,
+                if i < 600 {
+                    0
+                } else if i < 900 {
+                    1
+                } else {
+                    2
+                },
+            );
         }
         let picked = stratified(&s, 100, &mut SplitMix64::new(7));
         let sub = select(&s, picked);
@@ -306,7 +361,10 @@ mod tests {
         s.push(&img, 1);
         let (scale, shift) = affine(Scaling::Standardize, &s);
         // red: mean 20, std 10 → (x - 20) / 10
-        assert!((scale[0] - 0.1).abs() < 1e-6 && (shift[0] + 2.0).abs() < 1e-6, "{scale:?} {shift:?}");
+        assert!(
+            (scale[0] - 0.1).abs() < 1e-6 && (shift[0] + 2.0).abs() < 1e-6,
+            "{scale:?} {shift:?}"
+        );
         // green: mean 2, std 2
         assert!((scale[1] - 0.5).abs() < 1e-6 && (shift[1] + 1.0).abs() < 1e-6);
     }
