@@ -13,7 +13,14 @@ use pipe::stages::normalize::{normalize, NormalizeConfig, Scaling, SplitMix64};
 fn write_full_size(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = SplitMix64::new(42);
-    for name in ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"] {
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ] {
         let mut bytes = vec![0u8; 10_000 * RECORD_BYTES];
         for rec in bytes.chunks_exact_mut(RECORD_BYTES) {
             rec[0] = rng.below(10) as u8;
@@ -46,7 +53,12 @@ fn main() {
     println!("| measurement | time |");
     println!("|---|---|");
     for scaling in [Scaling::Div256, Scaling::Standardize] {
-        let cfg = NormalizeConfig { validation: 5000, scaling, train_subset: None, seed: 0 };
+        let cfg = NormalizeConfig {
+            validation: 5000,
+            scaling,
+            train_subset: None,
+            seed: 0,
+        };
         let times: Vec<Duration> = (0..runs)
             .map(|i| {
                 let out = tmp.path().join(format!("out-{scaling:?}-{i}"));
@@ -58,7 +70,10 @@ fn main() {
                 d
             })
             .collect();
-        println!("| normalize stage, validation 5000, {scaling:?} | {} |", ms(median(times)));
+        println!(
+            "| normalize stage, validation 5000, {scaling:?} | {} |",
+            ms(median(times))
+        );
     }
     let project = tmp.path().join("project");
     std::fs::create_dir_all(project.join("pipelines")).unwrap();
@@ -74,8 +89,16 @@ fn main() {
     .unwrap();
     let pipe = |args: &[&str]| {
         let t = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_pipe")).current_dir(&project).args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .current_dir(&project)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         t.elapsed()
     };
     let full: Vec<Duration> = (0..3)
@@ -84,9 +107,14 @@ fn main() {
             pipe(&["build", "data:data"])
         })
         .collect();
-    let normalize_only: Vec<Duration> = (0..3).map(|_| pipe(&["build", "--force", "data:data", "data:data"])).collect();
+    let normalize_only: Vec<Duration> = (0..3)
+        .map(|_| pipe(&["build", "--force", "data:data", "data:data"]))
+        .collect();
     let noop: Vec<Duration> = (0..runs).map(|_| pipe(&["build", "data:data"])).collect();
     println!("| `pipe build`: copy the local set into the cache + normalize + store (cold cache, median of 3) | {} |", ms(median(full)));
     println!("| `pipe build --force data:data`: normalize + hash and store its outputs (median of 3) | {} |", ms(median(normalize_only)));
-    println!("| no-op `pipe build` (180 MB input re-checked through the memo) | {} |", ms(median(noop)));
+    println!(
+        "| no-op `pipe build` (180 MB input re-checked through the memo) | {} |",
+        ms(median(noop))
+    );
 }

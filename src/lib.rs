@@ -12,3 +12,4 @@ pub mod plan;
 pub mod spec;
 pub mod stage;
 pub mod stages;
+pub mod train;

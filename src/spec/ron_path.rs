@@ -160,8 +160,17 @@ impl<'de> Visitor<'de> for ChildrenVisitor {
     }
 }
 
+/// `IMPLICIT_SOME`: `Some(0.5)` may be written `0.5`; `UNWRAP_VARIANT_NEWTYPES`: a family
+/// is written `Mlp(hidden: [512])`, not `Mlp((hidden: [512]))`.
 fn options() -> ron::Options {
-    ron::Options::default().with_default_extension(Extensions::IMPLICIT_SOME)
+    ron::Options::default()
+        .with_default_extension(Extensions::IMPLICIT_SOME | Extensions::UNWRAP_VARIANT_NEWTYPES)
+}
+
+/// The canonical RON of a value: every field written, in declaration order, readable back
+/// with the same extensions.
+pub fn to_canonical<T: serde::Serialize>(value: &T) -> Result<String, ron::Error> {
+    options().to_string(value)
 }
 
 fn children(text: &str) -> Children<'_> {

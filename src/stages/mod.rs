@@ -2,8 +2,10 @@
 
 pub mod command;
 pub mod download;
+pub mod evaluate;
 pub mod fake;
 pub mod normalize;
+pub mod train;
 
 use crate::stage::StageKind;
 
@@ -12,6 +14,8 @@ pub fn all() -> Vec<&'static dyn StageKind> {
     vec![
         &download::DOWNLOAD,
         &normalize::NORMALIZE,
+        &train::TRAIN,
+        &evaluate::EVALUATE,
         &command::COMMAND,
         &command::COMMAND_GATHER,
         &fake::FAKE,

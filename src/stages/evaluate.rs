@@ -1,0 +1,50 @@
+//! `evaluate`: test-set scores of a trained model (inputs: a `train` stage and the
+//! `normalize` stage), written as `evaluation.json` for the report.
+
+use serde::{Deserialize, Serialize};
+
+use super::train::input_of;
+use crate::dataset::Dataset;
+use crate::stage::{KeyCtx, Kind, RunCtx, StageConfig};
+use crate::train::config::DeviceChoice;
+use crate::train::device::{self, Backend, CpuBackend, GpuBackend};
+use crate::train::evaluate::evaluate;
+
+pub static EVALUATE: Kind<EvaluateConfig> = Kind::new("evaluate", 1);
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateConfig {
+    #[serde(default, skip_serializing)]
+    pub device: DeviceChoice,
+}
+
+impl StageConfig for EvaluateConfig {
+    fn external_key(&self, _: &KeyCtx) -> anyhow::Result<Option<serde_json::Value>> {
+        Ok(Some(
+            serde_json::json!({ "backend": device::resolve(self.device)?.name() }),
+        ))
+    }
+
+    fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
+        let trained = input_of(ctx.inputs(), "train", "evaluate")?.dir.clone();
+        let data = Dataset::load(&input_of(ctx.inputs(), "normalize", "evaluate")?.dir)?;
+        let e = match device::resolve(self.device)? {
+            Backend::Cpu => evaluate::<CpuBackend>(&trained, &data, &Default::default())?,
+            Backend::Cuda => evaluate::<GpuBackend>(&trained, &data, &Default::default())?,
+        };
+        std::fs::write(
+            ctx.out_dir().join("evaluation.json"),
+            serde_json::to_vec_pretty(&e)?,
+        )?;
+        ctx.log(format!(
+            "test accuracy {:.4} (final), {:.4} (best validation, epoch {})",
+            e.last.accuracy,
+            e.best.accuracy,
+            e.best_epoch
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "-".into())
+        ));
+        Ok(())
+    }
+}

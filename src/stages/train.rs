@@ -1,0 +1,115 @@
+//! `train`: one model of one family, trained on the normalized dataset (its one input).
+//! The config is [`TrainConfig`]; the work is [`crate::train::fit`].
+
+use anyhow::bail;
+
+use crate::dataset::Dataset;
+use crate::stage::{FieldError, Input, KeyCtx, Kind, Resources, RunCtx, StageConfig};
+use crate::train::config::TrainConfig;
+use crate::train::device::{self, Backend, CpuTrain, GpuTrain};
+use crate::train::fit::{fit, recover_checkpoint, Dirs, EpochMetrics, Report};
+
+pub static TRAIN: Kind<TrainConfig> = Kind::new("train", 1);
+
+/// The one input of `kind` among a stage's inputs.
+pub fn input_of<'a>(inputs: &'a [Input], kind: &str, stage: &str) -> anyhow::Result<&'a Input> {
+    let found: Vec<&Input> = inputs.iter().filter(|i| i.kind == kind).collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("a {stage} stage needs a `{kind}` stage among its inputs"),
+        _ => bail!(
+            "a {stage} stage takes one `{kind}` input, got {}",
+            found.len()
+        ),
+    }
+}
+
+struct Progress<'a, 'b>(&'a mut RunCtx<'b>);
+
+impl Report for Progress<'_, '_> {
+    fn epoch(&mut self, m: &EpochMetrics, epochs: usize) {
+        let val = m
+            .val_acc
+            .map(|a| format!(", val acc {a:.4}"))
+            .unwrap_or_default();
+        let line = format!(
+            "epoch {}/{epochs}: loss {:.4}, acc {:.4}{val}, {:.1}s",
+            m.epoch, m.train_loss, m.train_acc, m.seconds
+        );
+        self.0.progress(m.epoch as u64, epochs as u64, &line);
+        let every = epochs.div_ceil(10).max(1);
+        if m.epoch == 1 || m.epoch == epochs || m.epoch.is_multiple_of(every) || !m.train_loss.is_finite() {
+            self.0.log(line);
+        }
+    }
+    fn note(&mut self, line: String) {
+        self.0.log(line);
+    }
+}
+
+impl StageConfig for TrainConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        self.check()
+    }
+
+    fn resources(&self) -> Resources {
+        match device::resolve(self.device) {
+            Ok(Backend::Cuda) => Resources { cpus: 1, gpus: 1 },
+            // flex uses every core it is given: one CPU training at a time.
+            _ => Resources {
+                cpus: usize::MAX,
+                gpus: 0,
+            },
+        }
+    }
+
+    fn external_key(&self, _: &KeyCtx) -> anyhow::Result<Option<serde_json::Value>> {
+        Ok(Some(
+            serde_json::json!({ "backend": device::resolve(self.device)?.name() }),
+        ))
+    }
+
+    fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
+        let data_dir = input_of(ctx.inputs(), "normalize", "train")?.dir.clone();
+        let data = Dataset::load(&data_dir)?;
+        let (scratch, out) = (ctx.scratch_dir().to_path_buf(), ctx.out_dir().to_path_buf());
+        recover_checkpoint(&scratch);
+        let backend = device::resolve(self.device)?;
+        let dirs = Dirs {
+            scratch: &scratch,
+            out: &out,
+        };
+        let mut report = Progress(ctx);
+        let summary = match backend {
+            Backend::Cpu => fit::<CpuTrain>(
+                self,
+                &data,
+                &Default::default(),
+                backend.name(),
+                &dirs,
+                &mut report,
+            )?,
+            Backend::Cuda => fit::<GpuTrain>(
+                self,
+                &data,
+                &Default::default(),
+                backend.name(),
+                &dirs,
+                &mut report,
+            )?,
+        };
+        ctx.log(format!(
+            "{} ({} parameters) on {}: {} epochs, {:.0} images/s{}",
+            summary.family,
+            summary.parameters,
+            summary.backend,
+            summary.epochs_run,
+            summary.train_images_per_second,
+            summary
+                .diverged_at_epoch
+                .map(|e| format!(", DIVERGED at epoch {e}"))
+                .unwrap_or_default()
+        ));
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+//! The training config as written in RON: every hyperparameter of the seed study, with its
+//! default and its check. The model families' own fields live with each family.
+
+use serde::{Deserialize, Serialize};
+
+use super::models::ModelConfig;
+use crate::stage::FieldError;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelConfig,
+    /// The seed study trains every base model for 500 epochs.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Kernel (weight) initializer; Keras' default.
+    #[serde(default)]
+    pub initializer: Init,
+    #[serde(default = "zeros")]
+    pub bias_initializer: Init,
+    #[serde(default)]
+    pub regularizer: Regularizer,
+    #[serde(default)]
+    pub seed: u64,
+    /// Reshuffle the training set every epoch.
+    #[serde(default = "yes")]
+    pub shuffle: bool,
+    /// Where to train; the backend actually used is part of the key (it changes results).
+    #[serde(default, skip_serializing)]
+    pub device: DeviceChoice,
+}
+
+fn default_epochs() -> usize {
+    500
+}
+fn default_batch_size() -> usize {
+    32
+}
+fn zeros() -> Init {
+    Init::Zeros
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// CUDA when a GPU is usable, else CPU; `--device` / `PIPE_DEVICE` override it.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OptimizerKind {
+    /// SGD with optional (Nesterov) momentum, as the seed study.
+    #[default]
+    Sgd,
+    Adam,
+}
+
+/// One flat struct for both optimizers, so a study varies `optimizer.momentum` or
+/// `optimizer.lr` by the same short path. Fields the kind does not use are ignored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    #[serde(default)]
+    pub kind: OptimizerKind,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// SGD only.
+    #[serde(default)]
+    pub momentum: f64,
+    /// SGD only.
+    #[serde(default)]
+    pub nesterov: bool,
+    /// Adam only.
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
+}
+
+fn default_lr() -> f64 {
+    0.01
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_epsilon() -> f64 {
+    1e-7
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: default_lr(),
+            momentum: 0.0,
+            nesterov: false,
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            epsilon: default_epsilon(),
+        }
+    }
+}
+
+/// Learning rate over epochs (epoch 0 is the first).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// Multiply by `gamma` every `every` epochs.
+    Step { every: usize, gamma: f64 },
+    /// Cosine from `lr` at the first epoch down to `min_lr` at the last.
+    Cosine { min_lr: f64 },
+}
+
+impl Schedule {
+    pub fn lr(&self, base: f64, epoch: usize, epochs: usize) -> f64 {
+        match self {
+            Schedule::Constant => base,
+            Schedule::Step { every, gamma } => base * gamma.powi((epoch / every.max(&1)) as i32),
+            Schedule::Cosine { min_lr } => {
+                let t = if epochs <= 1 {
+                    0.0
+                } else {
+                    epoch as f64 / (epochs - 1) as f64
+                };
+                min_lr + (base - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
+/// Weight initializers, named as in Keras (Xavier = Glorot, Kaiming = He).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub enum Init {
+    #[default]
+    #[serde(alias = "XavierUniform")]
+    GlorotUniform,
+    #[serde(alias = "XavierNormal")]
+    GlorotNormal,
+    #[serde(alias = "KaimingUniform")]
+    HeUniform,
+    #[serde(alias = "KaimingNormal")]
+    HeNormal,
+    LecunUniform,
+    LecunNormal,
+    Orthogonal,
+    Zeros,
+    Ones,
+    Constant(f64),
+    /// Uniform in [min, max].
+    Uniform(f64, f64),
+    /// Normal with (mean, std).
+    Normal(f64, f64),
+}
+
+/// Keras-style penalties added to the loss: `l1 * Σ|w| + l2 * Σw²`, separately for kernels
+/// (weights of dense, convolution and recurrent layers) and biases. Batch-norm scales and
+/// shifts are never penalized.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Regularizer {
+    #[serde(default)]
+    pub kernel_l1: f64,
+    #[serde(default)]
+    pub kernel_l2: f64,
+    #[serde(default)]
+    pub bias_l1: f64,
+    #[serde(default)]
+    pub bias_l2: f64,
+}
+
+impl Regularizer {
+    pub fn is_zero(&self) -> bool {
+        self.kernel_l1 == 0.0 && self.kernel_l2 == 0.0 && self.bias_l1 == 0.0 && self.bias_l2 == 0.0
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Activation {
+    #[default]
+    Relu,
+    Tanh,
+    Sigmoid,
+    Elu,
+    Selu,
+    Gelu,
+    /// Slope 0.01 for negative inputs.
+    LeakyRelu,
+    /// The identity.
+    Linear,
+}
+
+/// Dropout probabilities must leave something: [0, 1).
+pub fn check_dropout(path: &str, p: f64) -> Result<(), FieldError> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(
+            FieldError::new(path, format!("dropout must be in [0, 1), got {p}"))
+                .hint("0.5 drops half the units"),
+        )
+    }
+}
+
+fn check_init(path: &str, init: &Init) -> Result<(), FieldError> {
+    match init {
+        Init::Uniform(a, b) if a >= b => Err(FieldError::new(
+            path,
+            format!("Uniform({a}, {b}): min must be below max"),
+        )),
+        Init::Normal(_, s) if *s <= 0.0 => Err(FieldError::new(
+            path,
+            format!("Normal(_, {s}): std must be > 0"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl TrainConfig {
+    pub fn check(&self) -> Result<(), FieldError> {
+        if self.epochs == 0 {
+            return Err(
+                FieldError::new("epochs", "at least one epoch").hint("the seed study uses 500")
+            );
+        }
+        if self.batch_size == 0 {
+            return Err(
+                FieldError::new("batch_size", "batch size must be at least 1")
+                    .hint("the seed study uses 32"),
+            );
+        }
+        let o = &self.optimizer;
+        if !(o.lr > 0.0 && o.lr.is_finite()) {
+            return Err(FieldError::new(
+                "optimizer.lr",
+                format!("learning rate must be > 0, got {}", o.lr),
+            )
+            .hint("try 0.01"));
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(FieldError::new(
+                "optimizer.momentum",
+                format!("momentum must be in [0, 1), got {}", o.momentum),
+            )
+            .hint("0.9 is the usual high value"));
+        }
+        if o.nesterov && o.momentum == 0.0 && o.kind == OptimizerKind::Sgd {
+            return Err(FieldError::new(
+                "optimizer.nesterov",
+                "Nesterov momentum needs momentum > 0",
+            ));
+        }
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+            return Err(FieldError::new(
+                "optimizer.beta1",
+                "Adam's betas must be in [0, 1)",
+            ));
+        }
+        if o.epsilon <= 0.0 {
+            return Err(FieldError::new("optimizer.epsilon", "epsilon must be > 0"));
+        }
+        match &self.schedule {
+            Schedule::Step { every: 0, .. } => {
+                return Err(FieldError::new("schedule.every", "a step every 0 epochs"))
+            }
+            Schedule::Step { gamma, .. } if *gamma <= 0.0 => {
+                return Err(FieldError::new("schedule.gamma", "gamma must be > 0")
+                    .hint("0.1 divides the rate by ten"))
+            }
+            Schedule::Cosine { min_lr } if *min_lr < 0.0 || *min_lr > o.lr => {
+                return Err(FieldError::new(
+                    "schedule.min_lr",
+                    format!("min_lr must be in [0, lr], got {min_lr}"),
+                ))
+            }
+            _ => {}
+        }
+        let r = &self.regularizer;
+        for (name, v) in [
+            ("kernel_l1", r.kernel_l1),
+            ("kernel_l2", r.kernel_l2),
+            ("bias_l1", r.bias_l1),
+            ("bias_l2", r.bias_l2),
+        ] {
+            if v < 0.0 || !v.is_finite() {
+                return Err(FieldError::new(
+                    &format!("regularizer.{name}"),
+                    format!("a penalty must be ≥ 0, got {v}"),
+                ));
+            }
+        }
+        check_init("initializer", &self.initializer)?;
+        check_init("bias_initializer", &self.bias_initializer)?;
+        self.model.check()
+    }
+}

@@ -1,0 +1,378 @@
+//! The training loop: epochs of shuffled mini-batches, per-epoch metrics, a checkpoint
+//! after every epoch, resume, and divergence.
+//!
+//! Resuming is exact: every source of randomness is derived from (seed, epoch) — the
+//! backend generator (dropout) is reseeded and the shuffle drawn at the start of each epoch
+//! — and the checkpoint holds the weights and the optimizer state at full precision. So a
+//! run killed after epoch k and resumed produces the same bits as one that never stopped.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use burn::module::{AutodiffModule, Module};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::config::{OptimizerKind, TrainConfig};
+use super::data::Batcher;
+use super::layers::{parameter_count, penalty};
+use super::models::{init, Model};
+use crate::dataset::{Dataset, Split};
+use crate::stages::normalize::SplitMix64;
+
+/// One line of `metrics.jsonl`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    /// Mean over batches of cross-entropy + weight penalty (what Keras reports as loss).
+    pub train_loss: f64,
+    pub train_acc: f64,
+    /// `None` without a validation split.
+    pub val_loss: Option<f64>,
+    pub val_acc: Option<f64>,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// `summary.json`.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Summary {
+    pub family: String,
+    pub parameters: usize,
+    pub backend: String,
+    pub epochs_run: usize,
+    /// The epoch whose loss became NaN or infinite; training stopped there.
+    pub diverged_at_epoch: Option<usize>,
+    pub best_epoch: Option<usize>,
+    pub best_val_acc: Option<f64>,
+    pub train_images_per_second: f64,
+    pub resumed_from_epoch: Option<usize>,
+}
+
+/// What a checkpoint records besides the weights and optimizer state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+struct State {
+    epochs_done: usize,
+    metrics: Vec<EpochMetrics>,
+    best_epoch: Option<usize>,
+    best_val_acc: Option<f64>,
+    train_seconds: f64,
+    train_images: usize,
+}
+
+/// Events for the progress display.
+pub trait Report {
+    fn epoch(&mut self, m: &EpochMetrics, epochs: usize);
+    fn note(&mut self, line: String);
+}
+
+type Rec = BinFileRecorder<FullPrecisionSettings>;
+
+/// The per-epoch seed: distinct streams for init (epoch 0) and each epoch.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut r = SplitMix64::new(seed ^ (epoch as u64).wrapping_mul(0xA076_1D64_78BD_642F));
+    r.next_u64()
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
+    std::fs::rename(tmp, path)?;
+    Ok(())
+}
+
+/// Loss (sum over the batch, on the inner backend) and correct predictions of `logits`.
+fn batch_stats<B: Backend>(
+    logits: Tensor<B, 2>,
+    y: Tensor<B, 1, burn::tensor::Int>,
+) -> (Tensor<B, 1>, Tensor<B, 1, burn::tensor::Int>) {
+    let n = y.dims()[0];
+    let loss = CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits.clone(), y.clone())
+        .mul_scalar(n as f64);
+    let correct = logits.argmax(1).reshape([n]).equal(y).int().sum();
+    (loss, correct)
+}
+
+/// Mean loss and accuracy of `model` on `split` (no gradients).
+pub fn measure<B: Backend>(
+    model: &Model<B>,
+    split: &Split,
+    batcher: &Batcher,
+    device: &B::Device,
+) -> (f64, f64) {
+    let mut loss = 0.0;
+    let mut correct = 0i64;
+    let idx: Vec<usize> = (0..split.len()).collect();
+    for chunk in idx.chunks(500) {
+        let (x, y) = batcher.batch::<B>(split, chunk, device);
+        let (l, c) = batch_stats(model.forward(x), y);
+        loss += l.into_scalar().elem::<f64>();
+        correct += c.into_scalar().elem::<i64>();
+    }
+    let n = split.len().max(1) as f64;
+    (loss / n, correct as f64 / n)
+}
+
+pub struct Dirs<'a> {
+    /// Survives interruption: checkpoints.
+    pub scratch: &'a Path,
+    /// The stage output.
+    pub out: &'a Path,
+}
+
+/// Trains `cfg` on `data`, resuming from a checkpoint in `dirs.scratch` if there is one,
+/// and writes `config.json`, `metrics.jsonl`, `model.bin`, `best.bin`, `summary.json`.
+pub fn fit<B: AutodiffBackend>(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    device: &B::Device,
+    backend: &str,
+    dirs: &Dirs,
+    report: &mut dyn Report,
+) -> anyhow::Result<Summary> {
+    let o = &cfg.optimizer;
+    match o.kind {
+        OptimizerKind::Sgd => {
+            let momentum = (o.momentum > 0.0).then_some(MomentumConfig {
+                momentum: o.momentum,
+                dampening: 0.0,
+                nesterov: o.nesterov,
+            });
+            let optim = SgdConfig::new()
+                .with_momentum(momentum)
+                .init::<B, Model<B>>();
+            run(cfg, data, device, backend, dirs, report, optim)
+        }
+        OptimizerKind::Adam => {
+            let optim = AdamConfig::new()
+                .with_beta_1(o.beta1 as f32)
+                .with_beta_2(o.beta2 as f32)
+                .with_epsilon(o.epsilon as f32)
+                .init::<B, Model<B>>();
+            run(cfg, data, device, backend, dirs, report, optim)
+        }
+    }
+}
+
+fn ckpt_dir(scratch: &Path) -> PathBuf {
+    scratch.join("checkpoint")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    device: &B::Device,
+    backend: &str,
+    dirs: &Dirs,
+    report: &mut dyn Report,
+    mut optim: O,
+) -> anyhow::Result<Summary> {
+    let rec = Rec::new();
+    B::seed(device, epoch_seed(cfg.seed, 0));
+    let mut model: Model<B> = init(cfg, device);
+    let parameters = parameter_count(&model);
+    let ckpt = ckpt_dir(dirs.scratch);
+    let mut state = State::default();
+    let mut resumed_from = None;
+    if ckpt.join("state.json").is_file() {
+        state = serde_json::from_slice(&std::fs::read(ckpt.join("state.json"))?)
+            .context("reading the checkpoint")?;
+        model = model.load_record(
+            rec.load(ckpt.join("model"), device)
+                .context("loading the checkpointed model")?,
+        );
+        optim = optim.load_record(
+            rec.load(ckpt.join("optim"), device)
+                .context("loading the optimizer state")?,
+        );
+        resumed_from = Some(state.epochs_done);
+        report.note(format!("resumed after epoch {}", state.epochs_done));
+    }
+    let batcher = Batcher::new(&data.meta);
+    let train = &data.train;
+    let has_val = !data.validation.is_empty();
+    let mut last_good = model.clone();
+    let mut diverged = None;
+    for epoch in state.epochs_done..cfg.epochs {
+        let clock = Instant::now();
+        let lr = cfg.schedule.lr(o_lr(cfg), epoch, cfg.epochs);
+        B::seed(device, epoch_seed(cfg.seed, epoch + 1));
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        if cfg.shuffle {
+            SplitMix64::new(epoch_seed(cfg.seed, epoch + 1)).shuffle(&mut order);
+        }
+        let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
+        let mut correct_sum: Option<Tensor<B::InnerBackend, 1, burn::tensor::Int>> = None;
+        for chunk in order.chunks(cfg.batch_size) {
+            let (x, y) = batcher.batch::<B>(train, chunk, device);
+            let logits = model.forward(x);
+            let n = chunk.len();
+            let ce = CrossEntropyLossConfig::new()
+                .init(device)
+                .forward(logits.clone(), y.clone());
+            let loss = match penalty(&model, &cfg.regularizer) {
+                Some(p) => ce + p,
+                None => ce,
+            };
+            let correct = logits
+                .inner()
+                .argmax(1)
+                .reshape([n])
+                .equal(y.inner())
+                .int()
+                .sum();
+            let batch_loss = loss.clone().inner().mul_scalar(n as f64);
+            loss_sum = Some(match loss_sum {
+                Some(s) => s + batch_loss,
+                None => batch_loss,
+            });
+            correct_sum = Some(match correct_sum {
+                Some(s) => s + correct,
+                None => correct,
+            });
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+        }
+        let n = train.len() as f64;
+        let train_loss = loss_sum
+            .map(|t| t.into_scalar().elem::<f64>())
+            .unwrap_or(0.0)
+            / n;
+        let train_acc = correct_sum
+            .map(|t| t.into_scalar().elem::<i64>())
+            .unwrap_or(0) as f64
+            / n;
+        let train_seconds = clock.elapsed().as_secs_f64();
+        let (val_loss, val_acc) = if has_val && train_loss.is_finite() {
+            let valid = model.valid();
+            let (l, a) = measure(&valid, &data.validation, &batcher, device);
+            let extra = penalty(&valid, &cfg.regularizer)
+                .map(|p| p.into_scalar().elem::<f64>())
+                .unwrap_or(0.0);
+            (Some(l + extra), Some(a))
+        } else {
+            (None, None)
+        };
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss,
+            train_acc,
+            val_loss,
+            val_acc,
+            lr,
+            seconds: clock.elapsed().as_secs_f64(),
+        };
+        report.epoch(&m, cfg.epochs);
+        state.metrics.push(m);
+        if !train_loss.is_finite() {
+            diverged = Some(epoch + 1);
+            report.note(format!(
+                "diverged at epoch {} (loss {train_loss})",
+                epoch + 1
+            ));
+            break;
+        }
+        state.epochs_done = epoch + 1;
+        state.train_seconds += train_seconds;
+        state.train_images += train.len();
+        let improved = match (val_acc, state.best_val_acc) {
+            (Some(a), Some(b)) => a > b,
+            (Some(_), None) => true,
+            (None, _) => !has_val,
+        };
+        if improved {
+            state.best_val_acc = val_acc;
+            state.best_epoch = Some(epoch + 1);
+            save_model(&rec, &model, &dirs.scratch.join("best"))?;
+        }
+        save_checkpoint(&rec, &model, &optim, &state, &ckpt)?;
+        last_good = model.clone();
+    }
+
+    // Outputs.
+    write_json(&dirs.out.join("config.json"), cfg)?;
+    let mut lines = String::new();
+    for m in &state.metrics {
+        lines.push_str(&serde_json::to_string(m)?);
+        lines.push('\n');
+    }
+    std::fs::write(dirs.out.join("metrics.jsonl"), lines)?;
+    rec.record(last_good.clone().into_record(), dirs.out.join("model"))?;
+    let best = dirs.scratch.join("best.bin");
+    if best.is_file() {
+        std::fs::copy(&best, dirs.out.join("best.bin"))?;
+    } else {
+        rec.record(last_good.into_record(), dirs.out.join("best"))?;
+    }
+    let summary = Summary {
+        family: cfg.model.family().to_string(),
+        parameters,
+        backend: backend.to_string(),
+        epochs_run: state.metrics.len(),
+        diverged_at_epoch: diverged,
+        best_epoch: state.best_epoch,
+        best_val_acc: state.best_val_acc,
+        train_images_per_second: if state.train_seconds > 0.0 {
+            state.train_images as f64 / state.train_seconds
+        } else {
+            0.0
+        },
+        resumed_from_epoch: resumed_from,
+    };
+    write_json(&dirs.out.join("summary.json"), &summary)?;
+    Ok(summary)
+}
+
+fn o_lr(cfg: &TrainConfig) -> f64 {
+    cfg.optimizer.lr
+}
+
+fn save_model<B: Backend, M: Module<B>>(rec: &Rec, model: &M, stem: &Path) -> anyhow::Result<()> {
+    let tmp = stem.with_extension("tmp");
+    rec.record(model.clone().into_record(), tmp.clone())?;
+    std::fs::rename(tmp.with_extension("bin"), stem.with_extension("bin"))?;
+    Ok(())
+}
+
+/// Writes the checkpoint to a fresh folder and swaps it in, so a kill at any moment leaves
+/// either the previous checkpoint or this one, whole.
+fn save_checkpoint<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
+    rec: &Rec,
+    model: &Model<B>,
+    optim: &O,
+    state: &State,
+    ckpt: &Path,
+) -> anyhow::Result<()> {
+    let tmp = ckpt.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    rec.record(model.clone().into_record(), tmp.join("model"))?;
+    rec.record(optim.to_record(), tmp.join("optim"))?;
+    write_json(&tmp.join("state.json"), state)?;
+    let old = ckpt.with_extension("old");
+    let _ = std::fs::remove_dir_all(&old);
+    if ckpt.exists() {
+        std::fs::rename(ckpt, &old)?;
+    }
+    std::fs::rename(&tmp, ckpt)?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// A checkpoint interrupted mid-swap leaves `checkpoint.old`: put it back.
+pub fn recover_checkpoint(scratch: &Path) {
+    let ckpt = ckpt_dir(scratch);
+    let old = ckpt.with_extension("old");
+    if !ckpt.exists() && old.exists() {
+        let _ = std::fs::rename(old, ckpt);
+    }
+}

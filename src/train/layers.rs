@@ -1,0 +1,220 @@
+//! What every model family shares: activations, initializers, the Keras-style weight
+//! penalties, and forcing burn's lazily initialized parameters into existence in a fixed
+//! order (so a seed gives the same weights however the model is used afterwards).
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::nn::{Initializer, LinearConfig};
+use burn::tensor::activation;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use super::config::{Activation, Init, Regularizer};
+
+pub fn activate<B: Backend, const D: usize>(a: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
+    match a {
+        Activation::Relu => activation::relu(x),
+        Activation::Tanh => activation::tanh(x),
+        Activation::Sigmoid => activation::sigmoid(x),
+        Activation::Elu => activation::elu(x, 1.0),
+        Activation::Selu => activation::selu(x),
+        Activation::Gelu => activation::gelu(x),
+        Activation::LeakyRelu => activation::leaky_relu(x, 0.01),
+        Activation::Linear => x,
+    }
+}
+
+/// Keras' initializers in burn's terms: He = Kaiming with gain √2, LeCun = Kaiming with gain 1.
+pub fn initializer(init: &Init) -> Initializer {
+    let sqrt2 = std::f64::consts::SQRT_2;
+    match *init {
+        Init::GlorotUniform => Initializer::XavierUniform { gain: 1.0 },
+        Init::GlorotNormal => Initializer::XavierNormal { gain: 1.0 },
+        Init::HeUniform => Initializer::KaimingUniform {
+            gain: sqrt2,
+            fan_out_only: false,
+        },
+        Init::HeNormal => Initializer::KaimingNormal {
+            gain: sqrt2,
+            fan_out_only: false,
+        },
+        Init::LecunUniform => Initializer::KaimingUniform {
+            gain: 1.0,
+            fan_out_only: false,
+        },
+        Init::LecunNormal => Initializer::KaimingNormal {
+            gain: 1.0,
+            fan_out_only: false,
+        },
+        Init::Orthogonal => Initializer::Orthogonal { gain: 1.0 },
+        Init::Zeros => Initializer::Zeros,
+        Init::Ones => Initializer::Ones,
+        Init::Constant(value) => Initializer::Constant { value },
+        Init::Uniform(min, max) => Initializer::Uniform { min, max },
+        Init::Normal(mean, std) => Initializer::Normal { mean, std },
+    }
+}
+
+/// How a family builds its layers: kernel initializer from the config, everything else
+/// burn's defaults. Biases are set afterwards by [`init_biases`].
+#[derive(Clone, Debug)]
+pub struct Build {
+    pub kernel: Initializer,
+}
+
+impl Build {
+    pub fn linear<B: Backend>(
+        &self,
+        d_in: usize,
+        d_out: usize,
+        device: &B::Device,
+    ) -> burn::nn::Linear<B> {
+        LinearConfig::new(d_in, d_out)
+            .with_initializer(self.kernel.clone())
+            .init(device)
+    }
+}
+
+/// Path-tracking helper: the name of the field being visited is the last entered one.
+#[derive(Default)]
+struct Path(Vec<String>);
+
+impl Path {
+    fn enter(&mut self, name: &str) {
+        self.0.push(name.to_string());
+    }
+    fn exit(&mut self) {
+        self.0.pop();
+    }
+    fn field(&self) -> &str {
+        self.0.last().map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Replaces every bias (a parameter named `bias`: dense, convolution and recurrent layers)
+/// with the configured bias initializer; keeps the family's own choice where it has one.
+struct BiasInit<'a, B: Backend> {
+    init: Initializer,
+    path: Path,
+    device: &'a B::Device,
+    /// Biases a family sets itself (a highway gate's bias), by their path.
+    keep: &'a [&'a str],
+}
+
+impl<B: Backend> ModuleMapper<B> for BiasInit<'_, B> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let joined = self.path.0.join(".");
+        if self.path.field() != "bias" || self.keep.iter().any(|k| joined.ends_with(k)) {
+            return param;
+        }
+        let shape = param.val().shape();
+        let n = shape.num_elements();
+        let id = param.id;
+        let fresh: Param<Tensor<B, D>> = self.init.init_with(shape, Some(n), Some(n), self.device);
+        Param::initialized(id, fresh.val().require_grad())
+    }
+}
+
+pub fn init_biases<B: Backend, M: Module<B>>(
+    module: M,
+    init: &Init,
+    keep: &[&str],
+    device: &B::Device,
+) -> M {
+    module.map(&mut BiasInit {
+        init: initializer(init),
+        path: Path::default(),
+        device,
+        keep,
+    })
+}
+
+/// Touches every parameter once, in declaration order, so lazy initialization draws from
+/// the seeded generator right away and in a fixed order.
+struct Materialize;
+
+impl<B: Backend> ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
+pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
+    module.visit(&mut Materialize);
+}
+
+/// Σ l1·|w| + l2·w² over kernels (`weight`) and biases (`bias`), as Keras regularizers add
+/// to the loss. Batch-norm parameters (`gamma`, `beta`) are not penalized.
+struct Penalty<B: Backend> {
+    reg: Regularizer,
+    path: Path,
+    total: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for Penalty<B> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.enter(name);
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let (l1, l2) = match self.path.field() {
+            "weight" => (self.reg.kernel_l1, self.reg.kernel_l2),
+            "bias" => (self.reg.bias_l1, self.reg.bias_l2),
+            _ => return,
+        };
+        let w = param.val();
+        let mut term: Option<Tensor<B, 1>> = None;
+        if l1 > 0.0 {
+            term = Some(w.clone().abs().sum().mul_scalar(l1));
+        }
+        if l2 > 0.0 {
+            let t = w.powi_scalar(2).sum().mul_scalar(l2);
+            term = Some(match term {
+                Some(a) => a + t,
+                None => t,
+            });
+        }
+        if let Some(t) = term {
+            self.total = Some(match self.total.take() {
+                Some(a) => a + t,
+                None => t,
+            });
+        }
+    }
+}
+
+/// The weight penalty of `module`, or `None` when the regularizer is all zeros.
+pub fn penalty<B: Backend, M: Module<B>>(module: &M, reg: &Regularizer) -> Option<Tensor<B, 1>> {
+    if reg.is_zero() {
+        return None;
+    }
+    let mut p = Penalty {
+        reg: reg.clone(),
+        path: Path::default(),
+        total: None,
+    };
+    module.visit(&mut p);
+    p.total
+}
+
+/// Counts trainable scalars.
+struct Count(usize);
+
+impl<B: Backend> ModuleVisitor<B> for Count {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0 += param.val().shape().num_elements();
+    }
+}
+
+pub fn parameter_count<B: Backend, M: Module<B>>(module: &M) -> usize {
+    let mut c = Count(0);
+    module.visit(&mut c);
+    c.0
+}

@@ -1,0 +1,10 @@
+//! Training on burn: the config, the five model families, the loop and the scores. Only
+//! the stage modules `train` and `evaluate` call in here; the engine never does.
+
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod evaluate;
+pub mod fit;
+pub mod layers;
+pub mod models;
