@@ -149,7 +149,7 @@ impl<C: StageConfig + Serialize + DeserializeOwned> StageKind for Kind<C> {
     }
     fn parse(&self, ron: &str) -> Result<Parsed, ConfigError> {
         let config: C = ron_path::parse_typed(ron)?;
-        let canonical = ron::to_string(&config)
+        let canonical = ron_path::to_canonical(&config)
             .map_err(|e| ConfigError::whole(format!("config cannot be re-serialized: {e}")))?;
         let key = serde_json::to_value(&config)
             .map_err(|e| ConfigError::whole(format!("config cannot be fingerprinted: {e}")))?;

@@ -38,7 +38,11 @@ impl Report for Progress<'_, '_> {
         );
         self.0.progress(m.epoch as u64, epochs as u64, &line);
         let every = epochs.div_ceil(10).max(1);
-        if m.epoch == 1 || m.epoch == epochs || m.epoch.is_multiple_of(every) || !m.train_loss.is_finite() {
+        if m.epoch == 1
+            || m.epoch == epochs
+            || m.epoch.is_multiple_of(every)
+            || !m.train_loss.is_finite()
+        {
             self.0.log(line);
         }
     }

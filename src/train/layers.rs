@@ -2,7 +2,7 @@
 //! penalties, and forcing burn's lazily initialized parameters into existence in a fixed
 //! order (so a seed gives the same weights however the model is used afterwards).
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::{Initializer, LinearConfig};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
@@ -132,6 +132,23 @@ pub fn init_biases<B: Backend, M: Module<B>>(
         device,
         keep,
     })
+}
+
+/// Numbers the parameters 0, 1, 2… in declaration order. burn draws parameter ids at
+/// random and writes them into saved records, so without this two identical runs would
+/// save different bytes (and optimizer state, keyed by id, could not be matched by order).
+struct Renumber(u64);
+
+impl<B: Backend> ModuleMapper<B> for Renumber {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, tensor, _) = param.consume();
+        self.0 += 1;
+        Param::initialized(ParamId::from(self.0 - 1), tensor)
+    }
+}
+
+pub fn renumber<B: Backend, M: Module<B>>(module: M) -> M {
+    module.map(&mut Renumber(0))
 }
 
 /// Touches every parameter once, in declaration order, so lazy initialization draws from

@@ -13,7 +13,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use super::layers::{init_biases, initializer, materialize, Build};
+use super::layers::{init_biases, initializer, materialize, renumber, Build};
 use crate::stage::FieldError;
 
 pub const INPUTS: usize = 3 * 32 * 32;
@@ -91,8 +91,7 @@ pub fn init<B: Backend>(cfg: &TrainConfig, device: &B::Device) -> Model<B> {
     };
     materialize(&model);
     let model = init_biases(model, &cfg.bias_initializer, &[residual::GATE_BIAS], device);
-    materialize(&model);
-    model
+    renumber(model)
 }
 
 impl<B: Backend> Model<B> {

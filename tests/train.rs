@@ -1,0 +1,356 @@
+//! Training for real, through the binary, on tiny synthetic data with a learnable pattern:
+//! every family learns, runs are bit-reproducible, a killed run resumes to the same bits,
+//! divergence is recorded without failing siblings, and bad hyperparameters are refused.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pipe::dataset::{IMAGE_BYTES, RECORD_BYTES};
+use pipe::stages::normalize::SplitMix64;
+use util::Project;
+
+/// CIFAR-10 binary files where class c lights up rows 3c..3c+3 of channel c mod 3 over
+/// faint noise: easy for every family, impossible by chance.
+fn learnable(dir: &Path, per_file: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = SplitMix64::new(1);
+    let files = [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ];
+    for (f, name) in files.iter().enumerate() {
+        let n = if f == 5 { test } else { per_file };
+        let mut bytes = Vec::with_capacity(n * RECORD_BYTES);
+        for _ in 0..n {
+            let c = rng.below(10);
+            bytes.push(c as u8);
+            let mut img: Vec<u8> = (0..IMAGE_BYTES).map(|_| rng.below(60) as u8).collect();
+            let plane = (c % 3) * 1024;
+            for row in 3 * c..3 * c + 3 {
+                for col in 0..32 {
+                    img[plane + row * 32 + col] = 200 + rng.below(56) as u8;
+                }
+            }
+            bytes.extend(img);
+        }
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+fn project(per_file: usize, validation: usize, stages: &str) -> Project {
+    let p = Project::new();
+    learnable(&p.path().join("src-data"), per_file, 100);
+    p.write(
+        "pipelines/t.ron",
+        &format!(
+            r#"Pipeline(stages: [
+                (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+                (name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: {validation})),
+                {stages}
+            ])"#
+        ),
+    );
+    p
+}
+
+/// The output folder of `stage`'s current cache entry, materialized.
+fn output(p: &Project, stage: &str) -> PathBuf {
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json", stage]).stdout).unwrap();
+    let row = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == stage)
+        .unwrap_or_else(|| panic!("{stage} in {status}"));
+    let key = row["key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{stage} is built: {row}"));
+    let entry: serde_json::Value =
+        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
+    let dir = p
+        .path()
+        .join("out")
+        .join(stage.replace([':', '[', ']', '"', '='], "_"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for o in entry["outputs"].as_array().unwrap() {
+        let h = o["hash"].as_str().unwrap();
+        std::fs::copy(
+            p.path().join(format!("cache/objects/{}/{h}", &h[..2])),
+            dir.join(o["path"].as_str().unwrap()),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+fn json(path: PathBuf) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_family_learns_a_learnable_task() {
+    let families = [
+        ("linear", "Linear()", 8),
+        ("perceptron", "Perceptron(hidden: 64)", 8),
+        (
+            "mlp",
+            "Mlp(hidden: [64, 32], dropout: [0.1], batch_norm: true)",
+            8,
+        ),
+        (
+            "convnet",
+            "ConvNet(blocks: [(filters: 8), (filters: 8, batch_norm: true)], dense: [32])",
+            6,
+        ),
+        ("resnet", "ResNet(depth: 8, width: 4)", 4),
+        ("highway", "Highway(depth: 3, width: 64)", 8),
+        ("lstm", "Rnn(cell: Lstm, hidden: 32)", 6),
+        ("gru", "Rnn(cell: Gru, hidden: 32, bidirectional: true)", 6),
+        ("simple", "Rnn(cell: Simple, hidden: 32, read: Columns)", 6),
+    ];
+    let mut stages = String::new();
+    for (name, model, epochs) in families {
+        stages.push_str(&format!(
+            r#"(name: "{name}", kind: "train", inputs: ["data"], config: (model: {model}, epochs: {epochs}, batch_size: 16, optimizer: (kind: Adam, lr: 0.003))),
+               (name: "{name}_eval", kind: "evaluate", inputs: ["{name}", "data"]),"#
+        ));
+    }
+    let p = project(60, 50, &stages);
+    let targets: Vec<String> = families
+        .iter()
+        .map(|(n, _, _)| format!("t:{n}_eval"))
+        .collect();
+    let mut args = vec!["build", "-k"];
+    args.extend(targets.iter().map(String::as_str));
+    p.ok(&args);
+    for (name, _, _) in families {
+        let m = metrics(&output(&p, &format!("t:{name}")));
+        let (first, last) = (
+            m[0]["train_loss"].as_f64().unwrap(),
+            m.last().unwrap()["train_loss"].as_f64().unwrap(),
+        );
+        assert!(last < first, "{name}: loss fell ({first} → {last})");
+        let e = json(output(&p, &format!("t:{name}_eval")).join("evaluation.json"));
+        let acc = e["final"]["accuracy"].as_f64().unwrap();
+        assert!(
+            acc > 0.3,
+            "{name}: test accuracy {acc} is above chance (0.1)"
+        );
+        let confusion = e["final"]["confusion"].as_array().unwrap();
+        let total: u64 = confusion
+            .iter()
+            .flat_map(|r| r.as_array().unwrap())
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            total, 100,
+            "{name}: every test image is in the confusion matrix"
+        );
+    }
+}
+
+const MLP: &str = r#"(name: "mlp", kind: "train", inputs: ["data"],
+    config: (model: Mlp(hidden: [256], dropout: [0.3]), epochs: EPOCHS, batch_size: 32,
+             optimizer: (lr: 0.02, momentum: 0.9), seed: 7))"#;
+
+#[test]
+fn the_same_config_and_seed_give_identical_weights_and_metrics_in_two_processes() {
+    let run = || {
+        let p = project(40, 20, &MLP.replace("EPOCHS", "3"));
+        p.ok(&["build", "t:mlp"]);
+        let dir = output(&p, "t:mlp");
+        (
+            metrics(&dir),
+            std::fs::read(dir.join("model.bin")).unwrap(),
+            std::fs::read(dir.join("best.bin")).unwrap(),
+            p,
+        )
+    };
+    let (m1, w1, b1, _p1) = run();
+    let (m2, w2, b2, _p2) = run();
+    assert_eq!(m1, m2);
+    assert!(w1 == w2, "final weights are bit-identical");
+    assert!(b1 == b2, "best weights are bit-identical");
+}
+
+#[test]
+fn a_killed_run_resumes_and_ends_bitwise_identical_to_an_uninterrupted_one() {
+    let stages = MLP.replace("EPOCHS", "40");
+    let whole = project(200, 50, &stages);
+    whole.ok(&["build", "t:mlp"]);
+    let reference = output(&whole, "t:mlp");
+
+    let p = project(200, 50, &stages);
+    p.ok(&["build", "t:data"]);
+    let mut child = p
+        .cmd(&["build", "t:mlp"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let state = find(&p.path().join("cache/scratch"), "state.json")
+            .and_then(|f| std::fs::read_to_string(f).ok());
+        let done = state
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["epochs_done"].as_u64());
+        if let Some(d) = done.filter(|&d| d >= 3) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "training never checkpointed");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(done < 40, "killed before the end (after epoch {done})");
+    let r = p.ok(&["build", "t:mlp"]);
+    assert!(r.stdout.contains("resumed after epoch"), "{r:?}");
+    let resumed = output(&p, "t:mlp");
+    assert_eq!(metrics(&resumed), metrics(&reference));
+    for f in ["model.bin", "best.bin"] {
+        assert!(
+            std::fs::read(resumed.join(f)).unwrap() == std::fs::read(reference.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    assert!(
+        json(resumed.join("summary.json"))["resumed_from_epoch"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
+}
+
+#[test]
+fn a_diverging_variant_is_recorded_and_its_siblings_go_on() {
+    let p = project(
+        20,
+        10,
+        r#"(name: "lin", kind: "train", inputs: ["data"], config: (model: Linear(), epochs: 3), vary: {"optimizer.lr": [1e38]}),
+           (name: "eval", kind: "evaluate", inputs: ["lin", "data"]),"#,
+    );
+    let r = p.ok(&["build", "t:eval"]);
+    assert!(r.stdout.contains("DIVERGED at epoch 1"), "{r:?}");
+    let diverged = json(output(&p, "t:lin[optimizer.lr=1e38]").join("summary.json"));
+    assert_eq!(diverged["diverged_at_epoch"], 1);
+    assert_eq!(
+        json(output(&p, "t:lin").join("summary.json"))["epochs_run"],
+        3,
+        "the base trained on"
+    );
+    let e = json(output(&p, "t:eval[optimizer.lr=1e38]").join("evaluation.json"));
+    assert_eq!(e["diverged_at_epoch"], 1);
+}
+
+#[test]
+fn invalid_hyperparameters_are_refused_at_load_time_naming_the_field() {
+    let cases = [
+        (
+            "optimizer: (lr: 0.0)",
+            "stages[2].config.optimizer.lr: learning rate must be > 0, got 0",
+        ),
+        (
+            "optimizer: (momentum: 1.0)",
+            "stages[2].config.optimizer.momentum: momentum must be in [0, 1), got 1",
+        ),
+        (
+            "batch_size: 0",
+            "stages[2].config.batch_size: batch size must be at least 1",
+        ),
+        (
+            "model: Mlp(dropout: [1.0])",
+            "stages[2].config.model.dropout[0]: dropout must be in [0, 1), got 1",
+        ),
+        ("model: Mlp(activation: Relu6)", "unknown variant `Relu6`"),
+        ("model: ResNet(depth: 21)", "depth 21 is not 6n + 2"),
+        (
+            "initializer: Uniform(0.5, 0.1)",
+            "stages[2].config.initializer: Uniform(0.5, 0.1): min must be below max",
+        ),
+    ];
+    for (field, expected) in cases {
+        let config = if field.starts_with("model:") {
+            field.to_string()
+        } else {
+            format!("model: Linear(), {field}")
+        };
+        let p = project(
+            2,
+            1,
+            &format!(r#"(name: "x", kind: "train", inputs: ["data"], config: ({config})),"#),
+        );
+        let r = p.pipe(&["build", "t:x"]);
+        assert_eq!(r.code, 2, "{field}: {r:?}");
+        assert!(
+            r.stderr.contains(expected),
+            "{field}: expected {expected:?} in\n{r:?}"
+        );
+        assert!(
+            r.stderr.contains("pipelines/t.ron:4:"),
+            "{field}: positioned\n{r:?}"
+        );
+    }
+}
+
+#[test]
+fn varying_a_model_field_trains_one_model_per_value() {
+    let p = project(
+        10,
+        5,
+        r#"(name: "m", kind: "train", inputs: ["data"], config: (model: Mlp(hidden: [16]), epochs: 1),
+            vary: {"model.activation": [Tanh], "model.hidden": [[8, 8]]}),"#,
+    );
+    let list: serde_json::Value = serde_json::from_str(&p.ok(&["list", "--json"]).stdout).unwrap();
+    let nodes: Vec<&str> = list["stages"][2]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            "t:m",
+            "t:m[model.activation=Tanh]",
+            "t:m[model.hidden=[8,8]]"
+        ]
+    );
+    p.ok(&["build", "t:m"]);
+    assert_eq!(p.ran().len(), 5);
+}
+
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(e.path());
+            } else if e.file_name() == name {
+                return Some(e.path());
+            }
+        }
+    }
+    None
+}
