@@ -14,6 +14,10 @@ pub struct Cli {
     /// Cache folder [default: <root>/cache].
     #[arg(long, global = true, env = "PIPE_CACHE")]
     pub cache: Option<PathBuf>,
+    /// Where train and evaluate stages run: cpu, cuda, or auto (CUDA when a GPU is usable).
+    /// Overrides every stage's `device` (same as PIPE_DEVICE).
+    #[arg(long, global = true, value_parser = ["cpu", "cuda", "auto"])]
+    pub device: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -90,6 +90,10 @@ impl Project {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    if let Some(d) = &cli.device {
+        // Read by the stage kinds when they resolve their backend (and key on it).
+        std::env::set_var(crate::train::device::DEVICE_ENV, d);
+    }
     let project = Project::load(&cli)?;
     match &cli.command {
         Command::Build(a) => cmd_build(&project, a),

@@ -27,6 +27,16 @@
 //!
 //! | kind             | config fields in the key           | outside inputs (not in the key)     |
 //! |------------------|------------------------------------|-------------------------------------|
+//! | `download`       | `url`, `md5`, `source`             | a local copy's file hashes (external); |
+//! |                  |                                    | `retries`, `backoff_ms` are not keyed |
+//! | `normalize`      | `validation`, `scaling`,           | none                                 |
+//! |                  | `train_subset`, `seed`             |                                      |
+//! | `train`          | `model` (family and its fields),   | the backend used, `flex-cpu` or      |
+//! |                  | `epochs`, `batch_size`,            | `cuda` (external); `device` itself   |
+//! |                  | `optimizer`, `schedule`,           | is not keyed                         |
+//! |                  | `initializer`, `bias_initializer`, |                                      |
+//! |                  | `regularizer`, `seed`, `shuffle`   |                                      |
+//! | `evaluate`       | none                               | the backend used (external)          |
 //! | `command`        | `run`, `env`, `cpus`, `gpus`       | programs and files the command reads |
 //! |                  |                                    | from the project (documented)        |
 //! | `command_gather` | as `command`                       | as `command`                         |
