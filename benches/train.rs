@@ -19,8 +19,15 @@ const FAMILIES: &[(&str, &str, usize)] = &[
 
 fn main() {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/cifar-10-sample");
-    assert!(sample.join("test_batch.bin").exists(), "needs the genuine sample at {}", sample.display());
-    let epochs: usize = std::env::var("PIPE_BENCH_EPOCHS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    assert!(
+        sample.join("test_batch.bin").exists(),
+        "needs the genuine sample at {}",
+        sample.display()
+    );
+    let epochs: usize = std::env::var("PIPE_BENCH_EPOCHS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     std::fs::create_dir_all(root.join("pipelines")).unwrap();
@@ -35,20 +42,52 @@ fn main() {
                (name: "e{i}", kind: "evaluate", inputs: ["t{i}", "data"]),"#
         ));
     }
-    std::fs::write(root.join("pipelines/b.ron"), format!("Pipeline(stages: [{stages}])")).unwrap();
+    std::fs::write(
+        root.join("pipelines/b.ron"),
+        format!("Pipeline(stages: [{stages}])"),
+    )
+    .unwrap();
     let pipe = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_pipe")).current_dir(root).args(args).output().unwrap();
-        assert!(out.status.success(), "pipe {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .current_dir(root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pipe {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let output = |stage: &str, file: &str| -> serde_json::Value {
-        let status: serde_json::Value = serde_json::from_str(&pipe(&["status", "--json", stage])).unwrap();
-        let key = status.as_array().unwrap().iter().find(|s| s["stage"] == stage).unwrap()["key"].as_str().unwrap().to_string();
-        let entry: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(root.join(format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap()).unwrap();
-        let o = entry["outputs"].as_array().unwrap().iter().find(|o| o["path"] == file).unwrap();
+        let status: serde_json::Value =
+            serde_json::from_str(&pipe(&["status", "--json", stage])).unwrap();
+        let key = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stage"] == stage)
+            .unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let entry: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(root.join(format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap(),
+        )
+        .unwrap();
+        let o = entry["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["path"] == file)
+            .unwrap();
         let h = o["hash"].as_str().unwrap();
-        serde_json::from_slice(&std::fs::read(root.join(format!("cache/objects/{}/{h}", &h[..2]))).unwrap()).unwrap()
+        serde_json::from_slice(
+            &std::fs::read(root.join(format!("cache/objects/{}/{h}", &h[..2]))).unwrap(),
+        )
+        .unwrap()
     };
     println!("training on the genuine sample, {epochs} epoch(s), SGD lr 0.01 momentum 0.9, x/256");
     println!("| family | parameters | batch | backend | train images/s | test accuracy (final) |");

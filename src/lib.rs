@@ -9,6 +9,7 @@ pub mod commands;
 pub mod dataset;
 pub mod engine;
 pub mod plan;
+pub mod report;
 pub mod spec;
 pub mod stage;
 pub mod stages;

@@ -171,6 +171,8 @@ pub struct Input {
     pub label: String,
     /// The varied fields and their values for that variant.
     pub coords: Vec<(String, String)>,
+    /// The upstream stage's cache key (for provenance in reports).
+    pub key: String,
     pub dir: PathBuf,
 }
 

@@ -357,15 +357,26 @@ fn find(dir: &Path, name: &str) -> Option<PathBuf> {
 
 #[test]
 fn asking_for_cuda_without_a_gpu_is_a_clear_error_and_cpu_is_keyed_apart() {
-    let p = project(10, 5, r#"(name: "lin", kind: "train", inputs: ["data"], config: (model: Linear(), epochs: 1)),"#);
+    let p = project(
+        10,
+        5,
+        r#"(name: "lin", kind: "train", inputs: ["data"], config: (model: Linear(), epochs: 1)),"#,
+    );
     // This test machine has no GPU (CI never does); where one exists, skip the first half.
     if !pipe::train::device::cuda_usable() {
         let r = p.pipe(&["--device", "cuda", "build", "t:lin"]);
         assert_eq!(r.code, 1, "{r:?}");
-        assert!(r.stdout.contains("no usable CUDA GPU and driver were found"), "{r:?}");
+        assert!(
+            r.stdout
+                .contains("no usable CUDA GPU and driver were found"),
+            "{r:?}"
+        );
     }
     p.ok(&["--device", "cpu", "build", "t:lin"]);
     let out = p.ok(&["explain", "t:lin"]).stdout;
     assert!(out.contains("t:lin: fresh"), "{out}");
-    assert_eq!(json(output(&p, "t:lin").join("summary.json"))["backend"], "flex-cpu");
+    assert_eq!(
+        json(output(&p, "t:lin").join("summary.json"))["backend"],
+        "flex-cpu"
+    );
 }

@@ -343,6 +343,7 @@ fn run_stage(
             kind: plan.def(*i).kind.name(),
             label: up.label.clone(),
             coords: up.coords.clone(),
+            key: entry.key.clone(),
             dir,
         });
     }

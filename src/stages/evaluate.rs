@@ -1,5 +1,6 @@
 //! `evaluate`: test-set scores of a trained model (inputs: a `train` stage and the
-//! `normalize` stage), written as `evaluation.json` for the report.
+//! `normalize` stage), written as `evaluation.json`, next to the run's metrics, summary,
+//! config and TensorBoard events: everything a report needs about one variant.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +11,7 @@ use crate::train::config::DeviceChoice;
 use crate::train::device::{self, Backend, CpuBackend, GpuBackend};
 use crate::train::evaluate::evaluate;
 
-pub static EVALUATE: Kind<EvaluateConfig> = Kind::new("evaluate", 1);
+pub static EVALUATE: Kind<EvaluateConfig> = Kind::new("evaluate", 2);
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +28,8 @@ impl StageConfig for EvaluateConfig {
     }
 
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        let trained = input_of(ctx.inputs(), "train", "evaluate")?.dir.clone();
+        let train_input = input_of(ctx.inputs(), "train", "evaluate")?;
+        let (trained, train_key) = (train_input.dir.clone(), train_input.key.clone());
         let data = Dataset::load(&input_of(ctx.inputs(), "normalize", "evaluate")?.dir)?;
         let e = match device::resolve(self.device)? {
             Backend::Cpu => evaluate::<CpuBackend>(&trained, &data, &Default::default())?,
@@ -37,6 +39,23 @@ impl StageConfig for EvaluateConfig {
             ctx.out_dir().join("evaluation.json"),
             serde_json::to_vec_pretty(&e)?,
         )?;
+        // The report reads everything about a variant from here: the run's curves, summary,
+        // config, its key, and its TensorBoard events.
+        for f in ["metrics.jsonl", "summary.json", "config.json"] {
+            std::fs::copy(trained.join(f), ctx.out_dir().join(f))?;
+        }
+        std::fs::write(ctx.out_dir().join("train_key.txt"), &train_key)?;
+        let tb = trained.join("tensorboard");
+        if tb.is_dir() {
+            std::fs::create_dir_all(ctx.out_dir().join("tensorboard"))?;
+            for e in std::fs::read_dir(&tb)? {
+                let e = e?;
+                std::fs::copy(
+                    e.path(),
+                    ctx.out_dir().join("tensorboard").join(e.file_name()),
+                )?;
+            }
+        }
         ctx.log(format!(
             "test accuracy {:.4} (final), {:.4} (best validation, epoch {})",
             e.last.accuracy,

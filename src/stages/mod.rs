@@ -5,6 +5,7 @@ pub mod download;
 pub mod evaluate;
 pub mod fake;
 pub mod normalize;
+pub mod report;
 pub mod train;
 
 use crate::stage::StageKind;
@@ -16,6 +17,7 @@ pub fn all() -> Vec<&'static dyn StageKind> {
         &normalize::NORMALIZE,
         &train::TRAIN,
         &evaluate::EVALUATE,
+        &report::REPORT,
         &command::COMMAND,
         &command::COMMAND_GATHER,
         &fake::FAKE,

@@ -53,11 +53,19 @@ pub struct Summary {
     pub best_val_acc: Option<f64>,
     pub train_images_per_second: f64,
     pub resumed_from_epoch: Option<usize>,
+    pub seed: u64,
+    /// Split name → images, as the normalize stage made them.
+    #[serde(default)]
+    pub data_sizes: Vec<(String, usize)>,
+    #[serde(default)]
+    pub scaling: String,
 }
 
 /// What a checkpoint records besides the weights and optimizer state.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 struct State {
+    /// When the first epoch started (seconds since the epoch): TensorBoard's time axis.
+    started_unix: f64,
     epochs_done: usize,
     metrics: Vec<EpochMetrics>,
     best_epoch: Option<usize>,
@@ -183,6 +191,10 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     let ckpt = ckpt_dir(dirs.scratch);
     let mut state = State::default();
     let mut resumed_from = None;
+    state.started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     if ckpt.join("state.json").is_file() {
         state = serde_json::from_slice(&std::fs::read(ckpt.join("state.json"))?)
             .context("reading the checkpoint")?;
@@ -306,6 +318,11 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         lines.push('\n');
     }
     std::fs::write(dirs.out.join("metrics.jsonl"), lines)?;
+    super::tensorboard::write(
+        &dirs.out.join("tensorboard"),
+        &state.metrics,
+        state.started_unix,
+    )?;
     rec.record(last_good.clone().into_record(), dirs.out.join("model"))?;
     let best = dirs.scratch.join("best.bin");
     if best.is_file() {
@@ -327,6 +344,9 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
             0.0
         },
         resumed_from_epoch: resumed_from,
+        seed: cfg.seed,
+        data_sizes: data.meta.sizes.clone(),
+        scaling: data.meta.scaling.clone(),
     };
     write_json(&dirs.out.join("summary.json"), &summary)?;
     Ok(summary)

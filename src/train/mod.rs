@@ -8,3 +8,4 @@ pub mod evaluate;
 pub mod fit;
 pub mod layers;
 pub mod models;
+pub mod tensorboard;

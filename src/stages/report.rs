@@ -1,0 +1,63 @@
+//! `report`: the study's markdown report, gathering every evaluated variant. Rendering is
+//! [`crate::report`]; this kind only finds its inputs and where to write.
+
+use std::path::Path;
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+
+use crate::report::{render, Meta, Run};
+use crate::stage::{Kind, RunCtx, StageConfig};
+
+pub static REPORT: Kind<ReportConfig> = Kind::new("report", 1).gathering();
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    #[serde(default)]
+    pub title: String,
+    /// A paragraph under the title.
+    #[serde(default)]
+    pub description: String,
+}
+
+impl StageConfig for ReportConfig {
+    fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
+        let mut runs = Vec::new();
+        for input in ctx.inputs().iter().filter(|i| i.kind == "evaluate") {
+            runs.push(Run::load(
+                &input.label,
+                &input.coords,
+                &input.stage,
+                &input.dir,
+            )?);
+        }
+        if runs.is_empty() {
+            bail!("a report reads `evaluate` stages: give it one (it gathers every variant)");
+        }
+        let file = ctx
+            .target()
+            .and_then(|t| Path::new(t).file_name())
+            .map(|f| f.to_string_lossy().into_owned());
+        let file = file.unwrap_or_else(|| "report.md".into());
+        let assets = Path::new(&file)
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let title = if self.title.is_empty() {
+            format!("Study: {assets}")
+        } else {
+            self.title.clone()
+        };
+        let meta = Meta {
+            title: &title,
+            description: &self.description,
+            assets: &assets,
+        };
+        let md = render(&meta, &mut runs, ctx.out_dir())?;
+        std::fs::write(ctx.out_dir().join(&file), md)?;
+        ctx.log(format!("{} variants reported in {file}", runs.len()));
+        Ok(())
+    }
+}
