@@ -7,41 +7,7 @@ mod util;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pipe::dataset::{IMAGE_BYTES, RECORD_BYTES};
-use pipe::stages::normalize::SplitMix64;
-use util::Project;
-
-/// CIFAR-10 binary files where class c lights up rows 3c..3c+3 of channel c mod 3 over
-/// faint noise: easy for every family, impossible by chance.
-fn learnable(dir: &Path, per_file: usize, test: usize) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut rng = SplitMix64::new(1);
-    let files = [
-        "data_batch_1.bin",
-        "data_batch_2.bin",
-        "data_batch_3.bin",
-        "data_batch_4.bin",
-        "data_batch_5.bin",
-        "test_batch.bin",
-    ];
-    for (f, name) in files.iter().enumerate() {
-        let n = if f == 5 { test } else { per_file };
-        let mut bytes = Vec::with_capacity(n * RECORD_BYTES);
-        for _ in 0..n {
-            let c = rng.below(10);
-            bytes.push(c as u8);
-            let mut img: Vec<u8> = (0..IMAGE_BYTES).map(|_| rng.below(60) as u8).collect();
-            let plane = (c % 3) * 1024;
-            for row in 3 * c..3 * c + 3 {
-                for col in 0..32 {
-                    img[plane + row * 32 + col] = 200 + rng.below(56) as u8;
-                }
-            }
-            bytes.extend(img);
-        }
-        std::fs::write(dir.join(name), bytes).unwrap();
-    }
-}
+use util::{learnable, Project};
 
 fn project(per_file: usize, validation: usize, stages: &str) -> Project {
     let p = Project::new();
@@ -81,11 +47,9 @@ fn output(p: &Project, stage: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     for o in entry["outputs"].as_array().unwrap() {
         let h = o["hash"].as_str().unwrap();
-        std::fs::copy(
-            p.path().join(format!("cache/objects/{}/{h}", &h[..2])),
-            dir.join(o["path"].as_str().unwrap()),
-        )
-        .unwrap();
+        let to = dir.join(o["path"].as_str().unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(p.path().join(format!("cache/objects/{}/{h}", &h[..2])), to).unwrap();
     }
     dir
 }

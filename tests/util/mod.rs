@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use pipe::dataset::{IMAGE_BYTES, RECORD_BYTES};
+use pipe::stages::normalize::SplitMix64;
+
 pub struct Project {
     pub dir: tempfile::TempDir,
 }
@@ -127,3 +130,36 @@ pub fn sorted(v: &[&str]) -> Vec<String> {
     v.sort();
     v
 }
+
+/// CIFAR-10 binary files where class c lights up rows 3c..3c+3 of channel c mod 3 over
+/// faint noise: easy for every family, impossible by chance.
+pub fn learnable(dir: &Path, per_file: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = SplitMix64::new(1);
+    let files = [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ];
+    for (f, name) in files.iter().enumerate() {
+        let n = if f == 5 { test } else { per_file };
+        let mut bytes = Vec::with_capacity(n * RECORD_BYTES);
+        for _ in 0..n {
+            let c = rng.below(10);
+            bytes.push(c as u8);
+            let mut img: Vec<u8> = (0..IMAGE_BYTES).map(|_| rng.below(60) as u8).collect();
+            let plane = (c % 3) * 1024;
+            for row in 3 * c..3 * c + 3 {
+                for col in 0..32 {
+                    img[plane + row * 32 + col] = 200 + rng.below(56) as u8;
+                }
+            }
+            bytes.extend(img);
+        }
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
