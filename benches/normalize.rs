@@ -7,20 +7,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pipe::dataset::{IMAGE_BYTES, RECORD_BYTES};
+use pipe::dataset::{RECORD_BYTES, TEST_FILE, TRAIN_FILES};
 use pipe::stages::normalize::{normalize, NormalizeConfig, Scaling, SplitMix64};
 
 fn write_full_size(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = SplitMix64::new(42);
-    for name in [
-        "data_batch_1.bin",
-        "data_batch_2.bin",
-        "data_batch_3.bin",
-        "data_batch_4.bin",
-        "data_batch_5.bin",
-        "test_batch.bin",
-    ] {
+    for name in TRAIN_FILES.iter().copied().chain([TEST_FILE]) {
         let mut bytes = vec![0u8; 10_000 * RECORD_BYTES];
         for rec in bytes.chunks_exact_mut(RECORD_BYTES) {
             rec[0] = rng.below(10) as u8;
@@ -32,7 +25,6 @@ fn write_full_size(dir: &Path) {
         assert_eq!(bytes.len() % RECORD_BYTES, 0);
         std::fs::write(dir.join(name), bytes).unwrap();
     }
-    let _ = IMAGE_BYTES;
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

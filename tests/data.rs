@@ -11,21 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use md5::Digest;
-use pipe::dataset::{read_npy_u8, Dataset, IMAGE_BYTES, RECORD_BYTES};
+use pipe::dataset::{read_npy_u8, Dataset, IMAGE_BYTES, RECORD_BYTES, TEST_FILE, TRAIN_FILES};
 use util::{sorted, Project};
 
 /// Writes a synthetic CIFAR-10 binary folder: `per_file` records in each training batch,
 /// `test` in the test batch; labels cycle 0..9, pixels are a function of (file, record).
 fn synthetic(dir: &Path, per_file: usize, test: usize) {
     std::fs::create_dir_all(dir).unwrap();
-    let files = [
-        "data_batch_1.bin",
-        "data_batch_2.bin",
-        "data_batch_3.bin",
-        "data_batch_4.bin",
-        "data_batch_5.bin",
-        "test_batch.bin",
-    ];
+    let files: Vec<&str> = TRAIN_FILES.iter().copied().chain([TEST_FILE]).collect();
     for (f, name) in files.iter().enumerate() {
         let n = if f == 5 { test } else { per_file };
         let mut bytes = Vec::with_capacity(n * RECORD_BYTES);
@@ -282,9 +275,9 @@ fn a_checksum_mismatch_is_refused_and_the_file_deleted() {
             .contains("expected 00000000000000000000000000000000; the downloaded file was deleted"),
         "{r:?}"
     );
-    let leftovers: Vec<_> = walk(&p.path().join("cache/scratch"))
+    let leftovers: Vec<_> = util::files_under(&p.path().join("cache/scratch"))
         .into_iter()
-        .filter(|f| f.ends_with(".part"))
+        .filter(|f| f.to_string_lossy().ends_with(".part"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
@@ -578,19 +571,4 @@ fn the_genuine_sample_normalizes_to_its_known_counts() {
         (d.train.labels[0], d.train.image(0)),
         (first[0], &first[1..RECORD_BYTES])
     );
-}
-
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
 }

@@ -107,7 +107,7 @@ fn the_same_training_config_in_two_studies_is_trained_once() {
         .filter(|s| ["momentum:train", "lr:linear", "lr:lr_runs"].contains(&s.as_str()))
         .count();
     assert_eq!(base_runs, 1, "the shared base run trained once: {runs:?}");
-    let entries = walk_files(&p.path().join("cache/entries"));
+    let entries = util::files_under(&p.path().join("cache/entries")).len();
     assert_eq!(entries, runs.len(), "one cache entry per run");
     // Building one study alone after a clean of the other is all hits.
     assert_eq!(p.build(&["reports/lr.md"]), Vec::<String>::new());
@@ -403,7 +403,7 @@ fn gc_frees_unreachable_entries_and_keeps_reachable_ones() {
     let p = built_study();
     p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.95]");
     p.build(&[]);
-    let objects_before = walk_files(&p.path().join("cache/objects"));
+    let objects_before = util::files_under(&p.path().join("cache/objects")).len();
     let out = p.ok(&["gc"]).stdout;
     // The 0.9 run, its evaluation and the old report are unreachable now.
     assert!(out.contains("removed 3 unreachable entries"), "{out}");
@@ -417,7 +417,7 @@ fn gc_frees_unreachable_entries_and_keeps_reachable_ones() {
         .parse()
         .unwrap();
     assert!(freed > 0, "{out}");
-    assert!(walk_files(&p.path().join("cache/objects")) < objects_before);
+    assert!(util::files_under(&p.path().join("cache/objects")).len() < objects_before);
     assert_eq!(
         p.build(&[]),
         Vec::<String>::new(),
@@ -620,7 +620,7 @@ fn an_interrupted_stage_never_looks_fresh_and_resumes() {
     let scratch = p.path().join("cache/scratch");
     let deadline = Instant::now() + Duration::from_secs(20);
     let step = loop {
-        let s = walkdir_find(&scratch, "step")
+        let s = util::find(&scratch, "step")
             .and_then(|f| std::fs::read_to_string(f).ok())
             .and_then(|s| s.parse::<u32>().ok());
         if let Some(s) = s.filter(|&s| s >= 3) {
@@ -639,7 +639,7 @@ fn an_interrupted_stage_never_looks_fresh_and_resumes() {
     assert!(r.stdout.contains("resumed at step"), "{r:?}");
     assert!(p.path().join("reports/long.txt").exists());
     assert!(
-        walkdir_find(&scratch, "step").is_none(),
+        util::find(&scratch, "step").is_none(),
         "scratch is removed on success"
     );
 }
@@ -775,35 +775,6 @@ fn unknown_target_names_a_close_one() {
         r.stderr.contains("did you mean `reports/momentum.md`?"),
         "{r:?}"
     );
-}
-
-fn walk_files(dir: &std::path::Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
-fn walkdir_find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else if e.file_name() == name {
-                return Some(e.path());
-            }
-        }
-    }
-    None
 }
 
 #[test]

@@ -27,18 +27,43 @@ fn study() -> Project {
 /// The cells of the Results table row whose first cell is `variant`.
 fn row<'a>(md: &'a str, variant: &str) -> Vec<&'a str> {
     let results = md.split("## Results").nth(1).unwrap();
-    let line = results.lines().find(|l| l.starts_with(&format!("| {variant} |"))).unwrap_or_else(|| panic!("no row {variant}"));
+    let line = results
+        .lines()
+        .find(|l| l.starts_with(&format!("| {variant} |")))
+        .unwrap_or_else(|| panic!("no row {variant}"));
     line.trim_matches('|').split('|').map(str::trim).collect()
 }
 
 fn metrics(p: &Project, variant: &str) -> Vec<serde_json::Value> {
-    let stage = if variant == "base" { "mini:eval".to_string() } else { format!("mini:eval[{variant}]") };
-    let status: serde_json::Value = serde_json::from_str(&p.ok(&["status", "--json", &stage]).stdout).unwrap();
-    let key = status.as_array().unwrap().iter().find(|s| s["stage"] == stage.as_str()).unwrap()["key"].as_str().unwrap().to_string();
-    let entry: serde_json::Value = serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
-    let o = entry["outputs"].as_array().unwrap().iter().find(|o| o["path"] == "metrics.jsonl").unwrap();
+    let stage = if variant == "base" {
+        "mini:eval".to_string()
+    } else {
+        format!("mini:eval[{variant}]")
+    };
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json", &stage]).stdout).unwrap();
+    let key = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == stage.as_str())
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let entry: serde_json::Value =
+        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
+    let o = entry["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"] == "metrics.jsonl")
+        .unwrap();
     let h = o["hash"].as_str().unwrap();
-    p.read(&format!("cache/objects/{}/{h}", &h[..2])).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    p.read(&format!("cache/objects/{}/{h}", &h[..2]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -56,23 +81,50 @@ fn a_tiny_study_reports_tables_that_match_its_metrics() {
         let last = m.last().unwrap();
         let cells = row(&md, variant);
         // variant | momentum | best val acc | best epoch | final train acc | final val acc | …
-        assert_eq!(cells[2], format!("{:.1}%", best * 100.0), "{variant}: {cells:?}");
+        assert_eq!(
+            cells[2],
+            format!("{:.1}%", best * 100.0),
+            "{variant}: {cells:?}"
+        );
         assert_eq!(cells[3], best_epoch.to_string(), "{variant}");
-        assert_eq!(cells[4], format!("{:.1}%", last["train_acc"].as_f64().unwrap() * 100.0), "{variant}");
-        assert_eq!(cells[5], format!("{:.1}%", last["val_acc"].as_f64().unwrap() * 100.0), "{variant}");
+        assert_eq!(
+            cells[4],
+            format!("{:.1}%", last["train_acc"].as_f64().unwrap() * 100.0),
+            "{variant}"
+        );
+        assert_eq!(
+            cells[5],
+            format!("{:.1}%", last["val_acc"].as_f64().unwrap() * 100.0),
+            "{variant}"
+        );
         assert_eq!(cells[11], "no", "{variant}: not diverged");
     }
     assert_eq!(row(&md, "optimizer.momentum=0.9")[1], "0.9");
-    assert!(md.contains("- **Raising `optimizer.momentum` from 0.0 to 0.9:**"), "{md}");
+    assert!(
+        md.contains("- **Raising `optimizer.momentum` from 0.0 to 0.9:**"),
+        "{md}"
+    );
     assert!(md.contains("- pipeline: `pipelines/mini.ron`"), "{md}");
-    for svg in ["val_accuracy.svg", "val_loss.svg", "fit_base.svg", "fit_optimizer.momentum_0.9.svg"] {
+    for svg in [
+        "val_accuracy.svg",
+        "val_loss.svg",
+        "fit_base.svg",
+        "fit_optimizer.momentum_0.9.svg",
+    ] {
         let text = p.read(&format!("reports/mini/{svg}"));
-        assert!(text.starts_with("<svg") && text.contains("polyline") || text.contains("<path"), "{svg}");
+        assert!(
+            text.starts_with("<svg") && text.contains("polyline") || text.contains("<path"),
+            "{svg}"
+        );
         assert!(md.contains(&format!("(mini/{svg})")), "{svg} is linked");
     }
     // A cosmetic edit of the report reruns the report only.
     p.ran();
-    p.edit("pipelines/mini.ron", "Mini momentum study", "Momentum, tiny");
+    p.edit(
+        "pipelines/mini.ron",
+        "Mini momentum study",
+        "Momentum, tiny",
+    );
     assert_eq!(p.build(&["reports/mini.md"]), sorted(&["mini:report"]));
     assert!(p.read("reports/mini.md").starts_with("# Momentum, tiny"));
 }
@@ -82,23 +134,38 @@ fn a_tiny_study_reports_tables_that_match_its_metrics() {
 /// after installing the package).
 #[test]
 fn tensorboard_reads_back_every_scalar() {
-    let probe = std::process::Command::new("python3").args(["-c", "import tensorboard"]).output();
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import tensorboard"])
+        .output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(std::env::var_os("PIPE_REQUIRE_TENSORBOARD").is_none(), "the tensorboard Python package is required");
+        assert!(
+            std::env::var_os("PIPE_REQUIRE_TENSORBOARD").is_none(),
+            "the tensorboard Python package is required"
+        );
         eprintln!("python3 cannot import tensorboard: `pip install tensorboard` to run this check");
         return;
     }
     let p = study();
     p.ok(&["build", "reports/mini.md"]);
-    for (variant, dir) in [("base", "base"), ("optimizer.momentum=0.9", "optimizer.momentum_0.9")] {
+    for (variant, dir) in [
+        ("base", "base"),
+        ("optimizer.momentum=0.9", "optimizer.momentum_0.9"),
+    ] {
         let script = format!(
             "import json\nfrom tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
              ea = EventAccumulator({:?}); ea.Reload()\n\
              print(json.dumps({{t: [[s.step, s.value] for s in ea.Scalars(t)] for t in ea.Tags()['scalars']}}))",
             p.path().join("reports/mini/tensorboard").join(dir).to_string_lossy()
         );
-        let out = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let tb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let m = metrics(&p, variant);
         for (tag, field) in [
@@ -108,12 +175,17 @@ fn tensorboard_reads_back_every_scalar() {
             ("validation/epoch_accuracy", "val_acc"),
             ("epoch_learning_rate", "lr"),
         ] {
-            let points = tb[tag].as_array().unwrap_or_else(|| panic!("{variant}: no {tag} in {tb}"));
+            let points = tb[tag]
+                .as_array()
+                .unwrap_or_else(|| panic!("{variant}: no {tag} in {tb}"));
             assert_eq!(points.len(), m.len(), "{variant} {tag}");
             for (pt, e) in points.iter().zip(&m) {
                 assert_eq!(pt[0].as_u64(), e["epoch"].as_u64(), "{variant} {tag}");
                 let (got, want) = (pt[1].as_f64().unwrap(), e[field].as_f64().unwrap());
-                assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "{variant} {tag}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "{variant} {tag}: {got} vs {want}"
+                );
             }
         }
     }

@@ -175,7 +175,7 @@ fn a_killed_run_resumes_and_ends_bitwise_identical_to_an_uninterrupted_one() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
-        let state = find(&p.path().join("cache/scratch"), "state.json")
+        let state = util::find(&p.path().join("cache/scratch"), "state.json")
             .and_then(|f| std::fs::read_to_string(f).ok());
         let done = state
             .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
@@ -303,20 +303,6 @@ fn varying_a_model_field_trains_one_model_per_value() {
     );
     p.ok(&["build", "t:m"]);
     assert_eq!(p.ran().len(), 5);
-}
-
-fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                stack.push(e.path());
-            } else if e.file_name() == name {
-                return Some(e.path());
-            }
-        }
-    }
-    None
 }
 
 #[test]

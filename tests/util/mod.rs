@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pipe::dataset::{IMAGE_BYTES, RECORD_BYTES};
+use pipe::dataset::{IMAGE_BYTES, RECORD_BYTES, TEST_FILE, TRAIN_FILES};
 use pipe::stages::normalize::SplitMix64;
 
 pub struct Project {
@@ -136,14 +136,7 @@ pub fn sorted(v: &[&str]) -> Vec<String> {
 pub fn learnable(dir: &Path, per_file: usize, test: usize) {
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = SplitMix64::new(1);
-    let files = [
-        "data_batch_1.bin",
-        "data_batch_2.bin",
-        "data_batch_3.bin",
-        "data_batch_4.bin",
-        "data_batch_5.bin",
-        "test_batch.bin",
-    ];
+    let files: Vec<&str> = TRAIN_FILES.iter().copied().chain([TEST_FILE]).collect();
     for (f, name) in files.iter().enumerate() {
         let n = if f == 5 { test } else { per_file };
         let mut bytes = Vec::with_capacity(n * RECORD_BYTES);
@@ -163,3 +156,25 @@ pub fn learnable(dir: &Path, per_file: usize, test: usize) {
     }
 }
 
+/// Every file under `dir`, recursively (none if it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The first file named `name` under `dir`.
+pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .find(|f| f.file_name().is_some_and(|n| n == name))
+}
