@@ -219,10 +219,20 @@ pub fn influence(path: &str, base: (&Run, &Stats), variant: (&Run, &Stats)) -> S
             pct(vs.test_acc_final)
         ));
     }
-    // Convergence speed.
+    // Convergence speed: only meaningful when the variant reaches a comparable accuracy.
+    let clearly_worse = match (bs.best_val_acc, vs.best_val_acc) {
+        (Some(ba), Some(va)) => {
+            ba - va >= (2.0 * bs.noise.unwrap_or(0.0).max(vs.noise.unwrap_or(0.0))).max(0.005)
+        }
+        _ => false,
+    };
     if let (Some(be), Some(ve)) = (bs.epochs_to_90, vs.epochs_to_90) {
         let ratio = be as f64 / ve.max(1) as f64;
-        if ratio >= 1.25 {
+        if clearly_worse {
+            parts.push(format!(
+                "plateaued at its lower accuracy (90% of its best by epoch {ve}; base: {be})"
+            ));
+        } else if ratio >= 1.25 {
             parts.push(format!(
                 "converged faster: 90% of its best at epoch {ve} instead of {be} ({ratio:.1}×)"
             ));
@@ -452,7 +462,8 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
                 md,
                 "\nThresholds: accuracy differences under twice the noise floor (the larger standard deviation of \
                  validation accuracy over the last five epochs of the two runs) are not called changes; \
-                 convergence speed must differ by 25%, curve smoothness by 50%, and time per epoch by 15% and 0.1 s to be mentioned.\n"
+                 convergence speed must differ by 25%, curve smoothness by 50%, and time per epoch by 15% and 0.1 s to be mentioned. \
+                 Time per epoch is wall time: it also moves with whatever else the machine was doing.\n"
             )?;
         }
     }
