@@ -190,30 +190,7 @@ fn http_study(p: &Project, url: &str, md5: &str) {
 
 /// The normalized dataset of the last build.
 fn dataset(p: &Project) -> Dataset {
-    let status: serde_json::Value =
-        serde_json::from_str(&p.ok(&["status", "--json", "data:data"]).stdout).unwrap();
-    let key = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == "data:data")
-        .unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let entry: serde_json::Value =
-        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
-    let dir = p.path().join("materialized");
-    std::fs::create_dir_all(&dir).unwrap();
-    for o in entry["outputs"].as_array().unwrap() {
-        let h = o["hash"].as_str().unwrap();
-        std::fs::copy(
-            p.path().join(format!("cache/objects/{}/{h}", &h[..2])),
-            dir.join(o["path"].as_str().unwrap()),
-        )
-        .unwrap();
-    }
-    Dataset::load(&dir).unwrap()
+    Dataset::load(&p.outputs("data:data")).unwrap()
 }
 
 #[test]
@@ -411,7 +388,7 @@ fn normalize_splits_without_touching_the_test_set_and_is_byte_identical_across_r
             "meta.json",
         ]
         .iter()
-        .map(|f| std::fs::read(p.path().join("materialized").join(f)).unwrap())
+        .map(|f| std::fs::read(p.outputs("data:data").join(f)).unwrap())
         .collect();
         (p, d, bytes)
     };
@@ -467,7 +444,7 @@ fn a_training_subset_is_stratified_and_seeded() {
     let d = dataset(&p);
     assert_eq!(d.train.class_counts(), [5; 10]);
     assert_eq!(d.validation.len(), 0);
-    let (shape, _) = read_npy_u8(&p.path().join("materialized/validation_x.npy")).unwrap();
+    let (shape, _) = read_npy_u8(&p.outputs("data:data").join("validation_x.npy")).unwrap();
     assert_eq!(shape, vec![0, 3, 32, 32]);
 }
 

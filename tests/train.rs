@@ -27,31 +27,7 @@ fn project(per_file: usize, validation: usize, stages: &str) -> Project {
 
 /// The output folder of `stage`'s current cache entry, materialized.
 fn output(p: &Project, stage: &str) -> PathBuf {
-    let status: serde_json::Value =
-        serde_json::from_str(&p.ok(&["status", "--json", stage]).stdout).unwrap();
-    let row = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stage"] == stage)
-        .unwrap_or_else(|| panic!("{stage} in {status}"));
-    let key = row["key"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{stage} is built: {row}"));
-    let entry: serde_json::Value =
-        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
-    let dir = p
-        .path()
-        .join("out")
-        .join(stage.replace([':', '[', ']', '"', '='], "_"));
-    std::fs::create_dir_all(&dir).unwrap();
-    for o in entry["outputs"].as_array().unwrap() {
-        let h = o["hash"].as_str().unwrap();
-        let to = dir.join(o["path"].as_str().unwrap());
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(p.path().join(format!("cache/objects/{}/{h}", &h[..2])), to).unwrap();
-    }
-    dir
+    p.outputs(stage)
 }
 
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {

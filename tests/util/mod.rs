@@ -116,6 +116,39 @@ impl Project {
         v
     }
 
+    /// The files of `stage`'s current cache entry, copied out to a folder of their own.
+    pub fn outputs(&self, stage: &str) -> PathBuf {
+        let status: serde_json::Value =
+            serde_json::from_str(&self.ok(&["status", "--json", stage]).stdout).unwrap();
+        let row = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stage"] == stage)
+            .unwrap_or_else(|| panic!("{stage} in {status}"));
+        let key = row["key"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{stage} is built: {row}"));
+        let entry: serde_json::Value =
+            serde_json::from_str(&self.read(&format!("cache/entries/{}/{key}.json", &key[..2])))
+                .unwrap();
+        let dir = self
+            .path()
+            .join("out")
+            .join(stage.replace([':', '[', ']', '"', '='], "_"));
+        for o in entry["outputs"].as_array().unwrap() {
+            let h = o["hash"].as_str().unwrap();
+            let to = dir.join(o["path"].as_str().unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(
+                self.path().join(format!("cache/objects/{}/{h}", &h[..2])),
+                to,
+            )
+            .unwrap();
+        }
+        dir
+    }
+
     /// Runs `pipe build ARGS` and returns the stages that ran.
     pub fn build(&self, args: &[&str]) -> Vec<String> {
         let mut a = vec!["build"];
