@@ -17,7 +17,9 @@ use ron::value::RawValue;
 use serde::Deserialize;
 
 use crate::stage::{ConfigError, FieldError, Parsed, StageKind};
-use ron_path::{did_you_mean, line_col, locate, offset_of, parse_typed, splice, FieldPath};
+use ron_path::{
+    did_you_mean, line_col, locate, offset_of, offset_of_path, parse_typed, splice, FieldPath,
+};
 
 /// Where pipeline files live, relative to the project root.
 pub const PIPELINES_DIR: &str = "pipelines";
@@ -173,11 +175,7 @@ impl Loader<'_> {
     /// An error at `path` in `file`; a path that is not written (a defaulted field) points
     /// at the nearest enclosing value that is.
     fn error_at(&mut self, file: usize, path: &FieldPath, message: String, hint: Option<String>) {
-        let f = &self.files[file];
-        let offset = match locate(&f.text, path) {
-            Ok((s, _)) => s,
-            Err(miss) => miss.range.0,
-        };
+        let offset = offset_of_path(&self.files[file].text, path);
         self.error_at_offset(file, offset, path.to_string(), message, hint);
     }
 
@@ -555,10 +553,7 @@ impl Loader<'_> {
 
     fn locate_line(&self, file: usize, path: &FieldPath) -> (usize, usize) {
         let text = &self.files[file].text;
-        let off = locate(text, path)
-            .map(|r| r.0)
-            .unwrap_or_else(|m| m.range.0);
-        line_col(text, off)
+        line_col(text, offset_of_path(text, path))
     }
 
     /// Topological order of the drafts (dependencies first), or a cycle error.
@@ -975,10 +970,7 @@ impl Spec {
     ) -> SpecError {
         let f = &self.files[def.file];
         let path = stage_path(def.index).key(field);
-        let offset = locate(&f.text, &path)
-            .map(|r| r.0)
-            .unwrap_or_else(|m| m.range.0);
-        let (line, col) = line_col(&f.text, offset);
+        let (line, col) = line_col(&f.text, offset_of_path(&f.text, &path));
         SpecError {
             file: f.rel.clone(),
             line,

@@ -244,6 +244,15 @@ impl<T> OkOrDefault<T> for Option<T> {
     }
 }
 
+/// Where `path` is written in `text`; a path that is not written (a defaulted field) gives
+/// the nearest enclosing value that is. For error positions.
+pub fn offset_of_path(text: &str, path: &FieldPath) -> usize {
+    match locate(text, path) {
+        Ok((start, _)) => start,
+        Err(miss) => miss.range.0,
+    }
+}
+
 /// Replaces the value at `path` with `value` (RON text). The path must exist: canonical
 /// configs write every field, so a missing one is a field the type does not have.
 pub fn splice(text: &str, path: &FieldPath, value: &str) -> Result<(String, usize), Miss> {

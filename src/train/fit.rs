@@ -216,7 +216,7 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     let mut diverged = None;
     for epoch in state.epochs_done..cfg.epochs {
         let clock = Instant::now();
-        let lr = cfg.schedule.lr(o_lr(cfg), epoch, cfg.epochs);
+        let lr = cfg.schedule.lr(cfg.optimizer.lr, epoch, cfg.epochs);
         B::seed(device, epoch_seed(cfg.seed, epoch + 1));
         let mut order: Vec<usize> = (0..train.len()).collect();
         if cfg.shuffle {
@@ -350,10 +350,6 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     };
     write_json(&dirs.out.join("summary.json"), &summary)?;
     Ok(summary)
-}
-
-fn o_lr(cfg: &TrainConfig) -> f64 {
-    cfg.optimizer.lr
 }
 
 fn save_model<B: Backend, M: Module<B>>(rec: &Rec, model: &M, stem: &Path) -> anyhow::Result<()> {
