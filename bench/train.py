@@ -1,0 +1,244 @@
+"""Training throughput, test accuracy and peak memory: pipe (burn) against PyTorch on the same
+models, data, batch size, optimizer and epochs. Prints a markdown table; gates nothing.
+
+    bench/setup.sh                                # once: peers into bench/.venv, release build
+    bench/.venv/bin/python bench/train.py         # CPU, 2 threads, the genuine sample, 2 epochs
+    python3 bench/train.py --device cuda          # on a GPU machine with PyTorch installed
+
+Both sides read the very files pipe's `normalize` stage wrote (x / 256, 1000 validation
+images drawn from the sample's training files). pipe counts training images/s over the
+training loop only (summary.json); the PyTorch script counts the same way. Peak RSS is the
+child process's own maximum (wait4), for pipe the whole `pipe build` of one train + evaluate.
+`--data full-synthetic` trains on random images at CIFAR-10's full size (45,000 training
+images) instead: speed only, its accuracy means nothing.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name, pipe model, batch, momentum, PyTorch family. lr 0.01 throughout, as the study bases.
+FAMILIES = [
+    ("linear", "Linear()", 256, 0.9, "linear"),
+    ("seed", "Perceptron(hidden: 3072, activation: Tanh)", 32, 0.0, "seed"),
+    ("mlp", "Mlp(hidden: [512, 512])", 256, 0.9, "mlp"),
+    ("convnet", "ConvNet()", 128, 0.9, "convnet"),
+    ("resnet20", "ResNet(depth: 20)", 128, 0.9, "resnet20"),
+    ("highway", "Highway()", 256, 0.9, "highway"),
+    ("lstm", "Rnn(cell: Lstm, hidden: 128)", 128, 0.9, "lstm"),
+]
+
+
+def run(cmd, cwd=None, env=None):
+    """Runs cmd, returns (stdout, peak RSS in MiB, wall seconds); fails loudly."""
+    start = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # wait4 gives this child's own peak RSS; communicate() first would reap it.
+    out_chunks = []
+    import threading
+
+    err = []
+    t1 = threading.Thread(target=lambda: out_chunks.append(p.stdout.read()))
+    t2 = threading.Thread(target=lambda: err.append(p.stderr.read()))
+    t1.start(), t2.start()
+    _, status, usage = os.wait4(p.pid, 0)
+    t1.join(), t2.join()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{err[0].decode()[-4000:]}")
+    return out_chunks[0].decode(), usage.ru_maxrss / 1024, wall
+
+
+def write_synthetic_cifar(folder: Path):
+    """CIFAR-10's binary layout at full size (5 × 10,000 training + 10,000 test records) with
+    random pixels: for timing only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for name in names:
+        rec = bytearray(os.urandom(10_000 * 3073))
+        for i in range(10_000):
+            rec[i * 3073] = i % 10
+        (folder / name).write_bytes(rec)
+    (folder / "batches.meta.txt").write_text(
+        "\n".join("airplane automobile bird cat deer dog frog horse ship truck".split()) + "\n"
+    )
+
+
+class Project:
+    """A throwaway pipe project with one train + evaluate stage pair per family."""
+
+    def __init__(self, root: Path, pipe: str, device: str, source: Path, validation: int, epochs: int, families):
+        self.root, self.pipe, self.device = root, pipe, device
+        (root / "pipelines").mkdir(parents=True, exist_ok=True)
+        stages = [
+            f'(name: "cifar10", kind: "download", config: (source: Local("{source}"))),',
+            f'(name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: {validation})),',
+        ]
+        for name, model, batch, momentum, _ in families:
+            stages.append(
+                f'(name: "t_{name}", kind: "train", inputs: ["data"], config: (model: {model}, '
+                f"epochs: {epochs}, batch_size: {batch}, optimizer: (lr: 0.01, momentum: {momentum}), seed: 1)),"
+            )
+            stages.append(f'(name: "e_{name}", kind: "evaluate", inputs: ["t_{name}", "data"]),')
+        (root / "pipelines" / "b.ron").write_text("Pipeline(stages: [\n" + "\n".join(stages) + "\n])\n")
+
+    def build(self, target, cache="cache"):
+        return run([self.pipe, "--device", self.device, "--cache", cache, "build", target], cwd=self.root)
+
+    def outputs(self, stage, cache="cache"):
+        """{path: object file} of a built stage's outputs in the content-addressed cache."""
+        out, _, _ = run([self.pipe, "--cache", cache, "status", "--json", stage], cwd=self.root)
+        key = next(s["key"] for s in json.loads(out) if s["stage"] == stage)
+        entry = json.loads((self.root / cache / "entries" / key[:2] / f"{key}.json").read_text())
+        objects = self.root / cache / "objects"
+        return {o["path"]: objects / o["hash"][:2] / o["hash"] for o in entry["outputs"]}
+
+    def json(self, stage, path):
+        return json.loads(self.outputs(stage)[path].read_text())
+
+    def folder(self, stage):
+        """The stage's outputs as a plain folder of links, for the PyTorch side to read."""
+        d = self.root / f"out-{stage.replace(':', '-')}"
+        d.mkdir(exist_ok=True)
+        for path, obj in self.outputs(stage).items():
+            link = d / path
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(obj)
+        return d
+
+
+def steady(epoch_seconds):
+    """Median wall time of the epochs after the first (which pays for warm-up and, on CUDA,
+    kernel compilation)."""
+    rest = epoch_seconds[1:] or epoch_seconds
+    return statistics.median(rest)
+
+
+def measure(a, proj, data, name, model, batch, momentum, torch_family):
+    """One family on both sides."""
+    _, rss, wall = proj.build(f"b:e_{name}")
+    summary = proj.json(f"b:t_{name}", "summary.json")
+    evaluation = proj.json(f"b:e_{name}", "evaluation.json")
+    # `--device auto`: PyTorch goes where pipe went.
+    torch_device = "cuda" if "cuda" in summary["backend"] else "cpu"
+    metrics = [json.loads(l) for l in proj.outputs(f"b:t_{name}")["metrics.jsonl"].read_text().splitlines()]
+    r = {
+        "family": name,
+        "model": model,
+        "batch": batch,
+        "parameters": summary["parameters"],
+        "pipe": {
+            "backend": summary["backend"],
+            "train_images_per_second": summary["train_images_per_second"],
+            "first_epoch_seconds": metrics[0]["seconds"],
+            "steady_epoch_seconds": steady([m["seconds"] for m in metrics]),
+            "test_accuracy": evaluation["final"]["accuracy"],
+            "peak_rss_mib": rss,
+            "wall_seconds": wall,
+        },
+    }
+    if a.determinism:
+        proj.build(f"b:t_{name}", cache="cache-twin")
+        first, second = proj.outputs(f"b:t_{name}"), proj.outputs(f"b:t_{name}", cache="cache-twin")
+        # Wall times differ from run to run; every other metric must not.
+        curves = lambda o: [
+            {k: v for k, v in json.loads(l).items() if k != "seconds"}
+            for l in o["metrics.jsonl"].read_text().splitlines()
+        ]
+        r["pipe"]["identical_rerun"] = {
+            "model.bin": first["model.bin"].name == second["model.bin"].name,
+            "metrics": curves(first) == curves(second),
+        }
+    if not a.no_torch:
+        out, rss, wall = run([
+            sys.executable, str(ROOT / "bench" / "torch_train.py"), "--data", str(data),
+            "--family", torch_family, "--epochs", str(a.epochs), "--batch", str(batch),
+            "--momentum", str(momentum), "--threads", str(a.threads), "--device", torch_device,
+        ])
+        t = json.loads(out)
+        r["torch"] = {
+            "version": t["torch"],
+            "parameters": t["parameters"],
+            "train_images_per_second": t["train_images_per_second"],
+            "first_epoch_seconds": t["epochs"][0]["seconds"],
+            "steady_epoch_seconds": steady([e["seconds"] for e in t["epochs"]]),
+            "test_accuracy": t["test_accuracy"],
+            "peak_rss_mib": rss,
+            "wall_seconds": wall,
+        }
+    print(json.dumps(r), flush=True)
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pipe", default=str(ROOT / "target" / "release" / "pipe"))
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch's thread count")
+    ap.add_argument("--families", default=",".join(f[0] for f in FAMILIES))
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar-10-sample"),
+                    help="a CIFAR-10 binary folder, or full-synthetic")
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--determinism", action="store_true",
+                    help="also train each family a second time in a fresh cache and compare weights")
+    ap.add_argument("--workdir", help="keep the project here (default: a temporary folder)")
+    ap.add_argument("--out", help="write the results as JSON here")
+    a = ap.parse_args()
+
+    wanted = a.families.split(",")
+    families = [f for f in FAMILIES if f[0] in wanted]
+    if len(families) != len(wanted):
+        sys.exit(f"unknown family in {wanted}; known: {[f[0] for f in FAMILIES]}")
+    root = Path(a.workdir or tempfile.mkdtemp(prefix="pipe-bench-train-")).resolve()
+    if a.data == "full-synthetic":
+        source, validation = root / "cifar-synthetic", 5000
+        if not (source / "test_batch.bin").exists():
+            write_synthetic_cifar(source)
+    else:
+        source, validation = Path(a.data).resolve(), 1000
+    proj = Project(root, os.path.abspath(a.pipe), a.device, source, validation, a.epochs, families)
+    proj.build("b:data")
+    data = proj.folder("b:data")
+    meta = json.loads((data / "meta.json").read_text())
+    print(f"{a.device}, {a.epochs} epoch(s), SGD lr 0.01, data {source} {meta['sizes']}", flush=True)
+
+    results = []
+    for name, model, batch, momentum, torch_family in families:
+        try:
+            results.append(measure(a, proj, data, name, model, batch, momentum, torch_family))
+        except RuntimeError as e:
+            # One family failing (a backend bug, out of memory) must not hide the others.
+            print(f"{name}: FAILED\n{e}", flush=True)
+
+
+    print()
+    print("| family | batch | params | pipe img/s | torch img/s | ratio | pipe steady epoch s | torch steady epoch s "
+          "| pipe test acc | torch test acc | pipe peak RSS MiB | torch peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        p, t = r["pipe"], r.get("torch")
+        if t:
+            print(f"| {r['family']} | {r['batch']} | {r['parameters']:,} | {p['train_images_per_second']:,.0f} "
+                  f"| {t['train_images_per_second']:,.0f} | {p['train_images_per_second'] / t['train_images_per_second']:.2f}x "
+                  f"| {p['steady_epoch_seconds']:.2f} | {t['steady_epoch_seconds']:.2f} "
+                  f"| {p['test_accuracy']:.3f} | {t['test_accuracy']:.3f} | {p['peak_rss_mib']:,.0f} | {t['peak_rss_mib']:,.0f} |")
+        else:
+            print(f"| {r['family']} | {r['batch']} | {r['parameters']:,} | {p['train_images_per_second']:,.0f} "
+                  f"| – | – | {p['steady_epoch_seconds']:.2f} | – | {p['test_accuracy']:.3f} | – | {p['peak_rss_mib']:,.0f} | – |")
+    if a.out:
+        Path(a.out).write_text(json.dumps({"device": a.device, "epochs": a.epochs, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
