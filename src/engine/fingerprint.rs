@@ -32,8 +32,8 @@
 //! | `normalize`      | `validation`, `scaling`,           | none                                 |
 //! |                  | `train_subset`, `seed`             |                                      |
 //! | `train`          | `model` (family and its fields),   | the backend used, `flex-cpu` or      |
-//! |                  | `epochs`, `batch_size`,            | `cuda` (external); `device` itself   |
-//! |                  | `optimizer`, `schedule`,           | is not keyed                         |
+//! |                  | `epochs`, `batch_size`,            | `cuda`, `ndarray-cpu` (external);    |
+//! |                  | `optimizer`, `schedule`,           | `device` itself is not keyed         |
 //! |                  | `initializer`, `bias_initializer`, |                                      |
 //! |                  | `regularizer`, `seed`, `shuffle`   |                                      |
 //! | `evaluate`       | none                               | the backend used (external)          |

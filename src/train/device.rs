@@ -5,11 +5,18 @@
 use std::sync::OnceLock;
 
 use anyhow::bail;
-use burn::backend::{Autodiff, Cuda, Flex};
+#[cfg(not(feature = "ndarray"))]
+use burn::backend::Flex;
+use burn::backend::{Autodiff, Cuda};
 
 use super::config::DeviceChoice;
 
+#[cfg(not(feature = "ndarray"))]
 pub type CpuBackend = Flex;
+/// Only to measure burn's other CPU backend against `flex` (`--features ndarray`, see
+/// docs/BENCHMARKS.md): `flex` is faster on every family and bit-reproducible, ndarray is not.
+#[cfg(feature = "ndarray")]
+pub type CpuBackend = burn::backend::NdArray;
 pub type GpuBackend = Cuda;
 pub type CpuTrain = Autodiff<CpuBackend>;
 pub type GpuTrain = Autodiff<GpuBackend>;
@@ -27,6 +34,7 @@ impl Backend {
     /// Recorded in the stage key: CPU and GPU results differ.
     pub fn name(self) -> &'static str {
         match self {
+            Backend::Cpu if cfg!(feature = "ndarray") => "ndarray-cpu",
             Backend::Cpu => "flex-cpu",
             Backend::Cuda => "cuda",
         }
