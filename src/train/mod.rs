@@ -8,4 +8,5 @@ pub mod evaluate;
 pub mod fit;
 pub mod layers;
 pub mod models;
+pub mod norm;
 pub mod tensorboard;

@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, PaddingConfig2d};
+use burn::nn::{Dropout, DropoutConfig, Linear, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::stage::FieldError;
 use crate::train::config::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
+use crate::train::norm::BatchNorm2d;
 
 use super::CLASSES;
 
@@ -112,7 +113,7 @@ struct Shape {
 #[derive(Module, Debug)]
 pub struct ConvNet<B: Backend> {
     convs: Vec<Conv2d<B>>,
-    norms: Vec<Option<BatchNorm<B>>>,
+    norms: Vec<Option<BatchNorm2d<B>>>,
     block_dropouts: Vec<Dropout>,
     dense: Vec<Linear<B>>,
     dropout: Dropout,
@@ -201,7 +202,7 @@ impl ConvNetConfig {
             );
             norms.push(
                 b.batch_norm
-                    .then(|| BatchNormConfig::new(b.filters).init(device)),
+                    .then(|| BatchNorm2d::new(b.filters, device)),
             );
             block_dropouts.push(DropoutConfig::new(b.dropout).init());
             shapes.push(Shape { pool: b.pool });

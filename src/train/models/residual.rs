@@ -6,7 +6,7 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::AdaptiveAvgPool2dConfig;
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, PaddingConfig2d};
+use burn::nn::{Dropout, DropoutConfig, Linear, PaddingConfig2d};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::stage::FieldError;
 use crate::train::config::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
+use crate::train::norm::BatchNorm2d;
 
 use super::{flat, CLASSES, INPUTS};
 
@@ -66,11 +67,11 @@ fn conv3<B: Backend>(
 #[derive(Module, Debug)]
 pub struct BasicBlock<B: Backend> {
     conv1: Conv2d<B>,
-    bn1: BatchNorm<B>,
+    bn1: BatchNorm2d<B>,
     conv2: Conv2d<B>,
-    bn2: BatchNorm<B>,
+    bn2: BatchNorm2d<B>,
     /// 1×1 projection where the shape changes.
-    project: Option<(Conv2d<B>, BatchNorm<B>)>,
+    project: Option<(Conv2d<B>, BatchNorm2d<B>)>,
 }
 
 impl<B: Backend> BasicBlock<B> {
@@ -81,13 +82,13 @@ impl<B: Backend> BasicBlock<B> {
                 .with_bias(false)
                 .with_initializer(build.kernel.clone())
                 .init(device);
-            (conv, BatchNormConfig::new(c_out).init(device))
+            (conv, BatchNorm2d::new(c_out, device))
         });
         BasicBlock {
             conv1: conv3(build, c_in, c_out, stride, device),
-            bn1: BatchNormConfig::new(c_out).init(device),
+            bn1: BatchNorm2d::new(c_out, device),
             conv2: conv3(build, c_out, c_out, 1, device),
-            bn2: BatchNormConfig::new(c_out).init(device),
+            bn2: BatchNorm2d::new(c_out, device),
             project,
         }
     }
@@ -106,7 +107,7 @@ impl<B: Backend> BasicBlock<B> {
 #[derive(Module, Debug)]
 pub struct ResNet<B: Backend> {
     stem: Conv2d<B>,
-    stem_bn: BatchNorm<B>,
+    stem_bn: BatchNorm2d<B>,
     blocks: Vec<BasicBlock<B>>,
     head: Linear<B>,
     activation: Activation,
@@ -142,7 +143,7 @@ impl ResNetConfig {
         }
         ResNet {
             stem: conv3(build, 3, self.width, 1, device),
-            stem_bn: BatchNormConfig::new(self.width).init(device),
+            stem_bn: BatchNorm2d::new(self.width, device),
             blocks,
             head: build.linear(c, CLASSES, device),
             activation: self.activation,
