@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,10 +43,7 @@ def run(cmd, cwd=None, env=None):
     start = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # wait4 gives this child's own peak RSS; communicate() first would reap it.
-    out_chunks = []
-    import threading
-
-    err = []
+    out_chunks, err = [], []
     t1 = threading.Thread(target=lambda: out_chunks.append(p.stdout.read()))
     t2 = threading.Thread(target=lambda: err.append(p.stderr.read()))
     t1.start(), t2.start()
@@ -102,9 +100,6 @@ class Project:
         objects = self.root / cache / "objects"
         return {o["path"]: objects / o["hash"][:2] / o["hash"] for o in entry["outputs"]}
 
-    def json(self, stage, path):
-        return json.loads(self.outputs(stage)[path].read_text())
-
     def folder(self, stage):
         """The stage's outputs as a plain folder of links, for the PyTorch side to read."""
         d = self.root / f"out-{stage.replace(':', '-')}"
@@ -127,11 +122,12 @@ def steady(epoch_seconds):
 def measure(a, proj, data, name, model, batch, momentum, torch_family):
     """One family on both sides."""
     _, rss, wall = proj.build(f"b:e_{name}")
-    summary = proj.json(f"b:t_{name}", "summary.json")
-    evaluation = proj.json(f"b:e_{name}", "evaluation.json")
+    trained = proj.outputs(f"b:t_{name}")
+    summary = json.loads(trained["summary.json"].read_text())
+    evaluation = json.loads(proj.outputs(f"b:e_{name}")["evaluation.json"].read_text())
     # `--device auto`: PyTorch goes where pipe went.
     torch_device = "cuda" if "cuda" in summary["backend"] else "cpu"
-    metrics = [json.loads(l) for l in proj.outputs(f"b:t_{name}")["metrics.jsonl"].read_text().splitlines()]
+    metrics = [json.loads(l) for l in trained["metrics.jsonl"].read_text().splitlines()]
     r = {
         "family": name,
         "model": model,
@@ -149,7 +145,7 @@ def measure(a, proj, data, name, model, batch, momentum, torch_family):
     }
     if a.determinism:
         proj.build(f"b:t_{name}", cache="cache-twin")
-        first, second = proj.outputs(f"b:t_{name}"), proj.outputs(f"b:t_{name}", cache="cache-twin")
+        first, second = trained, proj.outputs(f"b:t_{name}", cache="cache-twin")
         # Wall times differ from run to run; every other metric must not.
         curves = lambda o: [
             {k: v for k, v in json.loads(l).items() if k != "seconds"}
