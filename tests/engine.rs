@@ -3,7 +3,7 @@
 
 mod util;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use util::{sorted, Project};
 
@@ -618,17 +618,14 @@ fn an_interrupted_stage_never_looks_fresh_and_resumes() {
         .spawn()
         .unwrap();
     let scratch = p.path().join("cache/scratch");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let step = loop {
-        let s = util::find(&scratch, "step")
-            .and_then(|f| std::fs::read_to_string(f).ok())
-            .and_then(|s| s.parse::<u32>().ok());
-        if let Some(s) = s.filter(|&s| s >= 3) {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the stage never started");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let step = util::wait_for_progress(
+        &scratch,
+        "step",
+        |s| s.parse().ok(),
+        3,
+        20,
+        "the stage never started",
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(step < 40);

@@ -5,7 +5,6 @@
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use util::{learnable, Project};
 
@@ -149,19 +148,14 @@ fn a_killed_run_resumes_and_ends_bitwise_identical_to_an_uninterrupted_one() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let state = util::find(&p.path().join("cache/scratch"), "state.json")
-            .and_then(|f| std::fs::read_to_string(f).ok());
-        let done = state
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|v| v["epochs_done"].as_u64());
-        if let Some(d) = done.filter(|&d| d >= 3) {
-            break d;
-        }
-        assert!(Instant::now() < deadline, "training never checkpointed");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let done = util::wait_for_progress(
+        &p.path().join("cache/scratch"),
+        "state.json",
+        |s| serde_json::from_str::<serde_json::Value>(s).ok()?["epochs_done"].as_u64(),
+        3,
+        120,
+        "training never checkpointed",
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(done < 40, "killed before the end (after epoch {done})");

@@ -211,3 +211,27 @@ pub fn find(dir: &Path, name: &str) -> Option<PathBuf> {
         .into_iter()
         .find(|f| f.file_name().is_some_and(|n| n == name))
 }
+
+/// Polls a running stage's progress: waits until the file `name` under `dir` reads as a
+/// value of at least `min` (through `parse`), and returns it. Panics with `what` after
+/// `timeout` seconds.
+pub fn wait_for_progress(
+    dir: &Path,
+    name: &str,
+    parse: impl Fn(&str) -> Option<u64>,
+    min: u64,
+    timeout: u64,
+    what: &str,
+) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    loop {
+        let value = find(dir, name)
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|s| parse(&s));
+        if let Some(v) = value.filter(|&v| v >= min) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
