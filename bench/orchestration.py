@@ -2,6 +2,7 @@
 
     bench/setup.sh                                   # once: peers into bench/.venv
     bench/.venv/bin/python bench/orchestration.py    # N = 10, 100, 500
+    bench/.venv/bin/python bench/orchestration.py --sizes 500 --peers snakemake
 
 For each N, the same DAG is written for each tool: a dataset stage, N training variants
 (each its own learning rate), one evaluation per variant and a report over all of them:
@@ -218,20 +219,26 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10,100,500")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--peers", default="dvc,snakemake",
+                    help="peers to run against pipe (DVC's N = 500 first build alone takes ~23 min)")
     ap.add_argument("--pipe", default=str(ROOT / "target" / "release" / "pipe"))
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
-    for tool in ("dvc", "snakemake"):
+    peers = [p for p in a.peers.split(",") if p]
+    versions = []
+    for tool in peers:
+        if tool not in ("dvc", "snakemake"):
+            sys.exit(f"unknown peer {tool}: choose from dvc, snakemake")
         if not (BIN / tool).exists():
             sys.exit(f"{BIN / tool} not found: run bench/setup.sh and use bench/.venv/bin/python")
-    _, v = sh([str(BIN / "dvc"), "--version"], ROOT)
-    _, s = sh([str(BIN / "snakemake"), "--version"], ROOT)
-    print(f"dvc {v.strip()}, snakemake {s.strip()}, pipe {a.pipe}", flush=True)
+        versions.append(f"{tool} {sh([str(BIN / tool), '--version'], ROOT)[1].strip()}")
+    print(", ".join(versions + [f"pipe {a.pipe}"]), flush=True)
 
     results = []
     for n in map(int, a.sizes.split(",")):
         work = Path(tempfile.mkdtemp(prefix=f"pipe-bench-orch-{n}-"))
-        tools = [Pipe(work / "pipe", n, os.path.abspath(a.pipe)), Dvc(work / "dvc", n), Snakemake(work / "snakemake", n)]
+        tools = [Pipe(work / "pipe", n, os.path.abspath(a.pipe))]
+        tools += [{"dvc": Dvc, "snakemake": Snakemake}[p](work / p, n) for p in peers]
         row = {"n": n, "stages": 2 * n + 2, "full": {}, "noop": {}, "decide": {}, "rerun": {}}
         for t in tools:
             row["full"][t.name] = t.build()
@@ -259,20 +266,18 @@ def main():
     print("| N (stages) | measure | pipe | dvc | snakemake | pipe speed-up vs dvc | vs snakemake |")
     print("|---|---|---|---|---|---|---|")
     ms = lambda s: f"{s * 1000:,.1f} ms" if s < 10 else f"{s:,.1f} s"
+    rows = [("full", "full first build (1 job)", "pipe", "dvc", "snakemake", "", ""),
+            ("noop", "no-op build", "pipe build", "dvc repro", "snakemake -c1", " (repro)", " (-c1)"),
+            ("noop", "no-op check", "pipe status", "dvc status", "snakemake -n", " (status)", " (-n)"),
+            ("decide", "decision after one edit", "pipe", "dvc", "snakemake", " (status)", " (-n)")]
     for r in results:
         label = f"{r['n']} ({r['stages']})"
-        f = r["full"]
-        print(f"| {label} | full first build (1 job) | {ms(f['pipe'])} | {ms(f['dvc'])} | {ms(f['snakemake'])} "
-              f"| {f['dvc'] / f['pipe']:.0f}x | {f['snakemake'] / f['pipe']:.0f}x |")
-        o = r["noop"]
-        print(f"| {label} | no-op build | {ms(o['pipe build'])} | {ms(o['dvc repro'])} (repro) | {ms(o['snakemake -c1'])} (-c1) "
-              f"| {o['dvc repro'] / o['pipe build']:.0f}x | {o['snakemake -c1'] / o['pipe build']:.0f}x |")
-        print(f"| {label} | no-op check | {ms(o['pipe status'])} (status) | {ms(o['dvc status'])} (status) | {ms(o['snakemake -n'])} (-n) "
-              f"| {o['dvc status'] / o['pipe status']:.0f}x | {o['snakemake -n'] / o['pipe status']:.0f}x |")
-        d = r["decide"]
-        print(f"| {label} | decision after one edit | {ms(d['pipe'])} (status) | {ms(d['dvc'])} (status) | {ms(d['snakemake'])} (-n) "
-              f"| {d['dvc'] / d['pipe']:.0f}x | {d['snakemake'] / d['pipe']:.0f}x |")
-    print("\nAfter the edit, each tool reran exactly: " + ", ".join(sorted(results[-1]["rerun"]["pipe"]["ran"])) +
+        for part, measure, pk, dk, sk, dn, sn in rows:
+            m = r[part]
+            cell = lambda k, note: f"{ms(m[k])}{note}" if k in m else "—"
+            ratio = lambda k: f"{m[k] / m[pk]:.0f}x" if k in m else "—"
+            print(f"| {label} | {measure} | {ms(m[pk])} | {cell(dk, dn)} | {cell(sk, sn)} | {ratio(dk)} | {ratio(sk)} |")
+    print(f"\nAfter the edit, pipe and {', '.join(peers) or 'no peer'} each reran exactly: " + ", ".join(sorted(results[-1]["rerun"]["pipe"]["ran"])) +
           " (the edited variant's train and eval, and the report), at every N.")
     if a.out:
         Path(a.out).write_text(json.dumps(results, indent=1))

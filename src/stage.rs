@@ -86,7 +86,7 @@ pub struct Parsed {
     /// Canonical RON (every field explicit): the text variants are spliced into.
     pub canonical: String,
     /// Canonical semantic content: hashed into the key and diffed by `explain`.
-    pub key: serde_json::Value,
+    pub key: Arc<serde_json::Value>,
 }
 
 /// A config that failed to parse: position relative to the parsed text (1-based).
@@ -156,7 +156,7 @@ impl<C: StageConfig + Serialize + DeserializeOwned> StageKind for Kind<C> {
         Ok(Parsed {
             config: Arc::new(config),
             canonical,
-            key,
+            key: Arc::new(key),
         })
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::cache::{Cache, Entry, Lookup};
+use super::cache::{Built, Cache, Lookup};
 use super::fingerprint::{diff, InputKey, KeyInputs};
 use crate::plan::Plan;
 use crate::stage::KeyCtx;
@@ -56,7 +56,7 @@ pub fn key_inputs(
 }
 
 pub enum Freshness {
-    Fresh(Box<Entry>),
+    Fresh(Box<Built>),
     /// Would run; the reasons say why.
     Stale {
         key: Option<String>,
@@ -82,17 +82,24 @@ pub fn why_missing(plan: &Plan, cache: &Cache, node: usize, ki: &KeyInputs) -> V
             d
         };
     }
-    // A variant edited in place has vanished from the plan: prefer it, then the closest.
-    let others = cache.last_of_def(&plan.def(node).id);
-    let closest = others
-        .iter()
-        .filter_map(|(stage, key)| {
-            cache
-                .load_entry(key)
-                .map(|e| (stage, diff(&e.key_inputs, ki)))
-        })
-        .filter(|(_, d)| !d.is_empty())
-        .min_by_key(|(stage, d)| (plan.by_id.contains_key(*stage), d.len()));
+    // A variant edited in place has vanished from the plan: compare with those first (one
+    // entry read after a one-value edit, not one per variant), then with the closest.
+    let (gone, present): (Vec<_>, Vec<_>) = cache
+        .last_of_def(&plan.def(node).id)
+        .into_iter()
+        .partition(|(stage, _)| !plan.by_id.contains_key(stage));
+    let closest_of = |candidates: &[(String, String)]| {
+        candidates
+            .iter()
+            .filter_map(|(stage, key)| {
+                cache
+                    .load_entry(key)
+                    .map(|e| (stage.clone(), diff(&e.key_inputs, ki)))
+            })
+            .filter(|(_, d)| !d.is_empty())
+            .min_by_key(|(_, d)| d.len())
+    };
+    let closest = closest_of(&gone).or_else(|| closest_of(&present));
     match closest {
         Some((stage, d)) => {
             let mut out = vec![format!(
@@ -114,6 +121,7 @@ pub fn assess(
     nodes: &[usize],
     force: &HashSet<usize>,
 ) -> Vec<(usize, Freshness)> {
+    cache.precheck(nodes.iter().map(|&n| plan.nodes[n].id.as_str()));
     let mut out: Vec<Option<Freshness>> = (0..plan.nodes.len()).map(|_| None).collect();
     for &n in nodes {
         let stale_input = plan.nodes[n]
@@ -157,7 +165,7 @@ fn fresh_or_stale(
     force: &HashSet<usize>,
 ) -> Freshness {
     let key = ki.key();
-    match cache.lookup(&key) {
+    match cache.lookup(&plan.nodes[n].id, &key) {
         Lookup::Hit(_) if force.contains(&n) => Freshness::Stale {
             key: Some(key),
             reasons: vec!["forced with --force".into()],

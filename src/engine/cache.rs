@@ -26,23 +26,32 @@ use serde::{Deserialize, Serialize};
 use super::fingerprint::{output_hash, KeyInputs};
 use super::memo::{hash_uncached, Memo};
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct OutFile {
     pub path: String,
     pub hash: String,
     pub size: u64,
 }
 
+/// What one stage key produced: all a dependant, a target or `status` needs. The index keeps
+/// a copy per stage, so a no-op build reads one file, not one entry per stage.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Built {
+    pub key: String,
+    pub outputs: Vec<OutFile>,
+    pub output_hash: String,
+    pub duration_ms: u64,
+}
+
+/// The full record of one key, for `explain`, `clean` and `gc`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Entry {
-    pub key: String,
+    #[serde(flatten)]
+    pub built: Built,
     /// The stage id that built it (informational: the same key may serve several ids).
     pub stage: String,
     pub key_inputs: KeyInputs,
-    pub outputs: Vec<OutFile>,
-    pub output_hash: String,
     pub started_unix_ms: u64,
-    pub duration_ms: u64,
     pub log: String,
 }
 
@@ -60,12 +69,31 @@ pub struct RunRecord {
 struct IndexRecord {
     def: String,
     key: String,
+    /// The key's outputs (`Built` less what follows from them), so a no-op build finds a
+    /// fresh stage here without reading its entry. `None` once the entry is removed
+    /// (`clean`) or when written by an older pipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outputs: Option<Vec<OutFile>>,
+    #[serde(default)]
+    ms: u64,
+}
+
+impl IndexRecord {
+    fn built(&self) -> Option<Built> {
+        let outputs = self.outputs.clone()?;
+        Some(Built {
+            key: self.key.clone(),
+            output_hash: output_hash(outputs.iter().map(|o| (o.path.as_str(), o.hash.as_str()))),
+            outputs,
+            duration_ms: self.ms,
+        })
+    }
 }
 
 type Index = std::collections::BTreeMap<String, IndexRecord>;
 
 pub enum Lookup {
-    Hit(Box<Entry>),
+    Hit(Box<Built>),
     Miss,
     /// An entry exists but an object is missing or damaged: rebuild, and say why.
     Corrupt(String),
@@ -77,6 +105,8 @@ pub struct Cache {
     /// `index.json` as loaded, and this process's changes to it (merged in on save, so two
     /// concurrent builds do not erase each other's records).
     index: std::sync::Mutex<(Index, Index)>,
+    /// Objects this process has found intact (by `precheck`).
+    checked: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
@@ -133,6 +163,7 @@ impl Cache {
             dir,
             memo,
             index: std::sync::Mutex::new((index, Index::new())),
+            checked: Default::default(),
         })
     }
 
@@ -152,51 +183,117 @@ impl Cache {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Finds the entry for `key` and checks its objects: size always, content hash through
-    /// the memo (so an unchanged object is not read again).
-    pub fn lookup(&self, key: &str) -> Lookup {
-        let path = self.entry_path(key);
-        let Ok(bytes) = fs::read(&path) else {
-            return Lookup::Miss;
+    /// Finds what `key` produced and checks its objects: size always, content hash through
+    /// the memo (so an unchanged object is not read again). The stage's index record answers
+    /// when it names `key`; the entry file is read only when it does not.
+    pub fn lookup(&self, stage: &str, key: &str) -> Lookup {
+        let indexed = match self.index.lock().unwrap().0.get(stage) {
+            Some(r) if r.key == key => r.built(),
+            _ => None,
         };
-        let entry: Entry = match serde_json::from_slice(&bytes) {
-            Ok(e) => e,
-            Err(e) => {
-                return Lookup::Corrupt(format!("cache entry {} is unreadable ({e})", &key[..12]))
+        let built = match indexed {
+            Some(b) => b,
+            None => {
+                let Ok(bytes) = fs::read(self.entry_path(key)) else {
+                    return Lookup::Miss;
+                };
+                match serde_json::from_slice::<Entry>(&bytes) {
+                    Ok(e) => e.built,
+                    Err(e) => {
+                        return Lookup::Corrupt(format!(
+                            "cache entry {} is unreadable ({e})",
+                            &key[..12]
+                        ))
+                    }
+                }
             }
         };
-        for out in &entry.outputs {
-            let obj = self.object_path(&out.hash);
-            let meta = match fs::metadata(&obj) {
-                Err(_) => {
-                    return Lookup::Corrupt(format!(
-                        "cached output `{}` is missing from the cache",
-                        out.path
-                    ))
-                }
-                Ok(m) if m.len() != out.size => {
-                    return Lookup::Corrupt(format!(
-                        "cached output `{}` has the wrong size ({} ≠ {})",
-                        out.path,
-                        m.len(),
-                        out.size
-                    ))
-                }
-                Ok(m) => m,
-            };
-            match self.memo.hash_with_meta(&obj, &meta) {
-                Ok(h) if h == out.hash => {}
-                _ => {
-                    // Move the damaged object aside so the rebuild can store a good one.
-                    let _ = fs::remove_file(&obj);
-                    return Lookup::Corrupt(format!(
-                        "cached output `{}` is corrupt (hash mismatch)",
-                        out.path
-                    ));
-                }
+        for out in &built.outputs {
+            if let Err(why) = self.check_object(out) {
+                return Lookup::Corrupt(why);
             }
         }
-        Lookup::Hit(Box::new(entry))
+        Lookup::Hit(Box::new(built))
+    }
+
+    /// Checks that `out`'s object is there with its size and content hash; a damaged one is
+    /// removed so the rebuild can store a good one.
+    fn check_object(&self, out: &OutFile) -> Result<(), String> {
+        if self.checked.lock().unwrap().contains(&out.hash) {
+            return Ok(());
+        }
+        let obj = self.object_path(&out.hash);
+        let meta = match fs::metadata(&obj) {
+            Err(_) => {
+                return Err(format!(
+                    "cached output `{}` is missing from the cache",
+                    out.path
+                ))
+            }
+            Ok(m) if m.len() != out.size => {
+                return Err(format!(
+                    "cached output `{}` has the wrong size ({} ≠ {})",
+                    out.path,
+                    m.len(),
+                    out.size
+                ))
+            }
+            Ok(m) => m,
+        };
+        match self.memo.hash_with_meta(&obj, &meta) {
+            Ok(h) if h == out.hash => Ok(()),
+            _ => {
+                let _ = fs::remove_file(&obj);
+                Err(format!(
+                    "cached output `{}` is corrupt (hash mismatch)",
+                    out.path
+                ))
+            }
+        }
+    }
+
+    /// Checks, on every core, the objects of the last build of each of `stages`, so that
+    /// the lookups that follow (which go in dependency order, one at a time) find them
+    /// checked. Only good objects are remembered; a bad one is left for its lookup to report.
+    pub fn precheck<'a>(&self, stages: impl Iterator<Item = &'a str>) {
+        let outputs: Vec<OutFile> = {
+            let idx = self.index.lock().unwrap();
+            stages
+                .filter_map(|s| idx.0.get(s).and_then(|r| r.outputs.as_ref()))
+                .flat_map(|o| o.iter().cloned())
+                .collect()
+        };
+        // Scoped threads, not rayon's pool: its idle workers spin for a while after the
+        // work is done, taking a core from the rest of a build that lasts milliseconds.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = outputs.len().div_ceil(threads).max(64);
+        let good: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = outputs
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .filter(|out| {
+                                let obj = self.object_path(&out.hash);
+                                fs::metadata(&obj).is_ok_and(|meta| {
+                                    meta.len() == out.size
+                                        && self
+                                            .memo
+                                            .hash_with_meta(&obj, &meta)
+                                            .is_ok_and(|h| h == out.hash)
+                                })
+                            })
+                            .map(|out| out.hash.clone())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("checking an object does not panic"))
+                .collect()
+        });
+        self.checked.lock().unwrap().extend(good);
     }
 
     /// Blocks until no other thread or process is building `key`. The lock is released when
@@ -298,17 +395,21 @@ impl Cache {
             })
             .collect::<io::Result<_>>()?;
         let entry = Entry {
-            key: key_inputs.key(),
+            built: Built {
+                key: key_inputs.key(),
+                output_hash: output_hash(
+                    outputs.iter().map(|o| (o.path.as_str(), o.hash.as_str())),
+                ),
+                outputs,
+                duration_ms,
+            },
             stage: stage.to_string(),
             key_inputs: key_inputs.clone(),
-            output_hash: output_hash(outputs.iter().map(|o| (o.path.as_str(), o.hash.as_str()))),
-            outputs,
             started_unix_ms: started,
-            duration_ms,
             log,
         };
         write_atomic(
-            &self.entry_path(&entry.key),
+            &self.entry_path(&entry.built.key),
             &serde_json::to_vec_pretty(&entry)?,
         )?;
         Ok(entry)
@@ -316,7 +417,7 @@ impl Cache {
 
     /// Lays an entry's outputs out under `dest` as hard links to the objects (copies where
     /// links are impossible): how a stage sees its inputs.
-    pub fn link_outputs(&self, entry: &Entry, dest: &Path) -> io::Result<()> {
+    pub fn link_outputs(&self, entry: &Built, dest: &Path) -> io::Result<()> {
         for out in &entry.outputs {
             let to = dest.join(&out.path);
             fs::create_dir_all(to.parent().expect("joined path has a parent"))?;
@@ -332,7 +433,7 @@ impl Cache {
     /// the target's folder. Files already identical are left alone.
     pub fn materialize(
         &self,
-        entry: &Entry,
+        entry: &Built,
         root: &Path,
         target: &str,
     ) -> io::Result<Vec<PathBuf>> {
@@ -356,7 +457,19 @@ impl Cache {
         Ok(written)
     }
 
+    /// Removes `key`'s entry; index records keep the key (for `explain`) but forget its
+    /// outputs, so nothing looks fresh from the index alone.
     pub fn remove_entry(&self, key: &str) -> io::Result<bool> {
+        {
+            let mut idx = self.index.lock().unwrap();
+            let (loaded, changed) = &mut *idx;
+            for (stage, r) in loaded.iter_mut() {
+                if r.key == key && r.outputs.is_some() {
+                    r.outputs = None;
+                    changed.insert(stage.clone(), r.clone());
+                }
+            }
+        }
         match fs::remove_file(self.entry_path(key)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -364,14 +477,22 @@ impl Cache {
         }
     }
 
-    /// Remembers that `stage` (of stage definition `def`) was last built as `key`.
-    pub fn set_last(&self, stage: &str, def: &str, key: &str) {
-        let rec = IndexRecord {
-            def: def.into(),
-            key: key.into(),
-        };
+    /// Remembers that `stage` (of stage definition `def`) was last built as `built`.
+    pub fn set_last(&self, stage: &str, def: &str, built: &Built) {
         let mut idx = self.index.lock().unwrap();
-        if idx.0.get(stage) != Some(&rec) {
+        let same = idx.0.get(stage).is_some_and(|r| {
+            r.def == def
+                && r.key == built.key
+                && r.ms == built.duration_ms
+                && r.outputs.as_ref() == Some(&built.outputs)
+        });
+        if !same {
+            let rec = IndexRecord {
+                def: def.into(),
+                key: built.key.clone(),
+                outputs: Some(built.outputs.clone()),
+                ms: built.duration_ms,
+            };
             idx.0.insert(stage.to_string(), rec.clone());
             idx.1.insert(stage.to_string(), rec);
         }
@@ -444,7 +565,7 @@ impl Cache {
                 .to_string();
             if keep.contains(&key) {
                 if let Some(entry) = self.load_entry(&key) {
-                    live_objects.extend(entry.outputs.into_iter().map(|o| o.hash));
+                    live_objects.extend(entry.built.outputs.into_iter().map(|o| o.hash));
                     continue;
                 }
             }

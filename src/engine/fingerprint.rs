@@ -49,6 +49,7 @@
 //! [`StageConfig::external_key`]: crate::stage::StageConfig::external_key
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -57,12 +58,31 @@ use serde::{Deserialize, Serialize};
 pub struct KeyInputs {
     pub kind: String,
     pub version: u32,
-    pub config: serde_json::Value,
+    /// Shared with the plan's variant: every key computation would otherwise copy it.
+    #[serde(with = "shared_value")]
+    pub config: Arc<serde_json::Value>,
     /// What the stage reads from outside the cache (`StageConfig::external_key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<serde_json::Value>,
     pub target: Option<String>,
     pub inputs: Vec<InputKey>,
+}
+
+/// An `Arc<Value>` reads and writes as the value itself.
+mod shared_value {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Arc<serde_json::Value>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<serde_json::Value>, D::Error> {
+        serde_json::Value::deserialize(d).map(Arc::new)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -241,7 +261,7 @@ mod tests {
         KeyInputs {
             kind: "train".into(),
             version: 1,
-            config: serde_json::json!({"optimizer": {"lr": 0.01, "momentum": momentum}}),
+            config: Arc::new(serde_json::json!({"optimizer": {"lr": 0.01, "momentum": momentum}})),
             external: None,
             target: None,
             inputs: vec![InputKey {

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use super::assess::{external, key_inputs};
-use super::cache::{now_ms, Cache, Entry, Lookup, RunRecord};
+use super::cache::{now_ms, Built, Cache, Entry, Lookup, RunRecord};
 use super::fingerprint::KeyInputs;
 use super::ui::Ui;
 use crate::plan::Plan;
@@ -60,7 +60,7 @@ struct Msg {
     node: usize,
     key: String,
     need: Resources,
-    result: Result<(Entry, bool), Failure>,
+    result: Result<(Built, String, bool), Failure>,
 }
 
 struct State<'a> {
@@ -68,7 +68,7 @@ struct State<'a> {
     cache: &'a Cache,
     root: &'a Path,
     ui: &'a dyn Ui,
-    done: HashMap<usize, Entry>,
+    done: HashMap<usize, Built>,
     outcome: HashMap<usize, Outcome>,
     remaining: HashMap<usize, usize>,
     dependents: HashMap<usize, Vec<usize>>,
@@ -76,11 +76,11 @@ struct State<'a> {
 }
 
 impl State<'_> {
-    fn complete(&mut self, n: usize, entry: Entry, outcome: Outcome, log: &str) {
+    fn complete(&mut self, n: usize, entry: Built, outcome: Outcome, log: &str) {
         let node = &self.plan.nodes[n];
         let def = self.plan.def(n);
         let mut outcome = outcome;
-        self.cache.set_last(&node.id, &def.id, &entry.key);
+        self.cache.set_last(&node.id, &def.id, &entry);
         if let Some(t) = &def.target {
             if let Err(e) = self.cache.materialize(&entry, self.root, t) {
                 return self.fail(n, format!("cannot write target `{t}`: {e}"), log);
@@ -131,6 +131,7 @@ pub fn build(
     cache.clean_tmp();
     install_quiet_panic_hook();
     let order = plan.closure(wanted);
+    cache.precheck(order.iter().map(|&n| plan.nodes[n].id.as_str()));
     let mut st = State {
         plan,
         cache,
@@ -188,7 +189,7 @@ pub fn build(
             }
             let forced = opts.force.contains(&n);
             if !forced {
-                match cache.lookup(&key) {
+                match cache.lookup(&plan.nodes[n].id, &key) {
                     Lookup::Hit(e) => {
                         st.complete(n, *e, Outcome::Fresh, "");
                         continue;
@@ -212,7 +213,7 @@ pub fn build(
             free_gpus -= need.gpus;
             running += 1;
             running_keys.insert(key.clone());
-            let inputs: Vec<(usize, Entry)> = plan.nodes[n]
+            let inputs: Vec<(usize, Built)> = plan.nodes[n]
                 .inputs
                 .iter()
                 .map(|&i| (i, st.done[&i].clone()))
@@ -253,7 +254,7 @@ pub fn build(
         running_keys.remove(&msg.key);
         let twins = parked.remove(&msg.key).unwrap_or_default();
         match msg.result {
-            Ok((entry, ran)) => {
+            Ok((entry, log, ran)) => {
                 let outcome = if ran {
                     Outcome::Built {
                         ms: entry.duration_ms,
@@ -261,7 +262,6 @@ pub fn build(
                 } else {
                     Outcome::Fresh
                 };
-                let log = entry.log.clone();
                 st.complete(
                     msg.node,
                     entry.clone(),
@@ -307,10 +307,10 @@ fn run_stage(
     root: &Path,
     n: usize,
     ki: &KeyInputs,
-    inputs: &[(usize, Entry)],
+    inputs: &[(usize, Built)],
     forced: bool,
     progress: &dyn Progress,
-) -> Result<(Entry, bool), Failure> {
+) -> Result<(Built, String, bool), Failure> {
     let io_fail = |what: &str, e: std::io::Error| Failure {
         message: format!("{what}: {e}"),
         log: String::new(),
@@ -322,8 +322,8 @@ fn run_stage(
         .lock(&key)
         .map_err(|e| io_fail("cannot lock the cache", e))?;
     if !forced {
-        if let Lookup::Hit(e) = cache.lookup(&key) {
-            return Ok((*e, false));
+        if let Lookup::Hit(e) = cache.lookup(&node.id, &key) {
+            return Ok((*e, String::new(), false));
         }
     }
     let tmp = cache
@@ -399,9 +399,9 @@ fn run_stage(
         pid: std::process::id(),
     });
     match stored {
-        Ok(entry) => {
+        Ok(Entry { built, log, .. }) => {
             let _ = std::fs::remove_dir_all(&scratch);
-            Ok((entry, true))
+            Ok((built, log, true))
         }
         // The scratch folder stays: a rerun of the same key resumes from it.
         Err(message) => Err(Failure { message, log }),

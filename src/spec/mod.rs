@@ -18,7 +18,8 @@ use serde::Deserialize;
 
 use crate::stage::{ConfigError, FieldError, Parsed, StageKind};
 use ron_path::{
-    did_you_mean, line_col, locate, offset_of, offset_of_path, parse_typed, splice, FieldPath,
+    did_you_mean, line_col, locate, offset_of, offset_of_path, parse_typed, splice, value_at,
+    FieldPath,
 };
 
 /// Where pipeline files live, relative to the project root.
@@ -713,6 +714,20 @@ impl Loader<'_> {
         value: Span,
         at: &FieldPath,
     ) -> Result<Parsed, bool> {
+        let range = self.field_range(d, kind, &base.canonical, key, at)?;
+        self.splice_parse(d, kind, &base.canonical, range, value, at)
+    }
+
+    /// Where field `key` is written in the canonical config `canonical`; an unknown field is
+    /// reported at `at` (`Err(true)`). Found once per varied key, not once per value.
+    fn field_range(
+        &mut self,
+        d: &Draft,
+        kind: &dyn StageKind,
+        canonical: &str,
+        key: &str,
+        at: &FieldPath,
+    ) -> Result<(usize, usize), bool> {
         let Some(fp) = FieldPath::parse(key) else {
             self.error_at(
                 d.file,
@@ -722,37 +737,47 @@ impl Loader<'_> {
             );
             return Err(true);
         };
-        let text = self.text(d.file, value).to_string();
-        let (spliced, splice_start) = match splice(&base.canonical, &fp, &text) {
-            Ok(s) => s,
-            Err(miss) => {
-                let within = FieldPath(fp.0[..miss.matched].to_vec());
-                let missing = FieldPath(fp.0[..=miss.matched].to_vec());
-                let place = if within.0.is_empty() {
-                    "the config".to_string()
-                } else {
-                    format!("`{within}`")
-                };
-                let hint = did_you_mean(
-                    &missing
-                        .0
-                        .last()
-                        .map(|s| FieldPath(vec![s.clone()]).to_string())
-                        .unwrap_or_default(),
-                    miss.known.iter().map(|s| s.as_str()),
-                );
-                self.error_at(
-                    d.file,
-                    at,
-                    format!(
-                        "`{missing}` is not a field of {place} in a `{}` config",
-                        kind.name()
-                    ),
-                    Some(hint),
-                );
-                return Err(true);
-            }
-        };
+        locate(canonical, &fp).map_err(|miss| {
+            let within = FieldPath(fp.0[..miss.matched].to_vec());
+            let missing = FieldPath(fp.0[..=miss.matched].to_vec());
+            let place = if within.0.is_empty() {
+                "the config".to_string()
+            } else {
+                format!("`{within}`")
+            };
+            let hint = did_you_mean(
+                &missing
+                    .0
+                    .last()
+                    .map(|s| FieldPath(vec![s.clone()]).to_string())
+                    .unwrap_or_default(),
+                miss.known.iter().map(|s| s.as_str()),
+            );
+            self.error_at(
+                d.file,
+                at,
+                format!(
+                    "`{missing}` is not a field of {place} in a `{}` config",
+                    kind.name()
+                ),
+                Some(hint),
+            );
+            true
+        })
+    }
+
+    /// Parses `canonical` with `range` replaced by the written `value`, reporting errors at
+    /// the value (`Err(false)`).
+    fn splice_parse(
+        &mut self,
+        d: &Draft,
+        kind: &dyn StageKind,
+        canonical: &str,
+        range: (usize, usize),
+        value: Span,
+        at: &FieldPath,
+    ) -> Result<Parsed, bool> {
+        let (spliced, splice_start) = splice(canonical, range, self.text(d.file, value));
         kind.parse(&spliced).map_err(|e| {
             let origin = Origin::Spliced {
                 text: spliced,
@@ -866,10 +891,18 @@ impl Loader<'_> {
         let mut seen: HashSet<String> = HashSet::from([variants[0].parsed.canonical.clone()]);
         let mut ok = true;
         for (key, values) in &d.vary {
+            let base = variants[0].parsed.canonical.clone();
+            let first = sp.clone().key("vary").key(key).index(0);
+            let range = match self.field_range(d, kind, &base, key, &first) {
+                Ok(r) => r,
+                Err(_) => {
+                    ok = false;
+                    continue;
+                }
+            };
             for (k, value) in values.iter().enumerate() {
                 let at = sp.clone().key("vary").key(key).index(k);
-                let base = variants[0].parsed.clone();
-                match self.apply(d, kind, &base, key, *value, &at) {
+                match self.splice_parse(d, kind, &base, range, *value, &at) {
                     Ok(p) if self.validate(d, &p, &at, false) => {
                         if seen.insert(p.canonical.clone()) {
                             variants.push(Variant {
@@ -879,11 +912,7 @@ impl Loader<'_> {
                             });
                         }
                     }
-                    Ok(_) | Err(false) => ok = false,
-                    Err(true) => {
-                        ok = false;
-                        break;
-                    }
+                    _ => ok = false,
                 }
             }
         }
@@ -921,15 +950,26 @@ impl Loader<'_> {
         }
         // Coordinates and labels come from the re-serialized config, so `0.90` and `0.9`
         // are one variant with one label.
+        let base_text = variants[0].parsed.canonical.clone();
+        let paths: Vec<(FieldPath, Option<usize>)> = varied
+            .iter()
+            .map(|key| {
+                let fp = FieldPath::parse(key).unwrap_or_default();
+                let start = locate(&base_text, &fp).ok().map(|(s, _)| s);
+                (fp, start)
+            })
+            .collect();
         for v in &mut variants {
+            let text = &v.parsed.canonical;
             v.coords = varied
                 .iter()
-                .map(|key| {
-                    let fp = FieldPath::parse(key).unwrap_or_default();
-                    let value = locate(&v.parsed.canonical, &fp)
-                        .map(|(s, e)| v.parsed.canonical[s..e].to_string())
+                .zip(&paths)
+                .map(|(key, (fp, start))| {
+                    let value = start
+                        .and_then(|s| value_at(text, &base_text, s))
+                        .or_else(|| locate(text, fp).ok().map(|(s, e)| &text[s..e]))
                         .unwrap_or_default();
-                    (key.clone(), value)
+                    (key.clone(), value.to_string())
                 })
                 .collect();
         }

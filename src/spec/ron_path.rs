@@ -244,6 +244,24 @@ impl<T> OkOrDefault<T> for Option<T> {
     }
 }
 
+/// The value written at byte `start` of `text`, when `text` agrees with `like` on every
+/// byte before `start` and `start` is where a value begins in `like`: a parser reaches
+/// `start` in the same state in both, so the value there sits at the same path. Re-serialized
+/// variants of one config share the prefix before their varied field, so their coordinates
+/// are read here without walking the path again; `None` sends the caller to [`locate`].
+pub fn value_at<'t>(text: &'t str, like: &str, start: usize) -> Option<&'t str> {
+    if start > text.len()
+        || start > like.len()
+        || text.as_bytes()[..start] != like.as_bytes()[..start]
+    {
+        return None;
+    }
+    let rest = text.get(start..)?;
+    let mut de = ron::Deserializer::from_str_with_options(rest, &options()).ok()?;
+    let raw = <&RawValue>::deserialize(&mut de).ok()?;
+    Some(raw.get_ron().trim())
+}
+
 /// Where `path` is written in `text`; a path that is not written (a defaulted field) gives
 /// the nearest enclosing value that is. For error positions.
 pub fn offset_of_path(text: &str, path: &FieldPath) -> usize {
@@ -253,15 +271,14 @@ pub fn offset_of_path(text: &str, path: &FieldPath) -> usize {
     }
 }
 
-/// Replaces the value at `path` with `value` (RON text). The path must exist: canonical
-/// configs write every field, so a missing one is a field the type does not have.
-pub fn splice(text: &str, path: &FieldPath, value: &str) -> Result<(String, usize), Miss> {
-    let (start, end) = locate(text, path)?;
+/// Replaces the byte range `(start, end)` of `text` (a value found by [`locate`]) with
+/// `value` (RON text); returns the new text and where the value starts in it.
+pub fn splice(text: &str, (start, end): (usize, usize), value: &str) -> (String, usize) {
     let mut out = String::with_capacity(text.len() + value.len());
     out.push_str(&text[..start]);
     out.push_str(value);
     out.push_str(&text[end..]);
-    Ok((out, start))
+    (out, start)
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -451,11 +468,26 @@ mod tests {
     }
 
     #[test]
+    fn value_at_reads_what_locate_finds_in_a_text_with_the_same_prefix() {
+        let path = FieldPath::parse("model.hidden").unwrap();
+        let (start, _) = locate(SRC, &path).ok().unwrap();
+        let (other, _) = splice(SRC, locate(SRC, &path).ok().unwrap(), "[7, 8]");
+        assert_eq!(value_at(&other, SRC, start), Some("[7, 8]"));
+        let (s, e) = locate(&other, &path).ok().unwrap();
+        assert_eq!(&other[s..e], "[7, 8]");
+        // A text that differs before the value is not read.
+        let shifted = format!(" {SRC}");
+        assert_eq!(value_at(&shifted, SRC, start), None);
+    }
+
+    #[test]
     fn splice_replaces_only_the_value() {
-        let (out, _) = splice(SRC, &FieldPath::parse("model.hidden").unwrap(), "[7]")
+        let range = locate(SRC, &FieldPath::parse("model.hidden").unwrap())
             .ok()
             .unwrap();
+        let (out, at) = splice(SRC, range, "[7]");
         assert!(out.contains("Mlp(hidden: [7], act: Relu)"));
+        assert_eq!(&out[at..at + 3], "[7]");
     }
 
     #[test]

@@ -94,12 +94,17 @@ mod tests {
         let ours = BatchNorm2d::<CpuTrain>::new(3, &device);
         let theirs = BatchNormConfig::new(3).init::<CpuTrain>(&device);
         for step in 0..3 {
-            let x = Tensor::<CpuTrain, 4>::random([4, 3, 5, 6], Distribution::Normal(step as f64, 2.0), &device);
+            let x = Tensor::<CpuTrain, 4>::random(
+                [4, 3, 5, 6],
+                Distribution::Normal(step as f64, 2.0),
+                &device,
+            );
             let d = max_diff(ours.forward(x.clone()), theirs.forward(x));
             assert!(d < 1e-5, "training step {step}: outputs differ by {d}");
         }
         let (ours, theirs) = (ours.valid(), theirs.valid());
-        let x = Tensor::<CpuBackend, 4>::random([2, 3, 5, 6], Distribution::Normal(1.0, 2.0), &device);
+        let x =
+            Tensor::<CpuBackend, 4>::random([2, 3, 5, 6], Distribution::Normal(1.0, 2.0), &device);
         let d = max_diff(ours.forward(x.clone()), theirs.forward(x));
         assert!(d < 1e-5, "inference: outputs differ by {d}");
     }

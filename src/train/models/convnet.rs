@@ -200,10 +200,7 @@ impl ConvNetConfig {
                     .with_initializer(build.kernel.clone())
                     .init(device),
             );
-            norms.push(
-                b.batch_norm
-                    .then(|| BatchNorm2d::new(b.filters, device)),
-            );
+            norms.push(b.batch_norm.then(|| BatchNorm2d::new(b.filters, device)));
             block_dropouts.push(DropoutConfig::new(b.dropout).init());
             shapes.push(Shape { pool: b.pool });
             channels = b.filters;
