@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::cli::{BuildArgs, CleanArgs, Cli, Command, DagArgs, ExplainArgs, ListArgs, StatusArgs};
 use crate::engine::assess::{assess, Freshness};
-use crate::engine::cache::Cache;
+use crate::engine::cache::{Cache, Preloaded};
 use crate::engine::scheduler::{build, BuildOptions, Outcome};
 use crate::engine::ui::{outcome_line, Console};
 use crate::plan::Plan;
@@ -46,9 +46,9 @@ struct Project {
     root: PathBuf,
     plan: Plan,
     cache_dir: PathBuf,
-    /// The cache, being opened (its index and hash memo read) on a second thread while the
-    /// pipelines are parsed: on a no-op build the two take about as long each.
-    opening: Cell<Option<JoinHandle<std::io::Result<Cache>>>>,
+    /// The cache's index and hash memo, being read on a second thread while the pipelines
+    /// are parsed: on a no-op build the two take about as long each.
+    preloading: Cell<Option<JoinHandle<Preloaded>>>,
 }
 
 impl Project {
@@ -63,25 +63,25 @@ impl Project {
         }
         let cache_dir = cli.cache.clone().unwrap_or_else(|| root.join("cache"));
         let uses_cache = !matches!(cli.command, Command::List(_) | Command::Dag(_));
-        let opening = uses_cache.then(|| {
+        let preloading = uses_cache.then(|| {
             let dir = cache_dir.clone();
-            std::thread::spawn(move || Cache::open(&dir))
+            std::thread::spawn(move || Cache::preload(&dir))
         });
         let plan = Plan::new(spec::load(&root, &crate::stages::all())?)?;
         Ok(Project {
             root,
             plan,
             cache_dir,
-            opening: Cell::new(opening),
+            preloading: Cell::new(preloading),
         })
     }
 
     fn cache(&self) -> Result<Cache, Error> {
-        let opened = match self.opening.take() {
-            Some(h) => h.join().expect("opening the cache does not panic"),
-            None => Cache::open(&self.cache_dir),
-        };
-        opened.map_err(io("cannot open the cache"))
+        let pre = self
+            .preloading
+            .take()
+            .map(|h| h.join().expect("reading the cache's index does not panic"));
+        Cache::open_preloaded(&self.cache_dir, pre).map_err(io("cannot open the cache"))
     }
 
     /// The nodes named on the command line, or every target when none is.

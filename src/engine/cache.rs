@@ -151,14 +151,32 @@ fn read_index(path: &Path) -> Index {
         .unwrap_or_default()
 }
 
+/// What opening a cache reads: its hash memo and index. Reading them creates nothing, so
+/// it can start before the pipelines are known to load (a failed load leaves no `cache/`).
+pub struct Preloaded {
+    memo: Memo,
+    index: Index,
+}
+
 impl Cache {
+    pub fn preload(dir: &Path) -> Preloaded {
+        Preloaded {
+            memo: Memo::load(dir.join("memo.json")),
+            index: read_index(&dir.join("index.json")),
+        }
+    }
+
     pub fn open(dir: &Path) -> io::Result<Cache> {
+        Cache::open_preloaded(dir, None)
+    }
+
+    /// Opens the cache at `dir`, creating it if need be, with what `preload` read from it.
+    pub fn open_preloaded(dir: &Path, pre: Option<Preloaded>) -> io::Result<Cache> {
         for sub in ["objects", "entries", "locks", "scratch", "tmp", "log"] {
             fs::create_dir_all(dir.join(sub))?;
         }
         let dir = dir.canonicalize()?;
-        let memo = Memo::load(dir.join("memo.json"));
-        let index = read_index(&dir.join("index.json"));
+        let Preloaded { memo, index } = pre.unwrap_or_else(|| Cache::preload(&dir));
         Ok(Cache {
             dir,
             memo,
