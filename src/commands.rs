@@ -136,11 +136,24 @@ fn one_line(reasons: &[String]) -> String {
     out
 }
 
-fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values serialize")
-    );
+/// Pretty JSON on stdout, written as it is serialized (a `status --json` of a thousand
+/// stages is one buffered stream, not a string built first).
+fn print_json<T: serde::Serialize>(value: &T) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if serde_json::to_writer_pretty(&mut out, value).is_ok() {
+        let _ = writeln!(out);
+    }
+}
+
+/// One row of `status --json`.
+#[derive(serde::Serialize)]
+struct StatusRow<'a> {
+    stage: &'a str,
+    kind: &'a str,
+    state: &'a str,
+    key: Option<&'a str>,
+    reasons: &'a [String],
+    target: Option<&'a str>,
 }
 
 fn cmd_build(p: &Project, a: &BuildArgs) -> Result<ExitCode, Error> {
@@ -214,19 +227,25 @@ fn cmd_status(p: &Project, a: &StatusArgs) -> Result<ExitCode, Error> {
     let cache = p.cache()?;
     let states = assess(&p.plan, &cache, &p.root, &nodes, &HashSet::new());
     if a.json {
-        let rows: Vec<_> = states
+        let rows: Vec<StatusRow> = states
             .iter()
             .map(|(n, s)| {
-                let node = &p.plan.nodes[*n];
-                let (state, key, reasons) = match s {
-                    Freshness::Fresh(e) => ("fresh", Some(e.key.clone()), Vec::new()),
-                    Freshness::Stale { key, reasons } => ("stale", key.clone(), reasons.clone()),
+                let def = p.plan.def(*n);
+                let (state, key, reasons): (_, _, &[String]) = match s {
+                    Freshness::Fresh(e) => ("fresh", Some(e.key.as_str()), &[]),
+                    Freshness::Stale { key, reasons } => ("stale", key.as_deref(), reasons),
                 };
-                json!({"stage": node.id, "kind": p.plan.def(*n).kind.name(), "state": state, "key": key,
-                       "reasons": reasons, "target": p.plan.def(*n).target})
+                StatusRow {
+                    stage: &p.plan.nodes[*n].id,
+                    kind: def.kind.name(),
+                    state,
+                    key,
+                    reasons,
+                    target: def.target.as_deref(),
+                }
             })
             .collect();
-        print_json(&json!(rows));
+        print_json(&rows);
         return Ok(ExitCode::SUCCESS);
     }
     let stale = states.iter().filter(|(_, s)| !s.is_fresh()).count();
