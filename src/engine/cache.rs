@@ -43,6 +43,17 @@ pub struct Built {
     pub duration_ms: u64,
 }
 
+impl Built {
+    fn new(key: String, outputs: Vec<OutFile>, duration_ms: u64) -> Built {
+        Built {
+            key,
+            output_hash: output_hash(outputs.iter().map(|o| (o.path.as_str(), o.hash.as_str()))),
+            outputs,
+            duration_ms,
+        }
+    }
+}
+
 /// The full record of one key, for `explain`, `clean` and `gc`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Entry {
@@ -81,12 +92,7 @@ struct IndexRecord {
 impl IndexRecord {
     fn built(&self) -> Option<Built> {
         let outputs = self.outputs.clone()?;
-        Some(Built {
-            key: self.key.clone(),
-            output_hash: output_hash(outputs.iter().map(|o| (o.path.as_str(), o.hash.as_str()))),
-            outputs,
-            duration_ms: self.ms,
-        })
+        Some(Built::new(self.key.clone(), outputs, self.ms))
     }
 }
 
@@ -234,38 +240,34 @@ impl Cache {
         Lookup::Hit(Box::new(built))
     }
 
-    /// Checks that `out`'s object is there with its size and content hash; a damaged one is
-    /// removed so the rebuild can store a good one.
-    fn check_object(&self, out: &OutFile) -> Result<(), String> {
-        if self.checked.lock().unwrap().contains(&out.hash) {
-            return Ok(());
-        }
+    /// Why `out`'s object is not intact (missing, wrong size, wrong content hash through the
+    /// memo), or `None`. Changes nothing: `precheck` runs it on every core, `lookup` acts on it.
+    fn damage(&self, out: &OutFile) -> Option<String> {
         let obj = self.object_path(&out.hash);
         let meta = match fs::metadata(&obj) {
-            Err(_) => {
-                return Err(format!(
-                    "cached output `{}` is missing from the cache",
-                    out.path
-                ))
-            }
+            Err(_) => return Some("is missing from the cache".into()),
             Ok(m) if m.len() != out.size => {
-                return Err(format!(
-                    "cached output `{}` has the wrong size ({} ≠ {})",
-                    out.path,
-                    m.len(),
-                    out.size
-                ))
+                return Some(format!("has the wrong size ({} ≠ {})", m.len(), out.size))
             }
             Ok(m) => m,
         };
         match self.memo.hash_with_meta(&obj, &meta) {
-            Ok(h) if h == out.hash => Ok(()),
-            _ => {
-                let _ = fs::remove_file(&obj);
-                Err(format!(
-                    "cached output `{}` is corrupt (hash mismatch)",
-                    out.path
-                ))
+            Ok(h) if h == out.hash => None,
+            _ => Some("is corrupt (hash mismatch)".into()),
+        }
+    }
+
+    /// Checks `out`'s object (unless `precheck` found it intact); a damaged one is removed so
+    /// the rebuild can store a good one.
+    fn check_object(&self, out: &OutFile) -> Result<(), String> {
+        if self.checked.lock().unwrap().contains(&out.hash) {
+            return Ok(());
+        }
+        match self.damage(out) {
+            None => Ok(()),
+            Some(why) => {
+                let _ = fs::remove_file(self.object_path(&out.hash));
+                Err(format!("cached output `{}` {why}", out.path))
             }
         }
     }
@@ -291,16 +293,7 @@ impl Cache {
                 .map(|part| {
                     s.spawn(move || {
                         part.iter()
-                            .filter(|out| {
-                                let obj = self.object_path(&out.hash);
-                                fs::metadata(&obj).is_ok_and(|meta| {
-                                    meta.len() == out.size
-                                        && self
-                                            .memo
-                                            .hash_with_meta(&obj, &meta)
-                                            .is_ok_and(|h| h == out.hash)
-                                })
-                            })
+                            .filter(|out| self.damage(out).is_none())
                             .map(|out| out.hash.clone())
                             .collect::<Vec<_>>()
                     })
@@ -413,14 +406,7 @@ impl Cache {
             })
             .collect::<io::Result<_>>()?;
         let entry = Entry {
-            built: Built {
-                key: key_inputs.key(),
-                output_hash: output_hash(
-                    outputs.iter().map(|o| (o.path.as_str(), o.hash.as_str())),
-                ),
-                outputs,
-                duration_ms,
-            },
+            built: Built::new(key_inputs.key(), outputs, duration_ms),
             stage: stage.to_string(),
             key_inputs: key_inputs.clone(),
             started_unix_ms: started,
