@@ -2,18 +2,16 @@
 //! vector (32 pixels × 3 channels). Simple RNN, LSTM or GRU; stacked; optionally
 //! bidirectional. The classifier reads the last step of each direction.
 
-use burn::module::Module;
-use burn::nn::gru::{BiGru, BiGruConfig, Gru, GruConfig};
-use burn::nn::lstm::{BiLstm, BiLstmConfig, Lstm, LstmConfig};
-use burn::nn::{BiRnn, BiRnnConfig, Rnn, RnnConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::module::{Module, Param};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
+use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::stage::FieldError;
 use crate::train::config::check_dropout;
-use crate::train::layers::Build;
+use crate::train::layers::{tanh, Build};
 
 use super::CLASSES;
 
@@ -73,28 +71,184 @@ impl Default for RecurrentConfig {
     }
 }
 
-/// One recurrent layer, batch first: `[batch, steps, features]` → `[batch, steps, out]`.
-// One model lives per training run; boxing the variants would only add indirection.
-#[allow(clippy::large_enum_variant)]
+impl Cell {
+    /// Gates in the order [`Direction::forward`] reads them: LSTM input, forget, output,
+    /// candidate; GRU update, reset, candidate; simple RNN the state itself.
+    fn gates(self) -> usize {
+        match self {
+            Cell::Simple => 1,
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+        }
+    }
+}
+
+/// One gate: `x·weight + h·recurrent_weight + bias`. Keeping gates apart, instead of Keras'
+/// fused `[inputs, 4·hidden]` kernel, is for burn's autodiff: the gradient of a column
+/// slice is a zero tensor of the whole width with the slice written in, once per slice and
+/// step, which made a fused LSTM slower than burn's own.
 #[derive(Module, Debug)]
-pub enum Layer<B: Backend> {
-    Simple(Rnn<B>),
-    BiSimple(BiRnn<B>),
-    Lstm(Lstm<B>),
-    BiLstm(BiLstm<B>),
-    Gru(Gru<B>),
-    BiGru(BiGru<B>),
+pub struct Gate<B: Backend> {
+    /// `[inputs, hidden]`: the names `weight` and `bias` are what the weight penalty and
+    /// the bias initializer look for.
+    weight: Param<Tensor<B, 2>>,
+    /// `[hidden, hidden]`; penalized like `weight`.
+    recurrent_weight: Param<Tensor<B, 2>>,
+    /// `[1, hidden]`; `[2, hidden]` for a GRU's candidate, whose second row is the bias of
+    /// the recurrent product the reset gate scales (Keras' `reset_after`). Elsewhere a
+    /// second bias would only ever be added to the first.
+    bias: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> Gate<B> {
+    fn new(
+        inputs: usize,
+        hidden: usize,
+        bias_rows: usize,
+        init: &Initializer,
+        device: &B::Device,
+    ) -> Self {
+        Gate {
+            weight: init.init_with([inputs, hidden], Some(inputs), Some(hidden), device),
+            recurrent_weight: init.init_with([hidden, hidden], Some(hidden), Some(hidden), device),
+            bias: Param::from_tensor(Tensor::zeros([bias_rows, hidden], device)),
+        }
+    }
+
+    /// `[inputs + hidden, hidden]`, so a step is one product of `[x, h]`.
+    fn stacked(&self) -> Tensor<B, 2> {
+        Tensor::cat(vec![self.weight.val(), self.recurrent_weight.val()], 0)
+    }
+
+    fn input_bias(&self) -> Tensor<B, 2> {
+        let hidden = self.bias.dims()[1];
+        self.bias.val().slice([0..1, 0..hidden])
+    }
+}
+
+/// One direction of one recurrent layer: the cell's gates, run over the steps.
+#[derive(Module, Debug)]
+pub struct Direction<B: Backend> {
+    gates: Vec<Gate<B>>,
+}
+
+impl<B: Backend> Direction<B> {
+    fn new(
+        cell: Cell,
+        inputs: usize,
+        hidden: usize,
+        init: &Initializer,
+        device: &B::Device,
+    ) -> Self {
+        let gates = (0..cell.gates())
+            .map(|g| {
+                let candidate_of_gru = cell == Cell::Gru && g == 2;
+                Gate::new(
+                    inputs,
+                    hidden,
+                    if candidate_of_gru { 2 } else { 1 },
+                    init,
+                    device,
+                )
+            })
+            .collect();
+        Direction { gates }
+    }
+
+    /// `steps`: each step's `[batch, inputs]`. Returns each step's hidden state in time
+    /// order (a reversed direction reads the steps last to first; its state for step t is
+    /// still at t). The zero initial state is not multiplied: the first step reads `x` only.
+    fn forward(&self, cell: Cell, steps: &[Tensor<B, 2>], reverse: bool) -> Vec<Tensor<B, 2>> {
+        let stacked: Vec<Tensor<B, 2>> = self.gates.iter().map(Gate::stacked).collect();
+        let mut out: Vec<Tensor<B, 2>> = Vec::with_capacity(steps.len());
+        let mut h: Option<Tensor<B, 2>> = None;
+        let mut c: Option<Tensor<B, 2>> = None;
+        let order: Box<dyn Iterator<Item = &Tensor<B, 2>>> = if reverse {
+            Box::new(steps.iter().rev())
+        } else {
+            Box::new(steps.iter())
+        };
+        for x in order {
+            let xh = h
+                .as_ref()
+                .map(|h| Tensor::cat(vec![x.clone(), h.clone()], 1));
+            // x·W + h·U + b of gate g.
+            let pre = |g: usize| {
+                let gate = &self.gates[g];
+                let product = match &xh {
+                    Some(xh) => xh.clone().matmul(stacked[g].clone()),
+                    None => x.clone().matmul(gate.weight.val()),
+                };
+                product + gate.input_bias()
+            };
+            let next = match cell {
+                Cell::Simple => tanh(pre(0)),
+                Cell::Lstm => {
+                    let (input, forget, output) = (
+                        activation::sigmoid(pre(0)),
+                        activation::sigmoid(pre(1)),
+                        activation::sigmoid(pre(2)),
+                    );
+                    let written = input * tanh(pre(3));
+                    let state = match c.take() {
+                        Some(c) => forget * c + written,
+                        None => written,
+                    };
+                    let next = output * tanh(state.clone());
+                    c = Some(state);
+                    next
+                }
+                Cell::Gru => {
+                    let (update, reset) =
+                        (activation::sigmoid(pre(0)), activation::sigmoid(pre(1)));
+                    let gate = &self.gates[2];
+                    let hidden = gate.bias.dims()[1];
+                    let recurrent_bias = gate.bias.val().slice([1..2, 0..hidden]);
+                    let recurrent = match &h {
+                        Some(h) => h.clone().matmul(gate.recurrent_weight.val()) + recurrent_bias,
+                        None => recurrent_bias,
+                    };
+                    let candidate = tanh(
+                        x.clone().matmul(gate.weight.val()) + gate.input_bias() + reset * recurrent,
+                    );
+                    let kept = update.clone().neg().add_scalar(1.0) * candidate;
+                    match h.take() {
+                        Some(h) => update * h + kept,
+                        None => kept,
+                    }
+                }
+            };
+            out.push(next.clone());
+            h = Some(next);
+        }
+        if reverse {
+            out.reverse();
+        }
+        out
+    }
+}
+
+/// One recurrent layer over per-step `[batch, features]` tensors → per-step `[batch, out]`
+/// (`out` = hidden, or 2 × hidden bidirectional: forward state, then backward). Steps stay
+/// separate tensors between layers: slicing one `[batch, steps, …]` tensor per step would,
+/// again, cost a whole-size zero gradient per slice.
+#[derive(Module, Debug)]
+pub struct Layer<B: Backend> {
+    forward: Direction<B>,
+    backward: Option<Direction<B>>,
+    cell: Cell,
 }
 
 impl<B: Backend> Layer<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        match self {
-            Layer::Simple(l) => l.forward(x, None).0,
-            Layer::BiSimple(l) => l.forward(x, None).0,
-            Layer::Lstm(l) => l.forward(x, None).0,
-            Layer::BiLstm(l) => l.forward(x, None).0,
-            Layer::Gru(l) => l.forward(x, None),
-            Layer::BiGru(l) => l.forward(x, None).0,
+    fn forward(&self, steps: &[Tensor<B, 2>]) -> Vec<Tensor<B, 2>> {
+        let fwd = self.forward.forward(self.cell, steps, false);
+        match &self.backward {
+            Some(b) => fwd
+                .into_iter()
+                .zip(b.forward(self.cell, steps, true))
+                .map(|(f, b)| Tensor::cat(vec![f, b], 1))
+                .collect(),
+            None => fwd,
         }
     }
 }
@@ -132,42 +286,11 @@ impl RecurrentConfig {
                 } else {
                     h
                 };
-                match (self.cell, bi) {
-                    (Cell::Simple, false) => Layer::Simple(
-                        RnnConfig::new(d_in, h, true)
-                            .with_initializer(init.clone())
-                            .with_batch_first(true)
-                            .init(device),
-                    ),
-                    (Cell::Simple, true) => Layer::BiSimple(
-                        BiRnnConfig::new(d_in, h, true)
-                            .with_initializer(init.clone())
-                            .with_batch_first(true)
-                            .init(device),
-                    ),
-                    (Cell::Lstm, false) => Layer::Lstm(
-                        LstmConfig::new(d_in, h, true)
-                            .with_initializer(init.clone())
-                            .with_batch_first(true)
-                            .init(device),
-                    ),
-                    (Cell::Lstm, true) => Layer::BiLstm(
-                        BiLstmConfig::new(d_in, h, true)
-                            .with_initializer(init.clone())
-                            .with_batch_first(true)
-                            .init(device),
-                    ),
-                    (Cell::Gru, false) => Layer::Gru(
-                        GruConfig::new(d_in, h, true)
-                            .with_initializer(init.clone())
-                            .init(device),
-                    ),
-                    (Cell::Gru, true) => Layer::BiGru(
-                        BiGruConfig::new(d_in, h, true)
-                            .with_initializer(init.clone())
-                            .with_batch_first(true)
-                            .init(device),
-                    ),
+                let direction = || Direction::new(self.cell, d_in, h, &init, device);
+                Layer {
+                    forward: direction(),
+                    backward: bi.then(direction),
+                    cell: self.cell,
                 }
             })
             .collect();
@@ -191,23 +314,128 @@ impl<B: Backend> Recurrent<B> {
             Read::Columns => x.permute([0, 3, 1, 2]),
         }
         .reshape([batch, 32, 96]);
-        let mut h = seq;
+        let mut steps: Vec<Tensor<B, 2>> =
+            seq.iter_dim(1).map(|s| s.reshape([batch, 96])).collect();
         for layer in &self.layers {
-            h = layer.forward(h);
+            steps = layer.forward(&steps);
         }
-        let steps = h.dims()[1];
-        let last = |t: Tensor<B, 3>, step: usize, from: usize, to: usize| -> Tensor<B, 2> {
-            t.slice([0..batch, step..step + 1, from..to])
-                .reshape([batch, to - from])
-        };
+        let last = steps.len() - 1;
         let features = if self.bidirectional {
             // Forward direction ends at the last step, backward at the first.
-            let fwd = last(h.clone(), steps - 1, 0, self.hidden);
-            let bwd = last(h, 0, self.hidden, 2 * self.hidden);
+            let h = self.hidden;
+            let fwd = steps[last].clone().slice([0..batch, 0..h]);
+            let bwd = steps[0].clone().slice([0..batch, h..2 * h]);
             Tensor::cat(vec![fwd, bwd], 1)
         } else {
-            last(h, steps - 1, 0, self.hidden)
+            steps.swap_remove(last)
         };
         self.head.forward(self.dropout.forward(features))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::device::CpuBackend as B;
+    use burn::nn::gru::GruConfig;
+    use burn::nn::lstm::LstmConfig;
+    use burn::nn::{GateController, RnnConfig};
+    use burn::tensor::{Distribution, ElementConversion};
+
+    const BATCH: usize = 3;
+    const STEPS: usize = 5;
+    const INPUTS: usize = 4;
+    const HIDDEN: usize = 6;
+
+    /// Loads one of our gates into burn's: the input side carries our bias, the recurrent
+    /// side `recurrent_bias` (zero except a GRU candidate's).
+    fn load(theirs: &mut GateController<B>, ours: &Gate<B>, recurrent_bias: Tensor<B, 1>) {
+        theirs.input_transform.weight = Param::from_tensor(ours.weight.val());
+        theirs.input_transform.bias = Some(Param::from_tensor(ours.input_bias().reshape([HIDDEN])));
+        theirs.hidden_transform.weight = Param::from_tensor(ours.recurrent_weight.val());
+        theirs.hidden_transform.bias = Some(Param::from_tensor(recurrent_bias));
+    }
+
+    /// Our cell with random weights and biases (the biases are zeros at init).
+    fn ours(cell: Cell, device: &burn::tensor::Device<B>) -> Direction<B> {
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: 0.5,
+        };
+        let mut d = Direction::<B>::new(cell, INPUTS, HIDDEN, &init, device);
+        for g in &mut d.gates {
+            let shape = g.bias.dims();
+            g.bias = Param::from_tensor(Tensor::random(
+                shape,
+                Distribution::Normal(0.0, 0.5),
+                device,
+            ));
+        }
+        d
+    }
+
+    fn compare(
+        cell: Cell,
+        ours: &Direction<B>,
+        reverse: bool,
+        theirs: Tensor<B, 3>,
+        x: Tensor<B, 3>,
+    ) {
+        let steps: Vec<Tensor<B, 2>> = x.iter_dim(1).map(|s| s.reshape([BATCH, INPUTS])).collect();
+        let ours = Tensor::stack::<3>(ours.forward(cell, &steps, reverse), 1);
+        let diff: f32 = (ours - theirs).abs().max().into_scalar().elem();
+        assert!(
+            diff < 1e-5,
+            "{cell:?} reverse={reverse}: states differ by {diff} from burn's"
+        );
+    }
+
+    fn input(device: &burn::tensor::Device<B>) -> Tensor<B, 3> {
+        Tensor::random(
+            [BATCH, STEPS, INPUTS],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        )
+    }
+
+    /// The gate-by-gate cells compute what burn's `Lstm`, `Gru` (reset after) and `Rnn`
+    /// compute with the same weights, in both directions.
+    #[test]
+    fn cells_match_burns() {
+        let device = Default::default();
+        let zero = || Tensor::<B, 1>::zeros([HIDDEN], &device);
+        for reverse in [false, true] {
+            let d = ours(Cell::Lstm, &device);
+            let mut lstm = LstmConfig::new(INPUTS, HIDDEN, true)
+                .with_reverse(reverse)
+                .init::<B>(&device);
+            load(&mut lstm.input_gate, &d.gates[0], zero());
+            load(&mut lstm.forget_gate, &d.gates[1], zero());
+            load(&mut lstm.output_gate, &d.gates[2], zero());
+            load(&mut lstm.cell_gate, &d.gates[3], zero());
+            let x = input(&device);
+            compare(Cell::Lstm, &d, reverse, lstm.forward(x.clone(), None).0, x);
+
+            let d = ours(Cell::Simple, &device);
+            let mut rnn = RnnConfig::new(INPUTS, HIDDEN, true)
+                .with_reverse(reverse)
+                .init::<B>(&device);
+            load(&mut rnn.gate, &d.gates[0], zero());
+            let x = input(&device);
+            compare(Cell::Simple, &d, reverse, rnn.forward(x.clone(), None).0, x);
+        }
+        let d = ours(Cell::Gru, &device);
+        let mut gru = GruConfig::new(INPUTS, HIDDEN, true).init::<B>(&device);
+        assert!(gru.reset_after);
+        load(&mut gru.update_gate, &d.gates[0], zero());
+        load(&mut gru.reset_gate, &d.gates[1], zero());
+        let candidate_bias = d.gates[2]
+            .bias
+            .val()
+            .slice([1..2, 0..HIDDEN])
+            .reshape([HIDDEN]);
+        load(&mut gru.new_gate, &d.gates[2], candidate_bias);
+        let x = input(&device);
+        compare(Cell::Gru, &d, false, gru.forward(x.clone(), None), x);
     }
 }
