@@ -122,6 +122,10 @@ class Lstm(nn.Module):
     def __init__(self, hidden=128):
         super().__init__()
         self.lstm = nn.LSTM(96, hidden, batch_first=True)
+        # pipe's LSTM has one bias per gate (Keras'); PyTorch's second one stays at zero.
+        for name, p in self.lstm.named_parameters():
+            if name.startswith("bias_hh"):
+                p.requires_grad_(False)
         self.head = nn.Linear(hidden, 10)
 
     def forward(self, x):
@@ -213,7 +217,7 @@ def main():
         "torch": torch.__version__,
         "device": a.device,
         "threads": torch.get_num_threads(),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_images_per_second": a.epochs * len(y) / train_seconds,
         "epochs": epochs,
         "test_accuracy": accuracy(model, tx, ty, 1000),
