@@ -9,29 +9,19 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::config::{Activation, Init, Regularizer};
+use super::kernels;
 
 pub fn activate<B: Backend, const D: usize>(a: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
     match a {
         Activation::Relu => activation::relu(x),
-        Activation::Tanh => tanh(x),
-        Activation::Sigmoid => activation::sigmoid(x),
+        Activation::Tanh => kernels::tanh(x),
+        Activation::Sigmoid => kernels::sigmoid(x),
         Activation::Elu => activation::elu(x, 1.0),
         Activation::Selu => activation::selu(x),
         Activation::Gelu => activation::gelu(x),
         Activation::LeakyRelu => activation::leaky_relu(x, 0.01),
         Activation::Linear => x,
     }
-}
-
-/// tanh(x) = 2·σ(2x) − 1. On `flex` this is several times cheaper than `tanh` itself:
-/// burn's tanh calls libm's `tanhf` per element (an `expm1f` inside), twice per training
-/// step (its gradient recomputes the forward), while `sigmoid` is one `expf`; the two
-/// scalings are vectorized. They differ by a few f32 ulps near 0. (`perf` on the LSTM:
-/// `tanhf` + `expm1f` were 29% of training time; docs/BENCHMARKS.md.)
-pub fn tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    activation::sigmoid(x.mul_scalar(2.0))
-        .mul_scalar(2.0)
-        .sub_scalar(1.0)
 }
 
 /// Keras' initializers in burn's terms: He = Kaiming with gain √2, LeCun = Kaiming with gain 1.
@@ -245,26 +235,4 @@ pub fn parameter_count<B: Backend, M: Module<B>>(module: &M) -> usize {
     let mut c = Count(0);
     module.visit(&mut c);
     c.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::train::device::CpuBackend as B;
-    use burn::tensor::{Distribution, ElementConversion};
-
-    #[test]
-    fn tanh_by_sigmoid_is_tanh() {
-        let x = Tensor::<B, 2>::random(
-            [64, 64],
-            Distribution::Normal(0.0, 4.0),
-            &Default::default(),
-        );
-        let diff: f32 = (tanh(x.clone()) - activation::tanh(x))
-            .abs()
-            .max()
-            .into_scalar()
-            .elem();
-        assert!(diff < 1e-6, "differs from tanh by {diff}");
-    }
 }

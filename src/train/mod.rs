@@ -6,6 +6,7 @@ pub mod data;
 pub mod device;
 pub mod evaluate;
 pub mod fit;
+pub mod kernels;
 pub mod layers;
 pub mod models;
 pub mod norm;

@@ -3,11 +3,11 @@
 //! gates learn how much of each layer to carry. Both add a transformed signal to a carried
 //! one; they share the activation and the classifier head.
 
+use crate::train::kernels::sigmoid;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::AdaptiveAvgPool2dConfig;
 use burn::nn::{Dropout, DropoutConfig, Linear, PaddingConfig2d};
-use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};

@@ -4,14 +4,14 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
-use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::stage::FieldError;
 use crate::train::config::check_dropout;
-use crate::train::layers::{tanh, Build};
+use crate::train::kernels::{sigmoid, tanh};
+use crate::train::layers::Build;
 
 use super::CLASSES;
 
@@ -184,11 +184,8 @@ impl<B: Backend> Direction<B> {
             let next = match cell {
                 Cell::Simple => tanh(pre(0)),
                 Cell::Lstm => {
-                    let (input, forget, output) = (
-                        activation::sigmoid(pre(0)),
-                        activation::sigmoid(pre(1)),
-                        activation::sigmoid(pre(2)),
-                    );
+                    let (input, forget, output) =
+                        (sigmoid(pre(0)), sigmoid(pre(1)), sigmoid(pre(2)));
                     let written = input * tanh(pre(3));
                     let state = match c.take() {
                         Some(c) => forget * c + written,
@@ -199,8 +196,7 @@ impl<B: Backend> Direction<B> {
                     next
                 }
                 Cell::Gru => {
-                    let (update, reset) =
-                        (activation::sigmoid(pre(0)), activation::sigmoid(pre(1)));
+                    let (update, reset) = (sigmoid(pre(0)), sigmoid(pre(1)));
                     let gate = &self.gates[2];
                     let hidden = gate.bias.dims()[1];
                     let recurrent_bias = gate.bias.val().slice([1..2, 0..hidden]);
