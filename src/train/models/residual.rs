@@ -3,7 +3,7 @@
 //! gates learn how much of each layer to carry. Both add a transformed signal to a carried
 //! one; they share the activation and the classifier head.
 
-use crate::train::kernels::sigmoid;
+use crate::train::kernels::{conv2d_module, sigmoid};
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::AdaptiveAvgPool2dConfig;
@@ -94,10 +94,10 @@ impl<B: Backend> BasicBlock<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>, a: Activation) -> Tensor<B, 4> {
-        let h = activate(a, self.bn1.forward(self.conv1.forward(x.clone())));
-        let h = self.bn2.forward(self.conv2.forward(h));
+        let h = activate(a, self.bn1.forward(conv2d_module(&self.conv1, x.clone())));
+        let h = self.bn2.forward(conv2d_module(&self.conv2, h));
         let carried = match &self.project {
-            Some((conv, bn)) => bn.forward(conv.forward(x)),
+            Some((conv, bn)) => bn.forward(conv2d_module(conv, x)),
             None => x,
         };
         activate(a, h + carried)
@@ -153,7 +153,10 @@ impl ResNetConfig {
 
 impl<B: Backend> ResNet<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let mut h = activate(self.activation, self.stem_bn.forward(self.stem.forward(x)));
+        let mut h = activate(
+            self.activation,
+            self.stem_bn.forward(conv2d_module(&self.stem, x)),
+        );
         for b in &self.blocks {
             h = b.forward(h, self.activation);
         }
