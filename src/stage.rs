@@ -64,6 +64,14 @@ pub trait StageConfig: Send + Sync + 'static {
     fn external_key(&self, _ctx: &KeyCtx) -> anyhow::Result<Option<serde_json::Value>> {
         Ok(None)
     }
+    /// Facts of this machine, beyond its files and `PIPE_*` variables, that `external_key`
+    /// reads (whether CUDA works). A no-op answer recorded under other facts is not reused.
+    fn environment() -> Option<String>
+    where
+        Self: Sized,
+    {
+        None
+    }
     /// Produce the outputs. Anything written to `ctx.out_dir()` becomes the stage's output.
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()>;
 }
@@ -77,6 +85,8 @@ pub trait StageKind: Send + Sync + 'static {
     /// run once per variant.
     fn gathers(&self) -> bool;
     fn parse(&self, ron: &str) -> Result<Parsed, ConfigError>;
+    /// [`StageConfig::environment`] of this kind's config type.
+    fn environment(&self) -> Option<String>;
 }
 
 /// A parsed config plus the two serializations the engine needs.
@@ -147,6 +157,9 @@ impl<C: StageConfig + Serialize + DeserializeOwned> StageKind for Kind<C> {
     fn gathers(&self) -> bool {
         self.gathers
     }
+    fn environment(&self) -> Option<String> {
+        C::environment()
+    }
     fn parse(&self, ron: &str) -> Result<Parsed, ConfigError> {
         let config: C = ron_path::parse_typed(ron)?;
         let canonical = ron_path::to_canonical(&config)
@@ -192,8 +205,12 @@ pub struct KeyCtx<'a> {
 }
 
 impl KeyCtx<'_> {
-    /// blake3 of a file, memoized on (path, size, mtime, inode).
+    /// blake3 of a file, memoized on (path, size, mtime, inode). Its folder is watched too,
+    /// so a file added beside it (a dataset file that was missing) is noticed.
     pub fn hash_file(&self, path: &Path) -> std::io::Result<String> {
+        if let Some(dir) = path.parent() {
+            self.memo.watch(dir);
+        }
         self.memo.hash_file(path)
     }
     /// The project root (absolute): relative paths in configs are resolved against it.

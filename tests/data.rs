@@ -549,3 +549,44 @@ fn the_genuine_sample_normalizes_to_its_known_counts() {
         (first[0], &first[1..RECORD_BYTES])
     );
 }
+
+#[test]
+fn a_changed_or_added_file_in_a_local_copy_is_seen_after_a_noop_answer() {
+    let p = Project::new();
+    let src = p.path().join("src-data");
+    synthetic(&src, 12, 10);
+    std::fs::remove_file(src.join("batches.meta.txt")).unwrap();
+    study(&p, r#"source: Local("src-data")"#, "validation: 10");
+    assert_eq!(
+        p.build(&["data:data"]),
+        sorted(&["data:cifar10", "data:data"])
+    );
+    p.ok(&["status"]);
+    let again = p.ok(&["status"]).stdout;
+    assert!(
+        again.contains("nothing changed since the last check"),
+        "{again}"
+    );
+    // A byte of one file: same size, new content.
+    let file = src.join(TRAIN_FILES[0]);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let status = p.ok(&["status"]).stdout;
+    assert!(status.contains("stale  data:cifar10"), "{status}");
+    assert!(!status.contains("nothing changed"), "{status}");
+    assert_eq!(
+        p.build(&["data:data"]),
+        sorted(&["data:cifar10", "data:data"])
+    );
+    p.ok(&["status"]);
+    assert!(p.ok(&["status"]).stdout.contains("nothing changed"));
+    // A file the copy lacked appears beside the others.
+    std::fs::write(
+        src.join("batches.meta.txt"),
+        "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n",
+    )
+    .unwrap();
+    let status = p.ok(&["status"]).stdout;
+    assert!(status.contains("stale  data:cifar10"), "{status}");
+}

@@ -827,3 +827,113 @@ fn the_shipped_pipelines_are_valid() {
     let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(!list["targets"].as_array().unwrap().is_empty());
 }
+
+const UNCHANGED: &str = "nothing changed since the last check";
+
+/// `out` without the shortcut's note, and a build's time left out (`in 0.01s`).
+fn without_note(out: &str) -> String {
+    out.replace(&format!(" ({UNCHANGED})"), "")
+        .lines()
+        .map(|l| match l.find(" skipped in ") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_noop_is_answered_from_its_record_with_the_full_answer() {
+    let p = built_study();
+    // The build wrote a record; without it the same command takes the full path.
+    let short_build = p.ok(&["build"]).stdout;
+    assert!(short_build.contains(UNCHANGED), "{short_build}");
+    std::fs::remove_dir_all(p.path().join("cache/noop")).unwrap();
+    let full_build = p.ok(&["build"]).stdout;
+    assert!(!full_build.contains(UNCHANGED), "{full_build}");
+    let short_build = p.ok(&["build"]).stdout;
+    assert!(short_build.contains(UNCHANGED), "{short_build}");
+    assert_eq!(without_note(&short_build), without_note(&full_build));
+    assert_eq!(p.ran(), Vec::<String>::new());
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["status", "momentum:eval"],
+    ] {
+        let full = p.ok(args).stdout;
+        let short = p.ok(args).stdout;
+        assert!(!full.contains(UNCHANGED), "{args:?}: {full}");
+        if args.contains(&"--json") {
+            assert_eq!(short, full, "{args:?}");
+        } else {
+            assert!(short.contains(UNCHANGED), "{args:?}: {short}");
+            assert_eq!(without_note(&short), without_note(&full), "{args:?}");
+        }
+    }
+    let dry = p.ok(&["build", "--dry-run"]).stdout;
+    assert_eq!(dry.trim(), format!("0 of 8 stages would run ({UNCHANGED})"));
+}
+
+#[test]
+fn the_noop_record_is_not_trusted_after_an_edit_a_lost_object_a_deleted_target_or_a_new_variable() {
+    let p = built_study();
+    let noop_twice = |p: &Project| {
+        p.ok(&["build"]);
+        let out = p.ok(&["build"]).stdout;
+        assert!(out.contains(UNCHANGED), "{out}");
+        assert_eq!(p.ran(), Vec::<String>::new());
+    };
+    noop_twice(&p);
+    // An edit: the full path runs and reruns exactly the edited branch.
+    p.edit("pipelines/momentum.ron", "0.9]", "0.8]");
+    assert_eq!(
+        p.build(&[]),
+        sorted(&[
+            "momentum:train[optimizer.momentum=0.8]",
+            "momentum:eval[optimizer.momentum=0.8]",
+            "momentum:report"
+        ])
+    );
+    noop_twice(&p);
+    // A deleted target file is restored, not assumed.
+    let report = p.read("reports/momentum.md");
+    std::fs::remove_file(p.path().join("reports/momentum.md")).unwrap();
+    let out = p.ok(&["build"]).stdout;
+    assert!(!out.contains(UNCHANGED), "{out}");
+    assert_eq!(p.read("reports/momentum.md"), report);
+    noop_twice(&p);
+    // A lost object is rebuilt.
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json", "common:data"]).stdout).unwrap();
+    let key = status[0]["key"].as_str().unwrap();
+    let entry: serde_json::Value =
+        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
+    let hash = entry["outputs"][0]["hash"].as_str().unwrap();
+    std::fs::remove_file(
+        p.path()
+            .join(format!("cache/objects/{}/{hash}", &hash[..2])),
+    )
+    .unwrap();
+    let out = p.ok(&["build"]).stdout;
+    assert!(out.contains("is missing from the cache"), "{out}");
+    assert_eq!(p.ran(), sorted(&["common:data"]));
+    noop_twice(&p);
+    // A `PIPE_*` variable may change what a kind keys on (the device): the full path runs.
+    let r = util::Run::from_output(
+        p.cmd(&["status"])
+            .env("PIPE_DEVICE", "cpu")
+            .output()
+            .unwrap(),
+    );
+    assert!(!r.stdout.contains(UNCHANGED), "{r:?}");
+    // `clean` writes the index: the record no longer holds.
+    p.ok(&["clean", "reports/momentum.md"]);
+    assert_eq!(p.build(&[]), sorted(&["momentum:report"]));
+    // A new pipeline file is part of the plan.
+    noop_twice(&p);
+    p.write(
+        "pipelines/extra.ron",
+        r#"Pipeline(stages: [(name: "x", kind: "fake", config: (value: "x"), target: "reports/x.txt")])"#,
+    );
+    assert_eq!(p.build(&[]), sorted(&["extra:x"]));
+}

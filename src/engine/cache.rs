@@ -9,6 +9,7 @@
 //! cache/tmp/<key>-<pid>-<n>/       a running stage's inputs and outputs, renamed in on success
 //! cache/log/runs.jsonl             one line per stage run: what ran, when, how it ended
 //! cache/memo.json                  file-hash memo (a shortcut, never a key)
+//! cache/noop/<selection>.json      the last all-fresh answer per command (see `noop`)
 //! ```
 //!
 //! Objects are renamed into place before the entry that names them, and the entry is
@@ -24,7 +25,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::{output_hash, KeyInputs};
-use super::memo::{hash_uncached, Memo};
+use super::memo::{hash_uncached, Memo, Stamp};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct OutFile {
@@ -111,12 +112,20 @@ pub struct Cache {
     /// `index.json` as loaded, and this process's changes to it (merged in on save, so two
     /// concurrent builds do not erase each other's records).
     index: std::sync::Mutex<(Index, Index)>,
+    /// The stamp of `index.json` as this process last read or wrote it (`None`: none, or
+    /// `gc` rewrote it).
+    index_stamp: std::sync::Mutex<Option<Stamp>>,
     /// Objects this process has found intact (by `precheck`).
     checked: std::sync::Mutex<HashSet<String>>,
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_stamped(path, bytes).map(|_| ())
+}
+
+/// As [`write_atomic`], returning the stamp of the file written (a rename keeps it).
+fn write_atomic_stamped(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
     static SEQ: AtomicUsize = AtomicUsize::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
@@ -129,8 +138,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
+    let stamp = Stamp::of(&f.metadata()?);
     drop(f);
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    Ok(stamp)
 }
 
 pub fn now_ms() -> u64 {
@@ -151,10 +162,23 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 fn read_index(path: &Path) -> Index {
-    fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    read_index_stamped(path).0
+}
+
+/// The index, with the stamp of the very file read (`None` when there is none to read).
+fn read_index_stamped(path: &Path) -> (Index, Option<Stamp>) {
+    let Ok(mut f) = File::open(path) else {
+        return (Index::new(), None);
+    };
+    let stamp = f.metadata().ok().map(|m| Stamp::of(&m));
+    let mut bytes = Vec::new();
+    if io::Read::read_to_end(&mut f, &mut bytes).is_err() {
+        return (Index::new(), None);
+    }
+    match serde_json::from_slice(&bytes) {
+        Ok(index) => (index, stamp),
+        Err(_) => (Index::new(), None),
+    }
 }
 
 /// What opening a cache reads: its hash memo and index. Reading them creates nothing, so
@@ -162,13 +186,16 @@ fn read_index(path: &Path) -> Index {
 pub struct Preloaded {
     memo: Memo,
     index: Index,
+    index_stamp: Option<Stamp>,
 }
 
 impl Cache {
     pub fn preload(dir: &Path) -> Preloaded {
+        let (index, index_stamp) = read_index_stamped(&dir.join("index.json"));
         Preloaded {
             memo: Memo::load(dir.join("memo.json")),
-            index: read_index(&dir.join("index.json")),
+            index,
+            index_stamp,
         }
     }
 
@@ -182,11 +209,16 @@ impl Cache {
             fs::create_dir_all(dir.join(sub))?;
         }
         let dir = dir.canonicalize()?;
-        let Preloaded { memo, index } = pre.unwrap_or_else(|| Cache::preload(&dir));
+        let Preloaded {
+            memo,
+            index,
+            index_stamp,
+        } = pre.unwrap_or_else(|| Cache::preload(&dir));
         Ok(Cache {
             dir,
             memo,
             index: std::sync::Mutex::new((index, Index::new())),
+            index_stamp: std::sync::Mutex::new(index_stamp),
             checked: Default::default(),
         })
     }
@@ -532,9 +564,19 @@ impl Cache {
         let path = self.dir.join("index.json");
         let mut on_disk = read_index(&path);
         on_disk.extend(std::mem::take(&mut idx.1));
-        write_atomic(&path, &serde_json::to_vec(&on_disk)?)?;
+        *self.index_stamp.lock().unwrap() = None;
+        let stamp = write_atomic_stamped(&path, &serde_json::to_vec(&on_disk)?)?;
+        // What was written holds this process's record of every stage it built or found
+        // fresh, whatever another process wrote meanwhile: its answer rests on that file.
+        *self.index_stamp.lock().unwrap() = Some(stamp);
         idx.0 = on_disk;
         Ok(())
+    }
+
+    /// The stamp of the index as this process last read or wrote it: with the memo's
+    /// [`seen`](Memo::seen) files, what an answer from this cache rested on.
+    pub fn index_stamp(&self) -> Option<Stamp> {
+        self.index_stamp.lock().unwrap().clone()
     }
 
     /// Appends one line to the execution log (a single write, so lines never interleave).
@@ -619,11 +661,13 @@ impl Cache {
             let mut on_disk = read_index(&path);
             on_disk.extend(std::mem::take(&mut idx.1));
             on_disk.retain(|_, r| keep.contains(&r.key));
+            *self.index_stamp.lock().unwrap() = None;
             write_atomic(&path, &serde_json::to_vec(&on_disk)?)?;
             idx.0 = on_disk;
         }
         self.clean_tmp();
         self.memo.prune();
+        let _ = fs::remove_dir_all(self.dir.join(super::noop::DIR));
         Ok((removed, freed))
     }
 }

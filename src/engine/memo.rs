@@ -4,6 +4,9 @@
 //! The memo is only a shortcut to a hash; it is never part of a key. A file whose size,
 //! mtime or inode moved is hashed again. Losing the memo costs time, never correctness, so
 //! concurrent processes may overwrite each other's copy.
+//!
+//! It also remembers every file it was asked about in this process, with its stamp then:
+//! what a no-op decision rested on, for [`noop`](super::noop) to check next time.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,15 +17,20 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+/// What says a file (or folder) is the one seen before, short of reading it.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
-struct Stamp {
+pub struct Stamp {
     size: u64,
     mtime_ns: i64,
     ino: u64,
 }
 
 impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
+    pub fn of_path(path: &Path) -> io::Result<Stamp> {
+        Ok(Stamp::of(&std::fs::metadata(path)?))
+    }
+
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
         Stamp {
             size: meta.len(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
@@ -38,9 +46,26 @@ struct Memoed {
     hash: String,
 }
 
+/// One look at a path (see [`Memo::seen`]).
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: PathBuf,
+    pub stamp: Stamp,
+    /// Recorded after this process wrote the file, rather than found as it was.
+    pub written: bool,
+}
+
+#[derive(Default)]
+struct State {
+    map: HashMap<PathBuf, Memoed>,
+    /// Every path hashed, recorded or watched by this process, in order, with its stamp
+    /// then and whether this process had just written it.
+    seen: Vec<Seen>,
+}
+
 pub struct Memo {
     file: PathBuf,
-    map: Mutex<HashMap<PathBuf, Memoed>>,
+    state: Mutex<State>,
     dirty: AtomicBool,
 }
 
@@ -53,7 +78,10 @@ impl Memo {
             .unwrap_or_default();
         Memo {
             file,
-            map: Mutex::new(map),
+            state: Mutex::new(State {
+                map,
+                seen: Vec::new(),
+            }),
             dirty: AtomicBool::new(false),
         }
     }
@@ -66,34 +94,63 @@ impl Memo {
     /// As [`Memo::hash_file`], with the metadata already in hand.
     pub fn hash_with_meta(&self, path: &Path, meta: &std::fs::Metadata) -> io::Result<String> {
         let stamp = Stamp::of(meta);
-        if let Some(m) = self.map.lock().unwrap().get(path) {
-            if m.stamp == stamp {
-                return Ok(m.hash.clone());
+        {
+            let mut st = self.state.lock().unwrap();
+            if let Some(m) = st.map.get(path) {
+                if m.stamp == stamp {
+                    let hash = m.hash.clone();
+                    st.seen.push(Seen {
+                        path: path.to_path_buf(),
+                        stamp,
+                        written: false,
+                    });
+                    return Ok(hash);
+                }
             }
         }
         let hash = hash_uncached(path)?;
-        self.remember(path, stamp, hash.clone());
+        self.remember(path, stamp, hash.clone(), false);
         Ok(hash)
     }
 
     /// Records a hash computed elsewhere (a file just written into the cache).
     pub fn record(&self, path: &Path, hash: &str) -> io::Result<()> {
         let stamp = Stamp::of(&std::fs::metadata(path)?);
-        self.remember(path, stamp, hash.to_string());
+        self.remember(path, stamp, hash.to_string(), true);
         Ok(())
     }
 
-    fn remember(&self, path: &Path, stamp: Stamp, hash: String) {
-        self.map
-            .lock()
-            .unwrap()
-            .insert(path.to_path_buf(), Memoed { stamp, hash });
+    fn remember(&self, path: &Path, stamp: Stamp, hash: String, written: bool) {
+        let mut st = self.state.lock().unwrap();
+        st.seen.push(Seen {
+            path: path.to_path_buf(),
+            stamp: stamp.clone(),
+            written,
+        });
+        st.map.insert(path.to_path_buf(), Memoed { stamp, hash });
         self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Notes a path whose presence, not content, an answer depended on (the folder a local
+    /// dataset is read from: a file added there changes its stamp). Missing: nothing noted.
+    pub fn watch(&self, path: &Path) {
+        if let Ok(stamp) = Stamp::of_path(path) {
+            self.state.lock().unwrap().seen.push(Seen {
+                path: path.to_path_buf(),
+                stamp,
+                written: false,
+            });
+        }
+    }
+
+    /// Every look this process took at a path (hashed, recorded or watched), in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
     }
 
     /// Drops entries for files that no longer exist (after `gc`).
     pub fn prune(&self) {
-        self.map.lock().unwrap().retain(|p, _| p.exists());
+        self.state.lock().unwrap().map.retain(|p, _| p.exists());
         self.dirty.store(true, Ordering::Relaxed);
     }
 
@@ -102,7 +159,7 @@ impl Memo {
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&*self.map.lock().unwrap())?;
+        let bytes = serde_json::to_vec(&self.state.lock().unwrap().map)?;
         crate::engine::cache::write_atomic(&self.file, &bytes)
     }
 }

@@ -6,5 +6,6 @@ pub mod assess;
 pub mod cache;
 pub mod fingerprint;
 pub mod memo;
+pub mod noop;
 pub mod scheduler;
 pub mod ui;

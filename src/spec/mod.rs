@@ -247,8 +247,9 @@ enum Origin {
     },
 }
 
-/// Loads every `*.ron` under `root/pipelines`.
-pub fn load(root: &Path, kinds: &[&'static dyn StageKind]) -> Result<Spec, SpecErrors> {
+/// Every `*.ron` under `root/pipelines`, sorted: (path in that folder, text). What a spec
+/// is made of, and so what a no-op answer is recorded against.
+pub fn read_files(root: &Path) -> Result<Vec<(PathBuf, String)>, SpecErrors> {
     let dir = root.join(PIPELINES_DIR);
     let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
         .sort_by_file_name()
@@ -258,28 +259,46 @@ pub fn load(root: &Path, kinds: &[&'static dyn StageKind]) -> Result<Spec, SpecE
         .map(|e| e.into_path())
         .collect();
     paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                SpecErrors(vec![SpecError {
+                    file: path.clone(),
+                    line: 1,
+                    col: 1,
+                    path: String::new(),
+                    message: format!("cannot read: {e}"),
+                    hint: None,
+                }])
+            })?;
+            let rel_in = path.strip_prefix(&dir).unwrap_or(&path).to_path_buf();
+            Ok((rel_in, text))
+        })
+        .collect()
+}
+
+/// Loads every `*.ron` under `root/pipelines`.
+pub fn load(root: &Path, kinds: &[&'static dyn StageKind]) -> Result<Spec, SpecErrors> {
+    load_files(read_files(root)?, kinds)
+}
+
+/// Loads a spec from the files [`read_files`] returned.
+pub fn load_files(
+    files: Vec<(PathBuf, String)>,
+    kinds: &[&'static dyn StageKind],
+) -> Result<Spec, SpecErrors> {
     let mut loader = Loader {
         kinds,
         files: Vec::new(),
         errors: Vec::new(),
         pending_uses: Vec::new(),
     };
-    for path in &paths {
-        let rel_in = path.strip_prefix(&dir).unwrap_or(path);
+    for (rel_in, text) in files {
         let ns = rel_in
             .with_extension("")
             .to_string_lossy()
             .replace('\\', "/");
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SpecErrors(vec![SpecError {
-                file: path.clone(),
-                line: 1,
-                col: 1,
-                path: String::new(),
-                message: format!("cannot read: {e}"),
-                hint: None,
-            }])
-        })?;
         loader.files.push(PipelineFile {
             rel: Path::new(PIPELINES_DIR).join(rel_in),
             ns,

@@ -67,6 +67,10 @@ impl StageConfig for TrainConfig {
         }
     }
 
+    fn environment() -> Option<String> {
+        Some(device::environment())
+    }
+
     fn external_key(&self, _: &KeyCtx) -> anyhow::Result<Option<serde_json::Value>> {
         Ok(Some(
             serde_json::json!({ "backend": device::resolve(self.device)?.name() }),

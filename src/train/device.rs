@@ -76,3 +76,12 @@ pub fn resolve(choice: DeviceChoice) -> anyhow::Result<Backend> {
         }
     })
 }
+
+/// What `auto` resolves to here (probing CUDA unless `PIPE_DEVICE` rules it out): the fact
+/// of this machine that the train and evaluate keys read, besides `PIPE_DEVICE` itself.
+pub fn environment() -> String {
+    match resolve(DeviceChoice::Auto) {
+        Ok(b) => b.name().to_string(),
+        Err(e) => format!("error: {e}"),
+    }
+}
