@@ -289,7 +289,8 @@ fn cmd_build(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Error> {
         .map_err(Error::Usage)?
         .into_iter()
         .collect();
-    let cache = p.cache()?;
+    // Never dropped, as the plan: the process ends right after.
+    let cache = std::mem::ManuallyDrop::new(p.cache()?);
     let clock = Instant::now();
     if a.dry_run {
         let order = p.plan.closure(&wanted);
@@ -370,7 +371,8 @@ fn cmd_build(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Error> {
 
 fn cmd_status(p: &Project, cli: &Cli, a: &StatusArgs) -> Result<ExitCode, Error> {
     let nodes = p.select_or_all(&a.targets)?;
-    let cache = p.cache()?;
+    // Never dropped, as the plan: the process ends right after.
+    let cache = std::mem::ManuallyDrop::new(p.cache()?);
     let states = assess(&p.plan, &cache, &p.root, &nodes, &HashSet::new());
     let fresh: Vec<noop::FreshStage> = states
         .iter()

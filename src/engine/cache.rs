@@ -161,6 +161,28 @@ fn dir_size(path: &Path) -> u64 {
         .sum()
 }
 
+fn object_path(dir: &Path, hash: &str) -> PathBuf {
+    dir.join("objects").join(&hash[..2]).join(hash)
+}
+
+/// Why `out`'s object in the cache at `dir` is not intact (missing, wrong size, wrong content
+/// hash through the memo), or `None`. Changes nothing: `preload` and `precheck` run it
+/// ahead, `lookup` acts on it.
+fn damage(dir: &Path, memo: &Memo, out: &OutFile) -> Option<String> {
+    let obj = object_path(dir, &out.hash);
+    let meta = match fs::metadata(&obj) {
+        Err(_) => return Some("is missing from the cache".into()),
+        Ok(m) if m.len() != out.size => {
+            return Some(format!("has the wrong size ({} ≠ {})", m.len(), out.size))
+        }
+        Ok(m) => m,
+    };
+    match memo.hash_with_meta(&obj, &meta) {
+        Ok(h) if h == out.hash => None,
+        _ => Some("is corrupt (hash mismatch)".into()),
+    }
+}
+
 fn read_index(path: &Path) -> Index {
     read_index_stamped(path).0
 }
@@ -187,15 +209,31 @@ pub struct Preloaded {
     memo: Memo,
     index: Index,
     index_stamp: Option<Stamp>,
+    checked: HashSet<String>,
 }
 
 impl Cache {
+    /// Also checks the objects of every indexed stage: on a no-op, or after an edit, those
+    /// are the objects the lookups will need, and this runs while the pipelines are parsed.
     pub fn preload(dir: &Path) -> Preloaded {
         let (index, index_stamp) = read_index_stamped(&dir.join("index.json"));
+        let memo = Memo::load(dir.join("memo.json"));
+        // Object paths as the memo knows them: under the canonical cache folder.
+        let checked = match dir.canonicalize() {
+            Ok(dir) => index
+                .values()
+                .filter_map(|r| r.outputs.as_ref())
+                .flatten()
+                .filter(|out| damage(&dir, &memo, out).is_none())
+                .map(|out| out.hash.clone())
+                .collect(),
+            Err(_) => HashSet::new(),
+        };
         Preloaded {
-            memo: Memo::load(dir.join("memo.json")),
+            memo,
             index,
             index_stamp,
+            checked,
         }
     }
 
@@ -213,13 +251,14 @@ impl Cache {
             memo,
             index,
             index_stamp,
+            checked,
         } = pre.unwrap_or_else(|| Cache::preload(&dir));
         Ok(Cache {
             dir,
             memo,
             index: std::sync::Mutex::new((index, Index::new())),
             index_stamp: std::sync::Mutex::new(index_stamp),
-            checked: Default::default(),
+            checked: std::sync::Mutex::new(checked),
         })
     }
 
@@ -231,7 +270,7 @@ impl Cache {
     }
 
     pub fn object_path(&self, hash: &str) -> PathBuf {
-        self.dir.join("objects").join(&hash[..2]).join(hash)
+        object_path(&self.dir, hash)
     }
 
     pub fn load_entry(&self, key: &str) -> Option<Entry> {
@@ -272,21 +311,8 @@ impl Cache {
         Lookup::Hit(Box::new(built))
     }
 
-    /// Why `out`'s object is not intact (missing, wrong size, wrong content hash through the
-    /// memo), or `None`. Changes nothing: `precheck` runs it on every core, `lookup` acts on it.
     fn damage(&self, out: &OutFile) -> Option<String> {
-        let obj = self.object_path(&out.hash);
-        let meta = match fs::metadata(&obj) {
-            Err(_) => return Some("is missing from the cache".into()),
-            Ok(m) if m.len() != out.size => {
-                return Some(format!("has the wrong size ({} ≠ {})", m.len(), out.size))
-            }
-            Ok(m) => m,
-        };
-        match self.memo.hash_with_meta(&obj, &meta) {
-            Ok(h) if h == out.hash => None,
-            _ => Some("is corrupt (hash mismatch)".into()),
-        }
+        damage(&self.dir, &self.memo, out)
     }
 
     /// Checks `out`'s object (unless `precheck` found it intact); a damaged one is removed so
@@ -310,11 +336,17 @@ impl Cache {
     pub fn precheck<'a>(&self, stages: impl Iterator<Item = &'a str>) {
         let outputs: Vec<OutFile> = {
             let idx = self.index.lock().unwrap();
+            let checked = self.checked.lock().unwrap();
             stages
                 .filter_map(|s| idx.0.get(s).and_then(|r| r.outputs.as_ref()))
-                .flat_map(|o| o.iter().cloned())
+                .flatten()
+                .filter(|o| !checked.contains(&o.hash))
+                .cloned()
                 .collect()
         };
+        if outputs.is_empty() {
+            return;
+        }
         // Scoped threads, not rayon's pool: its idle workers spin for a while after the
         // work is done, taking a core from the rest of a build that lasts milliseconds.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -10,7 +10,9 @@
 //! |----------------------------------------|------------------------------------------------|
 //! | the pipeline files                     | digest: each `*.ron` path and text, in order    |
 //! | pipe itself                            | digest: its version and its executable's stamp  |
-//! | the stage kinds                        | digest: name, version, [`StageKind::environment`] (whether CUDA works) |
+//! | the stage kinds                        | digest: name and version of each             |
+//! | facts of the machine the kinds read    | the [`StageKind::environment`] of each kind    |
+//! |                                        | in the answer (whether CUDA works), asked again |
 //! | the environment                        | digest: every `PIPE_*` variable, sorted         |
 //! | the command                            | digest and file name: command and selection     |
 //! | project root and cache folder          | digest: their paths                             |
@@ -60,6 +62,9 @@ pub struct Answer {
 #[derive(Serialize, Deserialize)]
 struct Record {
     digest: String,
+    /// (kind, environment) for each kind in the answer that reads the machine: asked again
+    /// on recall, and only for these (probing CUDA is no cost a `command` study should pay).
+    environment: Vec<(String, String)>,
     watched: Vec<(PathBuf, Stamp)>,
     answer: Answer,
 }
@@ -107,7 +112,6 @@ impl Question<'_> {
         for k in self.kinds {
             field(k.name().as_bytes());
             field(&k.version().to_le_bytes());
-            field(k.environment().unwrap_or_default().as_bytes());
         }
         let vars: BTreeMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
@@ -139,6 +143,12 @@ impl Question<'_> {
         if record.digest != digest || !unmoved(&record.watched) {
             return None;
         }
+        for (kind, env) in &record.environment {
+            let k = self.kinds.iter().find(|k| k.name() == kind)?;
+            if k.environment().as_ref() != Some(env) {
+                return None;
+            }
+        }
         Some(record.answer)
     }
 
@@ -161,8 +171,15 @@ impl Question<'_> {
             }
         }
         latest.insert(cache.dir.join("index.json"), index);
+        let environment = self
+            .kinds
+            .iter()
+            .filter(|k| answer.stages.iter().any(|s| s.kind == k.name()))
+            .filter_map(|k| Some((k.name().to_string(), k.environment()?)))
+            .collect();
         let record = Record {
             digest: digest.to_string(),
+            environment,
             watched: latest.into_iter().collect(),
             answer,
         };
