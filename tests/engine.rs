@@ -46,6 +46,18 @@ fn study() -> Project {
     p
 }
 
+/// The cached object of `common:data`'s one output.
+fn data_object(p: &Project) -> std::path::PathBuf {
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json", "common:data"]).stdout).unwrap();
+    let key = status[0]["key"].as_str().unwrap();
+    let entry: serde_json::Value =
+        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
+    let hash = entry["outputs"][0]["hash"].as_str().unwrap();
+    p.path()
+        .join(format!("cache/objects/{}/{hash}", &hash[..2]))
+}
+
 fn built_study() -> Project {
     let p = study();
     assert_eq!(p.build(&[]), sorted(ALL_MOMENTUM));
@@ -576,15 +588,7 @@ fn two_concurrent_builds_run_each_stage_once() {
 #[test]
 fn a_corrupt_or_missing_cached_object_is_reported_and_rebuilt() {
     let p = built_study();
-    let status: serde_json::Value =
-        serde_json::from_str(&p.ok(&["status", "--json", "common:data"]).stdout).unwrap();
-    let key = status[0]["key"].as_str().unwrap();
-    let entry: serde_json::Value =
-        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
-    let hash = entry["outputs"][0]["hash"].as_str().unwrap();
-    let obj = p
-        .path()
-        .join(format!("cache/objects/{}/{hash}", &hash[..2]));
+    let obj = data_object(&p);
     let size = std::fs::metadata(&obj).unwrap().len() as usize;
     let mut perm = std::fs::metadata(&obj).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
@@ -903,17 +907,7 @@ fn the_noop_record_is_not_trusted_after_an_edit_a_lost_object_a_deleted_target_o
     assert_eq!(p.read("reports/momentum.md"), report);
     noop_twice(&p);
     // A lost object is rebuilt.
-    let status: serde_json::Value =
-        serde_json::from_str(&p.ok(&["status", "--json", "common:data"]).stdout).unwrap();
-    let key = status[0]["key"].as_str().unwrap();
-    let entry: serde_json::Value =
-        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
-    let hash = entry["outputs"][0]["hash"].as_str().unwrap();
-    std::fs::remove_file(
-        p.path()
-            .join(format!("cache/objects/{}/{hash}", &hash[..2])),
-    )
-    .unwrap();
+    std::fs::remove_file(data_object(&p)).unwrap();
     let out = p.ok(&["build"]).stdout;
     assert!(out.contains("is missing from the cache"), "{out}");
     assert_eq!(p.ran(), sorted(&["common:data"]));
