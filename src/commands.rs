@@ -70,27 +70,36 @@ fn locate(cli: &Cli) -> Result<(PathBuf, PathBuf), Error> {
     Ok((root, cache_dir))
 }
 
-/// The command and selection whose answers the no-op shortcut records, if this is one.
-fn shortcut_selection(command: &Command) -> Option<(&'static str, &[String])> {
-    match command {
-        Command::Build(a) if a.force.is_empty() && !a.verbose => Some(("build", &a.targets)),
-        Command::Status(a) => Some(("status", &a.targets)),
-        _ => None,
-    }
+/// The no-op shortcut's view of this command, if it is one whose answers are recorded.
+fn question<'a>(
+    cli: &'a Cli,
+    root: &'a Path,
+    cache_dir: &'a Path,
+    kinds: &'a [&'static dyn StageKind],
+) -> Option<noop::Question<'a>> {
+    let (command, selection) = match &cli.command {
+        Command::Build(a) if a.force.is_empty() && !a.verbose => ("build", &a.targets),
+        Command::Status(a) => ("status", &a.targets),
+        _ => return None,
+    };
+    Some(noop::Question {
+        root,
+        cache_dir,
+        command,
+        selection,
+        kinds,
+    })
 }
 
 impl Project {
-    fn load(cli: &Cli) -> Result<Project, Error> {
-        let (root, cache_dir) = locate(cli)?;
-        let files = spec::read_files(&root)?;
-        Project::load_files(cli, root, cache_dir, files, None)
-    }
-
-    fn load_files(
+    /// Loads the plan from `files` (as [`spec::read_files`] read them); `digest` is the
+    /// shortcut's digest of them, when the command has one.
+    fn load(
         cli: &Cli,
         root: PathBuf,
         cache_dir: PathBuf,
         files: Vec<(PathBuf, String)>,
+        kinds: Vec<&'static dyn StageKind>,
         digest: Option<String>,
     ) -> Result<Project, Error> {
         let uses_cache = !matches!(cli.command, Command::List(_) | Command::Dag(_));
@@ -98,7 +107,6 @@ impl Project {
             let dir = cache_dir.clone();
             std::thread::spawn(move || Cache::preload(&dir))
         });
-        let kinds = crate::stages::all();
         let plan = Plan::new(spec::load_files(files, &kinds)?)?;
         Ok(Project {
             root,
@@ -110,20 +118,10 @@ impl Project {
         })
     }
 
-    fn question<'a>(&'a self, cli: &'a Cli) -> Option<noop::Question<'a>> {
-        let (command, selection) = shortcut_selection(&cli.command)?;
-        Some(noop::Question {
-            root: &self.root,
-            cache_dir: &self.cache_dir,
-            command,
-            selection,
-            kinds: &self.kinds,
-        })
-    }
-
     /// Records an all-fresh answer for the shortcut (see [`noop`]).
     fn remember(&self, cli: &Cli, cache: &Cache, answer: noop::Answer) {
-        if let (Some(q), Some(d)) = (self.question(cli), &self.digest) {
+        let q = question(cli, &self.root, &self.cache_dir, &self.kinds);
+        if let (Some(q), Some(d)) = (q, &self.digest) {
             q.remember(d, cache, answer);
         }
     }
@@ -162,34 +160,17 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         // Read by the stage kinds when they resolve their backend (and key on it).
         std::env::set_var(crate::train::device::DEVICE_ENV, d);
     }
-    let project = match shortcut_selection(&cli.command) {
-        None => Project::load(&cli)?,
-        Some((command, selection)) => {
-            let (root, cache_dir) = locate(&cli)?;
-            let files = spec::read_files(&root)?;
-            let kinds = crate::stages::all();
-            let q = noop::Question {
-                root: &root,
-                cache_dir: &cache_dir,
-                command,
-                selection,
-                kinds: &kinds,
-            };
-            let rel: Vec<PathBuf> = files
-                .iter()
-                .map(|(p, _)| Path::new(spec::PIPELINES_DIR).join(p))
-                .collect();
-            let digest = q.digest(
-                rel.iter()
-                    .map(PathBuf::as_path)
-                    .zip(files.iter().map(|(_, t)| t.as_str())),
-            );
-            if let Some(answer) = digest.as_deref().and_then(|d| q.recall(d)) {
-                return Ok(answer_again(&cli.command, &answer));
-            }
-            Project::load_files(&cli, root, cache_dir, files, digest)?
+    let (root, cache_dir) = locate(&cli)?;
+    let files = spec::read_files(&root)?;
+    let kinds = crate::stages::all();
+    let mut digest = None;
+    if let Some(q) = question(&cli, &root, &cache_dir, &kinds) {
+        digest = q.digest(&files);
+        if let Some(answer) = digest.as_deref().and_then(|d| q.recall(d)) {
+            return Ok(answer_again(&cli.command, &answer));
         }
-    };
+    }
+    let project = Project::load(&cli, root, cache_dir, files, kinds, digest)?;
     // Never dropped: the process ends right after, and freeing a plan of a thousand
     // variants one allocation at a time is a measurable part of a no-op build.
     let project = std::mem::ManuallyDrop::new(project);
@@ -374,27 +355,24 @@ fn cmd_status(p: &Project, cli: &Cli, a: &StatusArgs) -> Result<ExitCode, Error>
     // Never dropped, as the plan: the process ends right after.
     let cache = std::mem::ManuallyDrop::new(p.cache()?);
     let states = assess(&p.plan, &cache, &p.root, &nodes, &HashSet::new());
-    let fresh: Vec<noop::FreshStage> = states
-        .iter()
-        .filter_map(|(n, s)| match s {
-            Freshness::Fresh(e) => Some(noop::FreshStage {
-                id: p.plan.nodes[*n].id.clone(),
-                kind: p.plan.def(*n).kind.name().to_string(),
-                key: e.key.clone(),
-                target: p.plan.def(*n).target.clone(),
-            }),
-            Freshness::Stale { .. } => None,
-        })
-        .collect();
-    if !fresh.is_empty() && fresh.len() == states.len() {
-        p.remember(
-            cli,
-            &cache,
-            noop::Answer {
-                stages: fresh,
-                targets: Vec::new(),
-            },
-        );
+    if !states.is_empty() && states.iter().all(|(_, s)| s.is_fresh()) {
+        let stages = states
+            .iter()
+            .filter_map(|(n, s)| match s {
+                Freshness::Fresh(e) => Some(noop::FreshStage {
+                    id: p.plan.nodes[*n].id.clone(),
+                    kind: p.plan.def(*n).kind.name().to_string(),
+                    key: e.key.clone(),
+                    target: p.plan.def(*n).target.clone(),
+                }),
+                Freshness::Stale { .. } => None,
+            })
+            .collect();
+        let answer = noop::Answer {
+            stages,
+            targets: Vec::new(),
+        };
+        p.remember(cli, &cache, answer);
     }
     if a.json {
         let rows: Vec<StatusRow> = states

@@ -344,31 +344,16 @@ impl Cache {
                 .cloned()
                 .collect()
         };
-        if outputs.is_empty() {
-            return;
-        }
-        // Scoped threads, not rayon's pool: its idle workers spin for a while after the
-        // work is done, taking a core from the rest of a build that lasts milliseconds.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = outputs.len().div_ceil(threads).max(64);
-        let good: Vec<String> = std::thread::scope(|s| {
-            let workers: Vec<_> = outputs
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .filter(|out| self.damage(out).is_none())
-                            .map(|out| out.hash.clone())
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().expect("checking an object does not panic"))
-                .collect()
+        let good = crate::par::map_chunks(&outputs, 128, |part| {
+            part.iter()
+                .filter(|out| self.damage(out).is_none())
+                .map(|out| out.hash.clone())
+                .collect::<Vec<_>>()
         });
-        self.checked.lock().unwrap().extend(good);
+        self.checked
+            .lock()
+            .unwrap()
+            .extend(good.into_iter().flatten());
     }
 
     /// Blocks until no other thread or process is building `key`. The lock is released when

@@ -95,11 +95,8 @@ impl Question<'_> {
     }
 
     /// blake3 over the digest rows of the table above, with `files` the pipeline files
-    /// (path under the project root, text) the answer was computed from.
-    pub fn digest<'f>(
-        &self,
-        files: impl IntoIterator<Item = (&'f Path, &'f str)>,
-    ) -> Option<String> {
+    /// ([`read_files`](crate::spec::read_files)) the answer was computed from.
+    pub fn digest(&self, files: &[(PathBuf, String)]) -> Option<String> {
         let mut h = blake3::Hasher::new();
         let mut field = |b: &[u8]| {
             h.update(&(b.len() as u64).to_le_bytes());
@@ -200,22 +197,10 @@ impl Question<'_> {
 /// Whether every watched path still has its stamp, checked on every core (a thousand
 /// `stat`s are most of what a shortcut answer costs).
 fn unmoved(watched: &[(PathBuf, Stamp)]) -> bool {
-    let same = |part: &[(PathBuf, Stamp)]| {
+    crate::par::map_chunks(watched, 128, |part| {
         part.iter()
             .all(|(p, s)| Stamp::of_path(p).is_ok_and(|now| now == *s))
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || watched.len() < 128 {
-        return same(watched);
-    }
-    let chunk = watched.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = watched
-            .chunks(chunk)
-            .map(|part| s.spawn(move || same(part)))
-            .collect();
-        workers
-            .into_iter()
-            .all(|w| w.join().expect("a stat does not panic"))
     })
+    .into_iter()
+    .all(|same| same)
 }

@@ -303,22 +303,14 @@ fn splice_all(
     range: (usize, usize),
     values: &[&str],
 ) -> Vec<Result<Parsed, SpliceError>> {
-    let one = |v: &&str| splice_try(kind, canonical, range, v);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || values.len() < 64 {
-        return values.iter().map(one).collect();
-    }
-    let chunk = values.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = values
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("parsing a config does not panic"))
-            .collect()
+    crate::par::map_chunks(values, 64, |part| {
+        part.iter()
+            .map(|v| splice_try(kind, canonical, range, v))
+            .collect::<Vec<_>>()
     })
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Loads every `*.ron` under `root/pipelines`.
