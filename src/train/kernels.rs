@@ -68,7 +68,7 @@ fn burns<B: Backend, const D: usize>(x: Tensor<B, D>, act: Act) -> Tensor<B, D> 
 }
 
 /// `T` is `U`, as the downcast before it established.
-fn cast<T: 'static, U: 'static>(t: T) -> U {
+pub(super) fn cast<T: 'static, U: 'static>(t: T) -> U {
     let boxed: Box<dyn Any> = Box::new(t);
     *boxed.downcast::<U>().expect("the same type")
 }

@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod fit;
 pub mod kernels;
 pub mod layers;
+pub mod matmul;
 pub mod models;
 pub mod norm;
 pub mod tensorboard;

@@ -13,6 +13,7 @@ use crate::stage::FieldError;
 use crate::train::config::{check_dropout, Activation};
 use crate::train::kernels;
 use crate::train::layers::{activate, Build};
+use crate::train::matmul::dense;
 use crate::train::norm::BatchNorm2d;
 
 use super::CLASSES;
@@ -266,8 +267,8 @@ impl<B: Backend> ConvNet<B> {
         }
         let mut h: Tensor<B, 2> = h.flatten(1, 3);
         for layer in &self.dense {
-            h = activate(self.activation, layer.forward(self.dropout.forward(h)));
+            h = activate(self.activation, dense(layer, self.dropout.forward(h)));
         }
-        self.out.forward(self.dropout.forward(h))
+        dense(&self.out, self.dropout.forward(h))
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::stage::FieldError;
 use crate::train::config::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
+use crate::train::matmul::dense;
 
 use super::{flat, CLASSES, INPUTS};
 
@@ -33,7 +34,7 @@ impl LinearConfig {
 
 impl<B: Backend> LinearNet<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.fc.forward(flat(x))
+        dense(&self.fc, flat(x))
     }
 }
 
@@ -91,7 +92,7 @@ impl PerceptronConfig {
 
 impl<B: Backend> Perceptron<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let h = activate(self.activation, self.hidden.forward(flat(x)));
-        self.out.forward(self.dropout.forward(h))
+        let h = activate(self.activation, dense(&self.hidden, flat(x)));
+        dense(&self.out, self.dropout.forward(h))
     }
 }

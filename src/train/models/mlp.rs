@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::stage::FieldError;
 use crate::train::config::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
+use crate::train::matmul::dense;
 
 use super::{flat, CLASSES, INPUTS};
 
@@ -108,12 +109,12 @@ impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut h = flat(x);
         for (i, layer) in self.layers.iter().enumerate() {
-            h = layer.forward(h);
+            h = dense(layer, h);
             if let Some(norm) = self.norms.get(i) {
                 h = norm.forward(h);
             }
             h = self.dropouts[i].forward(activate(self.activation, h));
         }
-        self.out.forward(h)
+        dense(&self.out, h)
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::stage::FieldError;
 use crate::train::config::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
+use crate::train::matmul::dense;
 use crate::train::norm::BatchNorm2d;
 
 use super::{flat, CLASSES, INPUTS};
@@ -161,7 +162,7 @@ impl<B: Backend> ResNet<B> {
             h = b.forward(h, self.activation);
         }
         let pooled = AdaptiveAvgPool2dConfig::new([1, 1]).init().forward(h);
-        self.head.forward(flat(pooled))
+        dense(&self.head, flat(pooled))
     }
 }
 
@@ -260,12 +261,12 @@ impl HighwayConfig {
 
 impl<B: Backend> Highway<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let mut h = activate(self.activation, self.input.forward(flat(x)));
+        let mut h = activate(self.activation, dense(&self.input, flat(x)));
         for l in &self.layers {
-            let t = sigmoid(l.gate.forward(h.clone()));
-            let transformed = activate(self.activation, l.transform.forward(h.clone()));
+            let t = sigmoid(dense(&l.gate, h.clone()));
+            let transformed = activate(self.activation, dense(&l.transform, h.clone()));
             h = transformed * t.clone() + h * (t.neg() + 1.0);
         }
-        self.head.forward(self.dropout.forward(h))
+        dense(&self.head, self.dropout.forward(h))
     }
 }

@@ -12,6 +12,7 @@ use crate::stage::FieldError;
 use crate::train::config::check_dropout;
 use crate::train::kernels::{sigmoid, tanh};
 use crate::train::layers::Build;
+use crate::train::matmul::{dense, matmul};
 
 use super::CLASSES;
 
@@ -176,8 +177,8 @@ impl<B: Backend> Direction<B> {
             let pre = |g: usize| {
                 let gate = &self.gates[g];
                 let product = match &xh {
-                    Some(xh) => xh.clone().matmul(stacked[g].clone()),
-                    None => x.clone().matmul(gate.weight.val()),
+                    Some(xh) => matmul(xh.clone(), stacked[g].clone()),
+                    None => matmul(x.clone(), gate.weight.val()),
                 };
                 product + gate.input_bias()
             };
@@ -201,11 +202,13 @@ impl<B: Backend> Direction<B> {
                     let hidden = gate.bias.dims()[1];
                     let recurrent_bias = gate.bias.val().slice([1..2, 0..hidden]);
                     let recurrent = match &h {
-                        Some(h) => h.clone().matmul(gate.recurrent_weight.val()) + recurrent_bias,
+                        Some(h) => matmul(h.clone(), gate.recurrent_weight.val()) + recurrent_bias,
                         None => recurrent_bias,
                     };
                     let candidate = tanh(
-                        x.clone().matmul(gate.weight.val()) + gate.input_bias() + reset * recurrent,
+                        matmul(x.clone(), gate.weight.val())
+                            + gate.input_bias()
+                            + reset * recurrent,
                     );
                     let kept = update.clone().neg().add_scalar(1.0) * candidate;
                     match h.take() {
@@ -325,7 +328,7 @@ impl<B: Backend> Recurrent<B> {
         } else {
             steps.swap_remove(last)
         };
-        self.head.forward(self.dropout.forward(features))
+        dense(&self.head, self.dropout.forward(features))
     }
 }
 
