@@ -185,7 +185,6 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     mut optim: O,
 ) -> anyhow::Result<Summary> {
     let rec = Rec::new();
-    super::matmul::pack_small_batches();
     B::seed(device, epoch_seed(cfg.seed, 0));
     let mut model: Model<B> = init(cfg, device);
     let parameters = parameter_count(&model);

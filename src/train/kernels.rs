@@ -1,17 +1,11 @@
-//! Kernels the CPU backend (`flex`) lacks, where `perf` found it slow: σ and tanh, and a
-//! convolution whose weight gradient does not copy tensors element by element.
+//! σ and tanh for the CPU backend (`flex`), where `perf` found its own slow: vectorized,
+//! with gradients read from the saved output.
 //!
-//! **σ and tanh**: vectorized, with gradients read from the saved output.
 //! `flex` maps σ and tanh over a tensor through scalar libm calls (`expf`; `tanhf` with an
 //! `expm1f` inside), and burn's autodiff computes them a second time from the input in the
 //! backward pass: in the LSTM that was 41% of training time (docs/BENCHMARKS.md). Here the
 //! forward is a polynomial `exp` the compiler turns into SIMD code, and the gradient reuses
 //! the output (σ' = σ(1 − σ), tanh' = 1 − tanh²). Other backends (CUDA) keep burn's own.
-//!
-//! **Convolution**: burn computes the weight gradient as a convolution of the input and the
-//! output gradient with their batch and channel axes swapped; `flex` makes both swapped
-//! copies one element at a time through a strided iterator (14% of the ConvNet's training
-//! time). Here the swaps are block copies; the convolutions themselves are `flex`'s.
 //!
 //! Models stay generic over burn's `Backend`: the CPU types are recognized at run time
 //! (`Any`), so no model, module or training loop carries an extra trait bound.
@@ -22,11 +16,8 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
-use burn::nn::conv::Conv2d;
-use burn::nn::PaddingConfig2d;
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::device::{CpuBackend, CpuTrain};
@@ -125,144 +116,6 @@ fn tracked<const D: usize>(x: Tensor<CpuTrain, D>, act: Act) -> Tensor<CpuTrain,
             prep.finish(y.clone(), y)
         }
         OpsKind::UnTracked(prep) => prep.finish(inner(x.primitive)),
-    };
-    Tensor::from_primitive(TensorPrimitive::Float(y))
-}
-
-/// What burn's `Conv2d::forward` does, through [`conv2d`]. Falls back to burn's own for
-/// what pipe's models never build (a bias inside the module, `Same` padding).
-pub fn conv2d_module<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let (top, left, bottom, right) = match conv.padding {
-        PaddingConfig2d::Explicit(top, left, bottom, right) => (top, left, bottom, right),
-        PaddingConfig2d::Valid => (0, 0, 0, 0),
-        PaddingConfig2d::Same => return conv.forward(x),
-    };
-    if conv.bias.is_some() {
-        return conv.forward(x);
-    }
-    if (top, left) != (bottom, right) {
-        // Asymmetric: pad explicitly, as burn does, and convolve without padding.
-        let options = ConvOptions::new(conv.stride, [0, 0], conv.dilation, conv.groups);
-        let padded = x.pad((left, right, top, bottom), PadMode::Constant(0.0));
-        return conv2d(padded, conv.weight.val(), options);
-    }
-    let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, conv.groups);
-    conv2d(x, conv.weight.val(), options)
-}
-
-/// `conv2d(x, weight)` without bias (as `burn::tensor::module::conv2d`).
-pub fn conv2d<B: Backend>(
-    x: Tensor<B, 4>,
-    weight: Tensor<B, 4>,
-    options: ConvOptions<2>,
-) -> Tensor<B, 4> {
-    if x.dtype() == DType::F32 && options.groups == 1 {
-        let pair: Box<dyn Any> = Box::new((x, weight));
-        return match pair.downcast::<(Tensor<CpuTrain, 4>, Tensor<CpuTrain, 4>)>() {
-            Ok(p) => cast(conv2d_tracked(p.0, p.1, options)),
-            Err(pair) => {
-                let (x, weight) = *pair
-                    .downcast::<(Tensor<B, 4>, Tensor<B, 4>)>()
-                    .expect("its own type");
-                burn::tensor::module::conv2d(x, weight, None, options)
-            }
-        };
-    }
-    burn::tensor::module::conv2d(x, weight, None, options)
-}
-
-#[derive(Debug)]
-struct ConvGrad;
-
-impl<B: Backend> Backward<B, 2> for ConvGrad {
-    /// Input, weight, options.
-    type State = (
-        B::FloatTensorPrimitive,
-        B::FloatTensorPrimitive,
-        ConvOptions<2>,
-    );
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_weight] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, options) = ops.state;
-        if let Some(node) = node_weight {
-            let g = weight_grad::<B>(x.clone(), &weight, grad.clone(), &options);
-            grads.register::<B>(node.id, g);
-        }
-        if let Some(node) = node_x {
-            grads.register::<B>(node.id, B::conv2d_x_backward(x, weight, grad, options));
-        }
-    }
-}
-
-/// burn's `conv2d_weight_backward` (groups = 1) with block copies for the axis swaps.
-fn weight_grad<B: Backend>(
-    x: B::FloatTensorPrimitive,
-    weight: &B::FloatTensorPrimitive,
-    grad: B::FloatTensorPrimitive,
-    options: &ConvOptions<2>,
-) -> B::FloatTensorPrimitive {
-    let wrap = |p| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(p));
-    let swapped = burn::tensor::module::conv2d(
-        swap_batch_channels(wrap(x)),
-        swap_batch_channels(wrap(grad)),
-        None,
-        ConvOptions::new(options.dilation, options.padding, options.stride, 1),
-    );
-    let [c_out, c_in, kh, kw] = wrap(weight.clone()).dims();
-    swap_batch_channels(swapped)
-        .slice([0..c_out, 0..c_in, 0..kh, 0..kw])
-        .into_primitive()
-        .tensor()
-}
-
-/// `[a, b, h, w]` → `[b, a, h, w]`, contiguous: one copy of each `h·w` block.
-fn swap_batch_channels<B: Backend>(t: Tensor<B, 4>) -> Tensor<B, 4> {
-    let device = t.device();
-    let [a, b, h, w] = t.dims();
-    let data = t.into_data();
-    let src = data.as_slice::<f32>().expect("checked to be f32");
-    let block = h * w;
-    let mut out = vec![0f32; src.len()];
-    for (j, dst) in out.chunks_exact_mut(a * block).enumerate() {
-        for (i, d) in dst.chunks_exact_mut(block).enumerate() {
-            let from = (i * b + j) * block;
-            d.copy_from_slice(&src[from..from + block]);
-        }
-    }
-    Tensor::from_data(TensorData::new(out, [b, a, h, w]), &device)
-}
-
-fn conv2d_tracked(
-    x: Tensor<CpuTrain, 4>,
-    weight: Tensor<CpuTrain, 4>,
-    options: ConvOptions<2>,
-) -> Tensor<CpuTrain, 4> {
-    let (x, weight) = (
-        x.into_primitive().tensor(),
-        weight.into_primitive().tensor(),
-    );
-    let conv = |x, w, options| {
-        let wrap = |p| Tensor::<CpuBackend, 4>::from_primitive(TensorPrimitive::Float(p));
-        burn::tensor::module::conv2d(wrap(x), wrap(w), None, options)
-            .into_primitive()
-            .tensor()
-    };
-    let y = match ConvGrad
-        .prepare::<NoCheckpointing>([x.node.clone(), weight.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let state = (
-                x.primitive.clone(),
-                weight.primitive.clone(),
-                options.clone(),
-            );
-            prep.finish(state, conv(x.primitive, weight.primitive, options))
-        }
-        OpsKind::UnTracked(prep) => prep.finish(conv(x.primitive, weight.primitive, options)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(y))
 }
@@ -375,56 +228,6 @@ mod tests {
             };
             let d = max_diff(grad(true), grad(false));
             assert!(d < 5e-7, "{act:?}: gradients differ by {d}");
-        }
-    }
-
-    /// The same output and gradients (input and weight) as burn's `Conv2d`: stride 1 and
-    /// 2, symmetric, asymmetric and no padding.
-    #[test]
-    fn convolution_matches_burns() {
-        use burn::nn::conv::Conv2dConfig;
-        use burn::tensor::Distribution;
-        let device = Default::default();
-        for (stride, padding) in [
-            (1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
-            (2, PaddingConfig2d::Explicit(1, 1, 1, 1)),
-            (1, PaddingConfig2d::Explicit(0, 0, 1, 1)),
-            (2, PaddingConfig2d::Valid),
-        ] {
-            let conv = Conv2dConfig::new([3, 5], [2, 2])
-                .with_stride([stride, stride])
-                .with_padding(padding.clone())
-                .with_bias(false)
-                .init::<CpuTrain>(&device);
-            let x = Tensor::<CpuTrain, 4>::random(
-                [4, 3, 7, 6],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            );
-            let run = |ours: bool| {
-                let x = x.clone().detach().require_grad();
-                let y = if ours {
-                    conv2d_module(&conv, x.clone())
-                } else {
-                    conv.forward(x.clone())
-                };
-                let w = y.clone().detach().sin();
-                let g = (y.clone() * w).sum().backward();
-                let gx = x.grad(&g).expect("x is tracked");
-                let gw = conv.weight.val().grad(&g).expect("the weight is tracked");
-                (y.inner(), gx, gw)
-            };
-            let (ours, theirs) = (run(true), run(false));
-            let d = |a: Tensor<CpuBackend, 4>, b: Tensor<CpuBackend, 4>| -> f32 {
-                a.sub(b).abs().max().into_scalar().elem()
-            };
-            let what = format!("stride {stride}, {padding:?}");
-            assert!(d(ours.0, theirs.0) < 1e-5, "{what}: outputs differ");
-            assert!(d(ours.1, theirs.1) < 1e-5, "{what}: input gradients differ");
-            assert!(
-                d(ours.2, theirs.2) < 1e-4,
-                "{what}: weight gradients differ"
-            );
         }
     }
 }

@@ -7,13 +7,14 @@
 //!   Here `gemm` writes into a fresh buffer once.
 //! - **Small batches**: for `x · W` with a batch of at most 96 rows `gemm` reads burn's
 //!   row-major `[inputs, outputs]` weight unpacked, a new page per step along the inner
-//!   axis; [`pack_small_batches`] makes it pack instead (half the seed perceptron's
-//!   forward product).
+//!   axis; here it always packs (half the seed perceptron's forward product).
 //!
 //! The backward is the usual pair, `dx = dy · Wᵀ` and `dW = xᵀ · dy`, computed the
 //! same way. Other backends (CUDA, `ndarray`) keep burn's `Linear` and `matmul`.
 
 use std::any::Any;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -50,7 +51,7 @@ pub fn matmul<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
         Err(pair) => pair,
     };
     match pair.downcast::<(Tensor<Flex, 2>, Tensor<Flex, 2>)>() {
-        Ok(p) => cast(wrap(product(&flex(p.0), &flex(p.1)))),
+        Ok(p) => cast(wrap(forward(&flex(p.0), &flex(p.1)))),
         Err(pair) => {
             let (x, w) = *pair
                 .downcast::<(Tensor<B, 2>, Tensor<B, 2>)>()
@@ -97,43 +98,36 @@ fn tracked(x: Tensor<Train, 2>, w: Tensor<Train, 2>) -> Tensor<Train, 2> {
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let y = product(&x.primitive, &w.primitive);
+            let y = forward(&x.primitive, &w.primitive);
             prep.finish((x.primitive, w.primitive), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(product(&x.primitive, &w.primitive)),
+        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, &w.primitive)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(y))
 }
 
 /// The forward product `x · w`.
-fn product(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
+fn forward(x: &FlexTensor, w: &FlexTensor) -> FlexTensor {
     mul(Mat::of(x), Mat::of(w))
 }
 
-/// Makes `gemm` pack the left-hand side of every product it computes. `gemm` skips packing
-/// a column-major left-hand side when the product has few columns, which is what it sees
-/// in `x · W` for a batch of at most 96 rows (it computes `Wᵀ · xᵀ`): it then reads `W`
-/// one row, a new page, per step along the inner axis. For the seed perceptron's
-/// `[32, 3072] × [3072, 3072]` this halves the product's time (8.97 → 4.34 ms, both
-/// cores); products with larger batches are packed anyway and do not change. Packing only
-/// copies, so the results are the same. Process-wide: `gemm` keeps the threshold globally.
-pub fn pack_small_batches() {
-    ::gemm::set_lhs_packing_threshold_single_thread(0);
-    ::gemm::set_lhs_packing_threshold_multi_thread(0);
-}
-
-/// A 2-D view into a tensor's storage, as `gemm` takes it.
+/// A 2-D view into `f32` storage, as `gemm` takes it: any strides, so a transpose is free.
 #[derive(Clone, Copy)]
-struct Mat {
+pub(super) struct Mat<'a> {
     ptr: *const f32,
     rows: usize,
     cols: usize,
     rs: isize,
     cs: isize,
+    data: PhantomData<&'a [f32]>,
 }
 
-impl Mat {
-    fn of(t: &FlexTensor) -> Mat {
+// SAFETY: a `Mat` only reads the storage it borrows, like the `&[f32]` it stands for.
+unsafe impl Send for Mat<'_> {}
+unsafe impl Sync for Mat<'_> {}
+
+impl<'a> Mat<'a> {
+    fn of(t: &'a FlexTensor) -> Mat<'a> {
         let layout = t.layout();
         let (shape, strides) = (layout.shape(), layout.strides());
         assert_eq!(shape.num_dims(), 2, "dense products take matrices");
@@ -145,10 +139,24 @@ impl Mat {
             cols: shape[1],
             rs: strides[0],
             cs: strides[1],
+            data: PhantomData,
         }
     }
 
-    fn t(self) -> Mat {
+    /// The row-major `rows × cols` matrix at the start of `data`.
+    pub(super) fn rows(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
+        assert!(data.len() >= rows * cols, "a {rows} × {cols} matrix");
+        Mat {
+            ptr: data.as_ptr(),
+            rows,
+            cols,
+            rs: cols as isize,
+            cs: 1,
+            data: PhantomData,
+        }
+    }
+
+    pub(super) fn t(self) -> Mat<'a> {
         Mat {
             rows: self.cols,
             cols: self.rows,
@@ -162,48 +170,140 @@ impl Mat {
 /// `flex`'s rule for when a product is worth both cores.
 const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 
-/// `a · b` into a new row-major tensor.
+/// `a · b` into a new row-major tensor, on both cores when it is large.
 fn mul(a: Mat, b: Mat) -> FlexTensor {
-    assert_eq!(a.cols, b.rows, "inner dimensions");
-    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let (m, n) = (a.rows, b.cols);
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    if k == 0 {
+    let both_cores = m * n * a.cols >= PARALLEL_THRESHOLD;
+    if a.cols == 0 {
         out.resize(m * n, 0.0);
     } else {
-        let parallelism = if m * n * k >= PARALLEL_THRESHOLD {
-            gemm::Parallelism::Rayon(0)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: the views lie inside live storage (their tensors outlive this call);
-        // `out` has room for m × n; with `read_dst` false and k ≥ 1, gemm writes every
-        // element of it, so it is initialized before `set_len`.
+        // SAFETY: with `read_dst` false and k ≥ 1, gemm writes all m × n elements.
         unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
+            product(
                 out.as_mut_ptr(),
-                1,
-                n as isize,
+                m * n,
                 false,
-                a.ptr,
-                a.cs,
-                a.rs,
-                b.ptr,
-                b.cs,
-                b.rs,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
+                a,
+                b,
+                both_cores,
+                Packing::Always,
             );
             out.set_len(m * n);
         }
     }
     FlexTensor::from_data(TensorData::new(out, [m, n]))
+}
+
+/// `dst = a · b`, `dst` row-major; every element of `dst` is written.
+pub(super) fn write(dst: &mut [MaybeUninit<f32>], a: Mat, b: Mat, both_cores: bool) {
+    if a.cols == 0 {
+        dst.fill(MaybeUninit::new(0.0));
+        return;
+    }
+    // SAFETY: with `read_dst` false and k ≥ 1, gemm only writes `dst`.
+    unsafe {
+        product(
+            dst.as_mut_ptr().cast(),
+            dst.len(),
+            false,
+            a,
+            b,
+            both_cores,
+            Packing::Gemms,
+        )
+    }
+}
+
+/// `dst += a · b`, `dst` row-major.
+pub(super) fn add(dst: &mut [f32], a: Mat, b: Mat, both_cores: bool) {
+    // SAFETY: `dst` is initialized, so gemm may read it.
+    unsafe {
+        product(
+            dst.as_mut_ptr(),
+            dst.len(),
+            true,
+            a,
+            b,
+            both_cores,
+            Packing::Gemms,
+        )
+    }
+}
+
+/// Whether `gemm` copies the left-hand side into its own layout before multiplying.
+#[derive(Clone, Copy, PartialEq)]
+enum Packing {
+    /// Always: for the dense layers. `gemm` skips packing a column-major left-hand side
+    /// when the product has few columns, which is what it sees in `x · W` for a batch of
+    /// at most 96 rows (it computes `Wᵀ · xᵀ`): it then reads `W` one row, a new page,
+    /// per step along the inner axis. For the seed perceptron's `[32, 3072] × [3072,
+    /// 3072]` packing halves the product's time (8.97 → 4.34 ms, both cores).
+    Always,
+    /// When `gemm` thinks it pays: for the convolutions' per-image products, whose
+    /// left-hand side is the image's large column matrix, read in order, and used for few
+    /// output channels (packing it was a third of ResNet-20's training time).
+    Gemms,
+}
+
+/// The threshold is process-wide in `gemm`, so each product sets the one it wants; two
+/// products racing on it can only make each other slower, not different: packing copies.
+fn set_packing(packing: Packing) {
+    let (single, multi) = match packing {
+        Packing::Always => (0, 0),
+        Packing::Gemms => (
+            ::gemm::DEFAULT_LHS_PACKING_THRESHOLD_SINGLE_THREAD,
+            ::gemm::DEFAULT_LHS_PACKING_THRESHOLD_MULTI_THREAD,
+        ),
+    };
+    ::gemm::set_lhs_packing_threshold_single_thread(single);
+    ::gemm::set_lhs_packing_threshold_multi_thread(multi);
+}
+
+/// # Safety
+/// `dst` points at `len` writable elements, initialized if `read_dst`.
+unsafe fn product(
+    dst: *mut f32,
+    len: usize,
+    read_dst: bool,
+    a: Mat,
+    b: Mat,
+    both_cores: bool,
+    packing: Packing,
+) {
+    assert_eq!(a.cols, b.rows, "inner dimensions");
+    set_packing(packing);
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(len, m * n, "the output holds {m} × {n}");
+    let parallelism = if both_cores {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the views lie inside storage they borrow; `dst` as the caller promised.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            n as isize,
+            read_dst,
+            a.ptr,
+            a.cs,
+            a.rs,
+            b.ptr,
+            b.cs,
+            b.rs,
+            if read_dst { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -222,7 +322,6 @@ mod tests {
     #[test]
     fn dense_matches_burns() {
         let device = Default::default();
-        pack_small_batches();
         for (batch, d_in, d_out, transposed_input) in [
             (8, 1100, 1000, false),
             (200, 30, 20, false),

@@ -2,6 +2,7 @@
 //! the stage modules `train` and `evaluate` call in here; the engine never does.
 
 pub mod config;
+pub mod conv;
 pub mod data;
 pub mod device;
 pub mod evaluate;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::stage::FieldError;
 use crate::train::config::{check_dropout, Activation};
-use crate::train::kernels;
+use crate::train::conv;
 use crate::train::layers::{activate, Build};
 use crate::train::matmul::dense;
 use crate::train::norm::BatchNorm2d;
@@ -125,7 +125,7 @@ pub struct Conv<B: Backend> {
 
 impl<B: Backend> Conv<B> {
     fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let y = kernels::conv2d_module(&self.conv, x);
+        let y = conv::conv2d_module(&self.conv, x);
         let [n, c, h, w] = y.dims();
         let bias = self.bias.val().reshape([1, c, 1]).repeat_dim(0, n);
         (y.reshape([n, c, h * w]) + bias).reshape([n, c, h, w])

@@ -3,7 +3,8 @@
 //! gates learn how much of each layer to carry. Both add a transformed signal to a carried
 //! one; they share the activation and the classifier head.
 
-use crate::train::kernels::{conv2d_module, sigmoid};
+use crate::train::conv::conv2d_module;
+use crate::train::kernels::sigmoid;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::AdaptiveAvgPool2dConfig;

@@ -1,0 +1,559 @@
+//! 2-D convolutions on the CPU backend (`flex`): forward and both gradients as one
+//! im2col and one `gemm` product per image, the images split over the cores.
+//!
+//! `flex` runs a convolution forward through a serial NCHW → NHWC copy of the whole batch,
+//! a fresh column buffer and a fresh product buffer for every 512-pixel tile, and a
+//! scattered copy back; its input gradient is a transposed convolution and its weight
+//! gradient a convolution of the batch with swapped axes (`perf`: the convolutions and
+//! their copies were most of ConvNet's and ResNet-20's training time, docs/BENCHMARKS.md).
+//! Here, in NCHW throughout, per image `n`:
+//!
+//! - forward: `cols = im2col(x[n])` (`[c_in·kh·kw, oh·ow]`), `y[n] = W · cols`;
+//! - input gradient: `x'[n] = col2im(Wᵀ · y'[n])`;
+//! - weight gradient: `W' = Σₙ y'[n] · colsₙᵀ`, with `cols` built again rather than kept
+//!   (ResNet-20's would be ~0.5 GB a batch).
+//!
+//! Every image is one single-threaded product, so the batch, not each product, is shared
+//! between the cores. The weight gradient is summed in fixed groups of images, in order,
+//! so that the result does not depend on how rayon scheduled the work: same seed, same
+//! weights. Other backends (CUDA, `ndarray`) keep burn's `conv2d`.
+
+use std::any::Any;
+use std::mem::MaybeUninit;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::backend::Autodiff;
+use burn::nn::conv::Conv2d;
+use burn::nn::PaddingConfig2d;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ConvOptions, PadMode};
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
+
+use super::kernels::cast;
+use super::matmul::{add, write, Mat};
+
+type Train = Autodiff<Flex>;
+
+/// What burn's `Conv2d::forward` does, through [`conv2d`]. Falls back to burn's own for
+/// what pipe's models never build (a bias inside the module, `Same` padding).
+pub fn conv2d_module<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let (top, left, bottom, right) = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => (top, left, bottom, right),
+        PaddingConfig2d::Valid => (0, 0, 0, 0),
+        PaddingConfig2d::Same => return conv.forward(x),
+    };
+    if conv.bias.is_some() {
+        return conv.forward(x);
+    }
+    if (top, left) != (bottom, right) {
+        // Asymmetric: pad explicitly, as burn does, and convolve without padding.
+        let options = ConvOptions::new(conv.stride, [0, 0], conv.dilation, conv.groups);
+        let padded = x.pad((left, right, top, bottom), PadMode::Constant(0.0));
+        return conv2d(padded, conv.weight.val(), options);
+    }
+    let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, conv.groups);
+    conv2d(x, conv.weight.val(), options)
+}
+
+/// `conv2d(x, weight)` without bias (as `burn::tensor::module::conv2d`).
+pub fn conv2d<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 4>,
+    options: ConvOptions<2>,
+) -> Tensor<B, 4> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || options.groups != 1 {
+        return burn::tensor::module::conv2d(x, weight, None, options);
+    }
+    let pair: Box<dyn Any> = Box::new((x, weight));
+    let pair = match pair.downcast::<(Tensor<Train, 4>, Tensor<Train, 4>)>() {
+        Ok(p) => return cast(tracked(p.0, p.1, &options)),
+        Err(pair) => pair,
+    };
+    match pair.downcast::<(Tensor<Flex, 4>, Tensor<Flex, 4>)>() {
+        Ok(p) => {
+            let (x, w) = (p.0.into_primitive().tensor(), p.1.into_primitive().tensor());
+            let g = Geometry::of(&x, &w, &options);
+            cast(Tensor::<Flex, 4>::from_primitive(TensorPrimitive::Float(
+                forward(&x, &w, &g),
+            )))
+        }
+        Err(pair) => {
+            let (x, w) = *pair
+                .downcast::<(Tensor<B, 4>, Tensor<B, 4>)>()
+                .expect("its own type");
+            burn::tensor::module::conv2d(x, w, None, options)
+        }
+    }
+}
+
+/// The sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    c_in: usize,
+    /// Input height and width.
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+    /// Output height and width.
+    oh: usize,
+    ow: usize,
+}
+
+impl Geometry {
+    fn of(x: &FlexTensor, w: &FlexTensor, options: &ConvOptions<2>) -> Geometry {
+        let (xs, ws) = (x.layout().shape(), w.layout().shape());
+        assert_eq!(xs[1], ws[1], "input channels of the input and the weight");
+        let out = |n: usize, k: usize, axis: usize| {
+            let span = options.dilation[axis] * (k - 1) + 1;
+            let padded = n + 2 * options.padding[axis];
+            assert!(padded >= span, "a {k}-wide kernel on a {n}-wide input");
+            (padded - span) / options.stride[axis] + 1
+        };
+        Geometry {
+            batch: xs[0],
+            c_in: xs[1],
+            h: xs[2],
+            w: xs[3],
+            c_out: ws[0],
+            kh: ws[2],
+            kw: ws[3],
+            stride: options.stride,
+            pad: options.padding,
+            dilation: options.dilation,
+            oh: out(xs[2], ws[2], 0),
+            ow: out(xs[3], ws[3], 1),
+        }
+    }
+
+    /// Rows of the column matrix: one per weight of an output channel.
+    fn k(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// Output pixels of one channel.
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn image(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    /// A 1×1 convolution with stride 1 and no padding: the image is its own column matrix.
+    fn pointwise(&self) -> bool {
+        (self.kh, self.kw, self.stride, self.pad) == (1, 1, [1, 1], [0, 0])
+    }
+
+    /// The output columns `o` whose input column `o·stride + shift − pad` lies inside
+    /// `0..n`, as a range (`shift` is the kernel tap's offset, `j·dilation`).
+    fn inside(n_out: usize, n: usize, stride: usize, shift: usize, pad: usize) -> (usize, usize) {
+        let lo = pad.saturating_sub(shift).div_ceil(stride).min(n_out);
+        let hi = if n + pad > shift {
+            ((n + pad - shift - 1) / stride + 1).min(n_out)
+        } else {
+            0
+        };
+        (lo, hi.max(lo))
+    }
+
+    /// Calls `visit` for every row of the column matrix (every kernel tap of every input
+    /// channel) with the output pixels whose input lies inside the image; the others read
+    /// the padding.
+    fn taps(&self, mut visit: impl FnMut(Tap)) {
+        let [sh, sw] = self.stride;
+        let [ph, pw] = self.pad;
+        let [dh, dw] = self.dilation;
+        for c in 0..self.c_in {
+            for i in 0..self.kh {
+                let (oh_lo, oh_hi) = Geometry::inside(self.oh, self.h, sh, i * dh, ph);
+                for j in 0..self.kw {
+                    let (lo, hi) = Geometry::inside(self.ow, self.w, sw, j * dw, pw);
+                    visit(Tap {
+                        row: (c * self.kh + i) * self.kw + j,
+                        rows: (oh_lo, oh_hi),
+                        cols: (lo, hi),
+                        // Input row of output row oh: oh·sh + i·dh − ph (≥ 0 inside).
+                        plane: c * self.h * self.w,
+                        first_input_row: (oh_lo * sh + i * dh) as isize - ph as isize,
+                        first_input_col: (lo * sw + j * dw) as isize - pw as isize,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Geometry {
+    /// Where consecutive output pixels read consecutive input pixels (stride 1, output as
+    /// wide as the input: `Same` padding), a tap's inside rows map onto the image as one
+    /// block: its range in the column row, and where it starts in the image.
+    fn block(&self, t: &Tap) -> Option<(std::ops::Range<usize>, usize)> {
+        if self.stride != [1, 1] || self.ow != self.w || t.rows.0 == t.rows.1 {
+            return None;
+        }
+        let (lo, hi) = t.cols;
+        let first = t.rows.0 * self.ow + lo;
+        let last = (t.rows.1 - 1) * self.ow + hi;
+        let from = t.plane as isize + t.first_input_row * self.w as isize + t.first_input_col;
+        Some((first..last, from as usize))
+    }
+}
+
+/// One row of the column matrix: which output pixels read the image, and from where.
+struct Tap {
+    row: usize,
+    /// Output rows and columns that fall inside the image.
+    rows: (usize, usize),
+    cols: (usize, usize),
+    /// Start of the input channel in the image.
+    plane: usize,
+    /// Input row and column read by the first output pixel inside.
+    first_input_row: isize,
+    first_input_col: isize,
+}
+
+/// `cols[r][oh·ow + ow] = x[c, oh·sh + i·dh − ph, ow·sw + j·dw − pw]` (0 in the padding),
+/// for `r = (c·kh + i)·kw + j`.
+fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
+    let p = g.p();
+    let [sh, sw] = g.stride;
+    g.taps(|t| {
+        let row = &mut cols[t.row * p..][..p];
+        let (lo, hi) = t.cols;
+        if lo == hi {
+            row.fill(0.0);
+            return;
+        }
+        row[..t.rows.0 * g.ow].fill(0.0);
+        row[t.rows.1 * g.ow..].fill(0.0);
+        if let Some((block, from)) = g.block(&t) {
+            // One copy of the whole block; then the columns that read past a row's end
+            // (into its neighbour) become the padding they stand for.
+            row[block.clone()].copy_from_slice(&x[from..from + block.len()]);
+            for oh in t.rows.0..t.rows.1 {
+                let out = &mut row[oh * g.ow..][..g.ow];
+                out[..lo].fill(0.0);
+                out[hi..].fill(0.0);
+            }
+            return;
+        }
+        for (n, oh) in (t.rows.0..t.rows.1).enumerate() {
+            let out = &mut row[oh * g.ow..][..g.ow];
+            out[..lo].fill(0.0);
+            out[hi..].fill(0.0);
+            let ih = (t.first_input_row + (n * sh) as isize) as usize;
+            let src = &x[t.plane + ih * g.w + t.first_input_col as usize..];
+            if sw == 1 {
+                out[lo..hi].copy_from_slice(&src[..hi - lo]);
+            } else {
+                for (o, s) in out[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
+                    *o = *s;
+                }
+            }
+        }
+    });
+}
+
+/// The adjoint of [`im2col`]: adds every column entry back onto the pixel it was read from.
+/// Overwrites the entries of `cols` that stand for padding.
+fn col2im(g: &Geometry, cols: &mut [f32], x: &mut [f32]) {
+    let p = g.p();
+    let [sh, sw] = g.stride;
+    g.taps(|t| {
+        let row = &mut cols[t.row * p..][..p];
+        let (lo, hi) = t.cols;
+        if lo == hi {
+            return;
+        }
+        if let Some((block, to)) = g.block(&t) {
+            // Padding entries would land on a neighbouring row's pixel: zero them, then
+            // add the whole block at once.
+            for oh in t.rows.0..t.rows.1 {
+                let out = &mut row[oh * g.ow..][..g.ow];
+                out[..lo].fill(0.0);
+                out[hi..].fill(0.0);
+            }
+            let len = block.len();
+            add_to(&mut x[to..to + len], &row[block]);
+            return;
+        }
+        for (n, oh) in (t.rows.0..t.rows.1).enumerate() {
+            let from = &row[oh * g.ow + lo..oh * g.ow + hi];
+            let ih = (t.first_input_row + (n * sh) as isize) as usize;
+            let dst = &mut x[t.plane + ih * g.w + t.first_input_col as usize..];
+            if sw == 1 {
+                add_to(&mut dst[..hi - lo], from);
+            } else {
+                for (d, f) in dst.iter_mut().step_by(sw).zip(from) {
+                    *d += *f;
+                }
+            }
+        }
+    });
+}
+
+/// `dst += from`, element by element.
+fn add_to(dst: &mut [f32], from: &[f32]) {
+    for (d, f) in dst.iter_mut().zip(from) {
+        *d += *f;
+    }
+}
+
+/// The contiguous `f32` values of a tensor, copied only if its layout needs it.
+fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    let layout = t.layout();
+    let n = layout.num_elements();
+    if t.is_contiguous() {
+        std::borrow::Cow::Borrowed(&t.storage::<f32>()[layout.start_offset()..][..n])
+    } else {
+        std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>()[..n].to_vec())
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// `y[n] = W · im2col(x[n])`.
+fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geometry) -> FlexTensor {
+    let (x, w) = (values(x), values(w));
+    let (k, p) = (g.k(), g.p());
+    let weight = Mat::rows(&w, g.c_out, k);
+    let mut y: Vec<f32> = Vec::with_capacity(g.batch * g.c_out * p);
+    let out = &mut y.spare_capacity_mut()[..g.batch * g.c_out * p];
+    out.par_chunks_mut(g.c_out * p)
+        .zip(x.par_chunks(g.image()))
+        .for_each_init(
+            || vec![0f32; if g.pointwise() { 0 } else { k * p }],
+            |cols, (y_n, x_n)| {
+                if g.pointwise() {
+                    write(y_n, weight, Mat::rows(x_n, k, p), false);
+                } else {
+                    im2col(g, x_n, cols);
+                    write(y_n, weight, Mat::rows(cols, k, p), false);
+                }
+            },
+        );
+    // SAFETY: `write` initialized every image's c_out × p outputs.
+    unsafe { y.set_len(g.batch * g.c_out * p) };
+    tensor(y, [g.batch, g.c_out, g.oh, g.ow])
+}
+
+/// `x'[n] = col2im(Wᵀ · y'[n])`.
+fn input_grad(dy: &[f32], w: &[f32], g: &Geometry) -> FlexTensor {
+    let (k, p) = (g.k(), g.p());
+    let weight_t = Mat::rows(w, g.c_out, k).t();
+    let mut dx = vec![0f32; g.batch * g.image()];
+    dx.par_chunks_mut(g.image())
+        .zip(dy.par_chunks(g.c_out * p))
+        .for_each_init(
+            || vec![MaybeUninit::<f32>::uninit(); if g.pointwise() { 0 } else { k * p }],
+            |dcols, (dx_n, dy_n)| {
+                let dy_n = Mat::rows(dy_n, g.c_out, p);
+                if g.pointwise() {
+                    add(dx_n, weight_t, dy_n, false);
+                } else {
+                    write(dcols, weight_t, dy_n, false);
+                    // SAFETY: `write` initialized all k × p entries.
+                    let dcols = unsafe {
+                        &mut *(dcols.as_mut_slice() as *mut [MaybeUninit<f32>] as *mut [f32])
+                    };
+                    col2im(g, dcols, dx_n);
+                }
+            },
+        );
+    tensor(dx, [g.batch, g.c_in, g.h, g.w])
+}
+
+/// Images per partial sum of the weight gradient: fixed, so the sum's order is too.
+const IMAGES_PER_SUM: usize = 8;
+
+/// `W' = Σₙ y'[n] · im2col(x[n])ᵀ`, summed as its transpose `Σₙ im2col(x[n]) · y'[n]ᵀ`
+/// (`[c_in·kh·kw, c_out]`): `gemm` runs along its output's contiguous axis, and in `W'`
+/// that is the column matrix's long one, which it would then copy element by element at a
+/// stride of `oh·ow` into its own layout (a third of ResNet-20's training time in `perf`).
+fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> FlexTensor {
+    let (k, p) = (g.k(), g.p());
+    let partial: Vec<Vec<f32>> = x
+        .par_chunks(IMAGES_PER_SUM * g.image())
+        .zip(dy.par_chunks(IMAGES_PER_SUM * g.c_out * p))
+        .map(|(xs, dys)| {
+            let mut sum_t = vec![0f32; k * g.c_out];
+            let mut cols = vec![0f32; if g.pointwise() { 0 } else { k * p }];
+            for (x_n, dy_n) in xs.chunks(g.image()).zip(dys.chunks(g.c_out * p)) {
+                let cols = if g.pointwise() {
+                    Mat::rows(x_n, k, p)
+                } else {
+                    im2col(g, x_n, &mut cols);
+                    Mat::rows(&cols, k, p)
+                };
+                add(&mut sum_t, cols, Mat::rows(dy_n, g.c_out, p).t(), false);
+            }
+            sum_t
+        })
+        .collect();
+    let mut dw = vec![0f32; g.c_out * k];
+    for part in &partial {
+        for (r, row) in part.chunks_exact(g.c_out).enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                dw[c * k + r] += *v;
+            }
+        }
+    }
+    tensor(dw, [g.c_out, g.c_in, g.kh, g.kw])
+}
+
+#[derive(Debug)]
+struct ConvGrad;
+
+impl Backward<Flex, 2> for ConvGrad {
+    /// The forward's input and weight, and its sizes.
+    type State = (FlexTensor, FlexTensor, Geometry);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, w, g) = ops.state;
+        let dy = values(&dy);
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, weight_grad(&values(&x), &dy, &g));
+        }
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, input_grad(&dy, &values(&w), &g));
+        }
+    }
+}
+
+fn tracked(x: Tensor<Train, 4>, w: Tensor<Train, 4>, options: &ConvOptions<2>) -> Tensor<Train, 4> {
+    let (x, w) = (x.into_primitive().tensor(), w.into_primitive().tensor());
+    let g = Geometry::of(&x.primitive, &w.primitive, options);
+    let y = match ConvGrad
+        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = forward(&x.primitive, &w.primitive, &g);
+            prep.finish((x.primitive, w.primitive, g), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(&x.primitive, &w.primitive, &g)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::AutodiffModule;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Distribution, ElementConversion};
+
+    fn max_diff(a: Tensor<Flex, 4>, b: Tensor<Flex, 4>) -> f32 {
+        a.sub(b).abs().max().into_scalar().elem()
+    }
+
+    /// The same output and gradients (input and weight) as burn's `Conv2d`, through
+    /// autodiff and without it: 1×1, 2×2 and 3×3 kernels, stride 1 and 2, dilation,
+    /// symmetric, asymmetric and no padding, a batch that does not fill the last partial
+    /// sum, and an input that is not contiguous.
+    #[test]
+    fn convolution_matches_burns() {
+        let device = Default::default();
+        for (kernel, stride, dilation, padding, batch, transposed) in [
+            (3, 1, 1, PaddingConfig2d::Explicit(1, 1, 1, 1), 11, false),
+            (3, 2, 1, PaddingConfig2d::Explicit(1, 1, 1, 1), 4, false),
+            (2, 1, 1, PaddingConfig2d::Explicit(0, 0, 1, 1), 3, false),
+            (2, 2, 1, PaddingConfig2d::Valid, 4, true),
+            (1, 1, 1, PaddingConfig2d::Valid, 9, false),
+            (1, 2, 1, PaddingConfig2d::Valid, 5, false),
+            (3, 1, 2, PaddingConfig2d::Explicit(2, 2, 2, 2), 2, false),
+            (5, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1), 3, true),
+        ] {
+            let conv = Conv2dConfig::new([3, 5], [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_dilation([dilation, dilation])
+                .with_padding(padding.clone())
+                .with_bias(false)
+                .init::<Train>(&device);
+            let x = if transposed {
+                Tensor::<Train, 4>::random(
+                    [batch, 3, 6, 7],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                )
+                .swap_dims(2, 3)
+            } else {
+                Tensor::<Train, 4>::random(
+                    [batch, 3, 7, 6],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                )
+            };
+            let run = |ours: bool| {
+                let x = x.clone().detach().require_grad();
+                let y = if ours {
+                    conv2d_module(&conv, x.clone())
+                } else {
+                    conv.forward(x.clone())
+                };
+                let w = y.clone().detach().sin();
+                let g = (y.clone() * w).sum().backward();
+                let gx = x.grad(&g).expect("x is tracked");
+                let gw = conv.weight.val().grad(&g).expect("the weight is tracked");
+                (y.inner(), gx, gw)
+            };
+            let (ours, theirs) = (run(true), run(false));
+            let what =
+                format!("{kernel}×{kernel}, stride {stride}, dilation {dilation}, {padding:?}");
+            assert_eq!(ours.0.dims(), theirs.0.dims(), "{what}: output shape");
+            assert!(
+                max_diff(ours.0, theirs.0.clone()) < 1e-5,
+                "{what}: outputs differ"
+            );
+            assert!(
+                max_diff(ours.1, theirs.1) < 1e-5,
+                "{what}: input gradients differ"
+            );
+            assert!(
+                max_diff(ours.2, theirs.2) < 1e-4,
+                "{what}: weight gradients differ"
+            );
+            let inference = conv2d_module(&conv.valid(), x.clone().inner());
+            assert!(
+                max_diff(inference, theirs.0) < 1e-5,
+                "{what}: inference differs"
+            );
+        }
+    }
+
+    /// Two runs on the same batch give the same bits, however rayon splits the images.
+    #[test]
+    fn gradients_are_reproducible() {
+        let device = Default::default();
+        let conv = Conv2dConfig::new([4, 6], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(false)
+            .init::<Train>(&device);
+        let x = Tensor::<Train, 4>::random([37, 4, 9, 9], Distribution::Normal(0.0, 1.0), &device);
+        let grad = || {
+            let y = conv2d_module(&conv, x.clone());
+            let g = (y.clone() * y.detach().cos()).sum().backward();
+            conv.weight.val().grad(&g).expect("tracked").into_data()
+        };
+        let first = grad();
+        for _ in 0..4 {
+            assert_eq!(grad(), first);
+        }
+    }
+}
