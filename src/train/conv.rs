@@ -31,10 +31,10 @@ use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, PadMode};
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::kernels::cast;
+use super::flex::{cast, tensor, values};
 use super::matmul::{add, write, Mat};
 
 type Train = Autodiff<Flex>;
@@ -308,21 +308,6 @@ fn add_to(dst: &mut [f32], from: &[f32]) {
     for (d, f) in dst.iter_mut().zip(from) {
         *d += *f;
     }
-}
-
-/// The contiguous `f32` values of a tensor, copied only if its layout needs it.
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    let layout = t.layout();
-    let n = layout.num_elements();
-    if t.is_contiguous() {
-        std::borrow::Cow::Borrowed(&t.storage::<f32>()[layout.start_offset()..][..n])
-    } else {
-        std::borrow::Cow::Owned(t.to_contiguous().storage::<f32>()[..n].to_vec())
-    }
-}
-
-fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// `y[n] = W · im2col(x[n])`.

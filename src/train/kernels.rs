@@ -6,9 +6,6 @@
 //! backward pass: in the LSTM that was 41% of training time (docs/BENCHMARKS.md). Here the
 //! forward is a polynomial `exp` the compiler turns into SIMD code, and the gradient reuses
 //! the output (σ' = σ(1 − σ), tanh' = 1 − tanh²). Other backends (CUDA) keep burn's own.
-//!
-//! Models stay generic over burn's `Backend`: the CPU types are recognized at run time
-//! (`Any`), so no model, module or training loop carries an extra trait bound.
 
 use std::any::Any;
 
@@ -21,6 +18,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::device::{CpuBackend, CpuTrain};
+use super::flex::cast;
 
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     apply(x, Act::Sigmoid)
@@ -56,12 +54,6 @@ fn burns<B: Backend, const D: usize>(x: Tensor<B, D>, act: Act) -> Tensor<B, D> 
         Act::Sigmoid => activation::sigmoid(x),
         Act::Tanh => activation::tanh(x),
     }
-}
-
-/// `T` is `U`, as the downcast before it established.
-pub(super) fn cast<T: 'static, U: 'static>(t: T) -> U {
-    let boxed: Box<dyn Any> = Box::new(t);
-    *boxed.downcast::<U>().expect("the same type")
 }
 
 /// The forward on the inner (non-autodiff) CPU backend, through the tensor's data.

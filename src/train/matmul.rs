@@ -24,9 +24,9 @@ use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::Autodiff;
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorPrimitive};
 
-use super::kernels::cast;
+use super::flex::{cast, tensor};
 
 type Train = Autodiff<Flex>;
 
@@ -192,7 +192,7 @@ fn mul(a: Mat, b: Mat) -> FlexTensor {
             out.set_len(m * n);
         }
     }
-    FlexTensor::from_data(TensorData::new(out, [m, n]))
+    tensor(out, [m, n])
 }
 
 /// `dst = a · b`, `dst` row-major; every element of `dst` is written.

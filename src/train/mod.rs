@@ -7,6 +7,7 @@ pub mod data;
 pub mod device;
 pub mod evaluate;
 pub mod fit;
+mod flex;
 pub mod kernels;
 pub mod layers;
 pub mod matmul;

@@ -7,10 +7,29 @@
 //! vectorizes. The math, parameters and defaults are burn's (biased batch variance,
 //! momentum 0.1, epsilon 1e-5), and so are the parameter names (`gamma` and `beta`, which
 //! the weight penalty skips).
+//!
+//! On the CPU backend (`flex`) training-mode batch norm is one operation with the usual
+//! hand-written backward (x' = γ/σ · (y' − mean(y') − x̂ · mean(y'·x̂))): two passes over
+//! the maps forward and two back, where the tensor-op version made some twenty, each a
+//! separate `flex` kernel and allocation (docs/BENCHMARKS.md). Sums run in 16 lanes, each
+//! channel in a fixed order: the same bits on every run.
 
+use std::any::Any;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::backend::Autodiff;
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
+
+use super::flex::{cast, tensor as flex, values};
+
+type Train = Autodiff<Flex>;
 
 const MOMENTUM: f64 = 0.1;
 const EPSILON: f64 = 1e-5;
@@ -36,10 +55,32 @@ impl<B: Backend> BatchNorm2d<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
         let x = x.reshape([n, c, h * w]);
+        let device = x.device();
+        let update = |state: &RunningState<Tensor<B, 1>>, batch: Tensor<B, 1>| {
+            let old = state.value_sync();
+            state.update(
+                old.mul_scalar(1.0 - MOMENTUM)
+                    .add(batch.detach().mul_scalar(MOMENTUM))
+                    .detach(),
+            );
+        };
+        let x = if B::ad_enabled(&device) {
+            match fused(x, self.gamma.val(), self.beta.val()) {
+                Ok((y, mean, var)) => {
+                    let channel = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [c]), &device);
+                    update(&self.running_mean, channel(mean));
+                    update(&self.running_var, channel(var));
+                    return y.reshape([n, c, h, w]);
+                }
+                Err((x, _, _)) => x,
+            }
+        } else {
+            x
+        };
         // [C] or [1, C, 1] → [N, C, 1]: one value per row of the view.
         let rows = |t: Tensor<B, 3>| t.repeat_dim(0, n);
         let channel = |t: Tensor<B, 1>| t.reshape([1, c, 1]);
-        let (centered, var) = if B::ad_enabled(&x.device()) {
+        let (centered, var) = if B::ad_enabled(&device) {
             let count = (n * h * w) as f64;
             let mean = x.clone().sum_dim(2).sum_dim(0).div_scalar(count);
             let centered = x - rows(mean.clone());
@@ -49,16 +90,8 @@ impl<B: Backend> BatchNorm2d<B> {
                 .sum_dim(2)
                 .sum_dim(0)
                 .div_scalar(count);
-            let update = |state: &RunningState<Tensor<B, 1>>, batch: Tensor<B, 3>| {
-                let old = state.value_sync();
-                state.update(
-                    old.mul_scalar(1.0 - MOMENTUM)
-                        .add(batch.detach().reshape([c]).mul_scalar(MOMENTUM))
-                        .detach(),
-                );
-            };
-            update(&self.running_mean, mean);
-            update(&self.running_var, var.clone());
+            update(&self.running_mean, mean.reshape([c]));
+            update(&self.running_var, var.clone().reshape([c]));
             (centered, var)
         } else {
             let mean = channel(self.running_mean.value());
@@ -72,6 +105,188 @@ impl<B: Backend> BatchNorm2d<B> {
         let y = centered * rows(scale) + rows(channel(self.beta.val()));
         y.reshape([n, c, h, w])
     }
+}
+
+/// Training-mode batch norm on the CPU backend as one operation with a hand-written
+/// backward, or `None` on other backends. Returns the output and the batch's mean and
+/// (biased) variance per channel, for the running statistics.
+fn fused<B: Backend>(
+    x: Tensor<B, 3>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+) -> Result<(Tensor<B, 3>, Vec<f32>, Vec<f32>), (Tensor<B, 3>, Tensor<B, 1>, Tensor<B, 1>)> {
+    if x.dtype() != DType::F32 {
+        return Err((x, gamma, beta));
+    }
+    let all: Box<dyn Any> = Box::new((x, gamma, beta));
+    match all.downcast::<(Tensor<Train, 3>, Tensor<Train, 1>, Tensor<Train, 1>)>() {
+        Ok(t) => {
+            let (y, mean, var) = tracked(t.0, t.1, t.2);
+            Ok((cast(y), mean, var))
+        }
+        Err(all) => Err(*all
+            .downcast::<(Tensor<B, 3>, Tensor<B, 1>, Tensor<B, 1>)>()
+            .expect("its own types")),
+    }
+}
+
+/// The sizes of the `[N, C, H·W]` view.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    n: usize,
+    c: usize,
+    hw: usize,
+}
+
+impl Dims {
+    fn count(&self) -> f32 {
+        (self.n * self.hw) as f32
+    }
+
+    /// `f(channel, block)` summed over the channel's `n` blocks of `hw` values, for every
+    /// channel (in parallel, each in a fixed order).
+    fn per_channel(&self, f: impl Fn(usize, usize) -> f32 + Sync) -> Vec<f32> {
+        (0..self.c)
+            .into_par_iter()
+            .map(|c| (0..self.n).map(|i| f(c, (i * self.c + c) * self.hw)).sum())
+            .collect()
+    }
+}
+
+/// `Σ f(a[i], b[i])` in 16 lanes, the same order on every run (`b` as long as `a`, or
+/// empty when `f` ignores it).
+#[inline(always)]
+fn lanes(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let b = if b.is_empty() { a } else { b };
+    assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let rest: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| f(*x, *y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            acc[l] += f(x[l], y[l]);
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// Mean and inverse standard deviation of every channel.
+fn statistics(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mean: Vec<f32> = d
+        .per_channel(|_, b| lanes(&x[b..b + d.hw], &[], |v, _| v))
+        .into_iter()
+        .map(|s| s / d.count())
+        .collect();
+    let var: Vec<f32> = d
+        .per_channel(|c, b| {
+            let m = mean[c];
+            lanes(&x[b..b + d.hw], &[], |v, _| (v - m) * (v - m))
+        })
+        .into_iter()
+        .map(|s| s / d.count())
+        .collect();
+    let inv_std = var
+        .iter()
+        .map(|v| 1.0 / (v + EPSILON as f32).sqrt())
+        .collect();
+    (mean, var, inv_std)
+}
+
+/// `out[block of channel c] = f(c, block values)`, over all `n · c` blocks in parallel.
+fn map_blocks(d: Dims, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; d.n * d.c * d.hw];
+    out.par_chunks_mut(d.hw)
+        .enumerate()
+        .for_each(|(block, o)| f(block % d.c, block * d.hw, o));
+    out
+}
+
+#[derive(Debug)]
+struct NormGrad;
+
+impl Backward<Flex, 3> for NormGrad {
+    /// The input, γ, and each channel's mean and 1 / σ.
+    type State = (FlexTensor, FlexTensor, Vec<f32>, Vec<f32>, Dims);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, mean, inv_std, d) = ops.state;
+        let (dy, x, gamma) = (values(&dy), values(&x), values(&gamma));
+        // Σ y' and Σ y'·x̂ per channel: β' and γ', and what x' subtracts.
+        let sum_dy = d.per_channel(|_, b| lanes(&dy[b..b + d.hw], &[], |g, _| g));
+        let sum_dy_xhat = d.per_channel(|c, b| {
+            let (m, s) = (mean[c], inv_std[c]);
+            lanes(&dy[b..b + d.hw], &x[b..b + d.hw], |g, v| g * ((v - m) * s))
+        });
+        if let Some(node) = node_x {
+            // x' = γ/σ · (y' − mean(y') − x̂ · mean(y'·x̂))
+            let dx = map_blocks(d, |c, b, out| {
+                let (m, s) = (mean[c], inv_std[c]);
+                let scale = gamma[c] * s;
+                let mean_dy = sum_dy[c] / d.count();
+                let mean_dy_xhat = sum_dy_xhat[c] / d.count();
+                let (dy, x) = (&dy[b..b + d.hw], &x[b..b + d.hw]);
+                for ((o, g), v) in out.iter_mut().zip(dy).zip(x) {
+                    let xhat = (v - m) * s;
+                    *o = scale * (g - mean_dy - xhat * mean_dy_xhat);
+                }
+            });
+            grads.register::<Flex>(node.id, flex(dx, [d.n, d.c, d.hw]));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, flex(sum_dy_xhat, [d.c]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, flex(sum_dy, [d.c]));
+        }
+    }
+}
+
+fn tracked(
+    x: Tensor<Train, 3>,
+    gamma: Tensor<Train, 1>,
+    beta: Tensor<Train, 1>,
+) -> (Tensor<Train, 3>, Vec<f32>, Vec<f32>) {
+    let [n, c, hw] = x.dims();
+    let d = Dims { n, c, hw };
+    let (x, gamma, beta) = (
+        x.into_primitive().tensor(),
+        gamma.into_primitive().tensor(),
+        beta.into_primitive().tensor(),
+    );
+    let (xs, gs, bs) = (
+        values(&x.primitive),
+        values(&gamma.primitive),
+        values(&beta.primitive),
+    );
+    let (mean, var, inv_std) = statistics(&xs, d);
+    // y = x̂·γ + β = x·a + b per channel.
+    let a: Vec<f32> = (0..c).map(|k| gs[k] * inv_std[k]).collect();
+    let b: Vec<f32> = (0..c).map(|k| bs[k] - mean[k] * a[k]).collect();
+    let y = map_blocks(d, |k, from, out| {
+        for (o, v) in out.iter_mut().zip(&xs[from..from + hw]) {
+            *o = v * a[k] + b[k];
+        }
+    });
+    drop((xs, gs, bs));
+    let y = flex(y, [n, c, hw]);
+    let y = match NormGrad
+        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            prep.finish((x.primitive, gamma.primitive, mean.clone(), inv_std, d), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    (Tensor::from_primitive(TensorPrimitive::Float(y)), mean, var)
 }
 
 #[cfg(test)]
@@ -107,5 +322,43 @@ mod tests {
             Tensor::<CpuBackend, 4>::random([2, 3, 5, 6], Distribution::Normal(1.0, 2.0), &device);
         let d = max_diff(ours.forward(x.clone()), theirs.forward(x));
         assert!(d < 1e-5, "inference: outputs differ by {d}");
+    }
+
+    /// Through autodiff: the same gradients for the input, γ and β as burn's `BatchNorm`,
+    /// for a loss that weighs each output differently, on maps of 1×1 (a block sum with no
+    /// full lane) and of 7×5.
+    #[test]
+    fn gradients_match_burns() {
+        let device = Default::default();
+        for shape in [[6, 4, 1, 1], [3, 4, 7, 5]] {
+            let ours = BatchNorm2d::<CpuTrain>::new(4, &device);
+            let theirs = BatchNormConfig::new(4).init::<CpuTrain>(&device);
+            let x = Tensor::<CpuTrain, 4>::random(shape, Distribution::Normal(0.5, 3.0), &device);
+            let weights = x.clone().cos();
+            let xo = x.clone().detach().require_grad();
+            let yo = ours.forward(xo.clone());
+            let go = (yo.clone() * weights.clone()).sum().backward();
+            let xt = x.clone().detach().require_grad();
+            let yt = theirs.forward(xt.clone());
+            let gt = (yt * weights.clone()).sum().backward();
+            let d = max_diff(
+                xo.grad(&go).expect("tracked"),
+                xt.grad(&gt).expect("tracked"),
+            );
+            assert!(d < 1e-5, "{shape:?}: input gradients differ by {d}");
+            let d1 = |a: Tensor<CpuBackend, 1>, b: Tensor<CpuBackend, 1>| -> f32 {
+                a.sub(b).abs().max().into_scalar().elem()
+            };
+            let d = d1(
+                ours.gamma.val().grad(&go).expect("γ"),
+                theirs.gamma.val().grad(&gt).expect("γ"),
+            );
+            assert!(d < 1e-4, "{shape:?}: γ gradients differ by {d}");
+            let d = d1(
+                ours.beta.val().grad(&go).expect("β"),
+                theirs.beta.val().grad(&gt).expect("β"),
+            );
+            assert!(d < 1e-4, "{shape:?}: β gradients differ by {d}");
+        }
     }
 }
