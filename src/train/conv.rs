@@ -241,11 +241,7 @@ fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
             // One copy of the whole block; then the columns that read past a row's end
             // (into its neighbour) become the padding they stand for.
             row[block.clone()].copy_from_slice(&x[from..from + block.len()]);
-            for oh in t.rows.0..t.rows.1 {
-                let out = &mut row[oh * g.ow..][..g.ow];
-                out[..lo].fill(0.0);
-                out[hi..].fill(0.0);
-            }
+            zero_side_columns(g, &t, row);
             return;
         }
         for (n, oh) in (t.rows.0..t.rows.1).enumerate() {
@@ -265,6 +261,16 @@ fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
     });
 }
 
+/// Zeroes the columns left and right of a tap's inside columns, on its inside rows.
+fn zero_side_columns(g: &Geometry, t: &Tap, row: &mut [f32]) {
+    let (lo, hi) = t.cols;
+    for oh in t.rows.0..t.rows.1 {
+        let out = &mut row[oh * g.ow..][..g.ow];
+        out[..lo].fill(0.0);
+        out[hi..].fill(0.0);
+    }
+}
+
 /// The adjoint of [`im2col`]: adds every column entry back onto the pixel it was read from.
 /// Overwrites the entries of `cols` that stand for padding.
 fn col2im(g: &Geometry, cols: &mut [f32], x: &mut [f32]) {
@@ -279,11 +285,7 @@ fn col2im(g: &Geometry, cols: &mut [f32], x: &mut [f32]) {
         if let Some((block, to)) = g.block(&t) {
             // Padding entries would land on a neighbouring row's pixel: zero them, then
             // add the whole block at once.
-            for oh in t.rows.0..t.rows.1 {
-                let out = &mut row[oh * g.ow..][..g.ow];
-                out[..lo].fill(0.0);
-                out[hi..].fill(0.0);
-            }
+            zero_side_columns(g, &t, row);
             let len = block.len();
             add_to(&mut x[to..to + len], &row[block]);
             return;
