@@ -11,7 +11,7 @@ use crate::train::config::DeviceChoice;
 use crate::train::device::{self, Backend, CpuBackend, GpuBackend};
 use crate::train::evaluate::evaluate;
 
-pub static EVALUATE: Kind<EvaluateConfig> = Kind::new("evaluate", 3);
+pub static EVALUATE: Kind<EvaluateConfig> = Kind::new("evaluate", 4);
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]

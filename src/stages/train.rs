@@ -9,7 +9,7 @@ use crate::train::config::TrainConfig;
 use crate::train::device::{self, Backend, CpuTrain, GpuTrain};
 use crate::train::fit::{fit, recover_checkpoint, Dirs, EpochMetrics, Report};
 
-pub static TRAIN: Kind<TrainConfig> = Kind::new("train", 7);
+pub static TRAIN: Kind<TrainConfig> = Kind::new("train", 8);
 
 /// The one input of `kind` among a stage's inputs.
 pub fn input_of<'a>(inputs: &'a [Input], kind: &str, stage: &str) -> anyhow::Result<&'a Input> {

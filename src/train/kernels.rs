@@ -61,10 +61,9 @@ fn forward<B: Backend, const D: usize>(x: Tensor<B, D>, act: Act) -> Tensor<B, D
     let device = x.device();
     let data = x.into_data();
     let shape = data.shape.clone();
-    let values = data.as_slice::<f32>().expect("checked to be f32");
-    let mut out = vec![0f32; values.len()];
-    map(values, &mut out, act);
-    Tensor::from_data(TensorData::new(out, shape), &device)
+    let mut values = data.as_slice::<f32>().expect("checked to be f32").to_vec();
+    map(&mut values, act);
+    Tensor::from_data(TensorData::new(values, shape), &device)
 }
 
 /// The gradient step: the state is the forward's output.
@@ -112,34 +111,44 @@ fn tracked<const D: usize>(x: Tensor<CpuTrain, D>, act: Act) -> Tensor<CpuTrain,
     Tensor::from_primitive(TensorPrimitive::Float(y))
 }
 
-fn map(x: &[f32], out: &mut [f32], act: Act) {
+/// σ of every value, in place: the same numbers as [`sigmoid`] (for the fused LSTM).
+pub(super) fn sigmoid_slice(v: &mut [f32]) {
+    map(v, Act::Sigmoid)
+}
+
+/// tanh of every value, in place: the same numbers as [`tanh`].
+pub(super) fn tanh_slice(v: &mut [f32]) {
+    map(v, Act::Tanh)
+}
+
+fn map(v: &mut [f32], act: Act) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { map_avx2(x, out, act) };
+        return unsafe { map_avx2(v, act) };
     }
-    map_any(x, out, act)
+    map_any(v, act)
 }
 
 /// The same loop compiled for 8-lane registers. No FMA: the two paths round alike, so a
 /// run gives the same numbers with or without AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn map_avx2(x: &[f32], out: &mut [f32], act: Act) {
-    map_any(x, out, act)
+unsafe fn map_avx2(v: &mut [f32], act: Act) {
+    map_any(v, act)
 }
 
 #[inline(always)]
-fn map_any(x: &[f32], out: &mut [f32], act: Act) {
+fn map_any(v: &mut [f32], act: Act) {
     match act {
         Act::Sigmoid => {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = sigmoid1(v);
+            for x in v.iter_mut() {
+                *x = sigmoid1(*x);
             }
         }
         Act::Tanh => {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = 2.0 * sigmoid1(2.0 * v) - 1.0;
+            for x in v.iter_mut() {
+                *x = 2.0 * sigmoid1(2.0 * *x) - 1.0;
             }
         }
     }

@@ -145,12 +145,21 @@ impl<'a> Mat<'a> {
 
     /// The row-major `rows × cols` matrix at the start of `data`.
     pub(super) fn rows(data: &'a [f32], rows: usize, cols: usize) -> Mat<'a> {
-        assert!(data.len() >= rows * cols, "a {rows} × {cols} matrix");
+        Mat::strided(data, rows, cols, cols)
+    }
+
+    /// `rows × cols` at the start of `data`, row `i` starting at `data[i * row_stride]`:
+    /// one time step's rows of a `[batch, steps, features]` sequence.
+    pub(super) fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Mat<'a> {
+        assert!(
+            rows == 0 || data.len() >= (rows - 1) * row_stride + cols,
+            "a {rows} × {cols} matrix, rows {row_stride} apart"
+        );
         Mat {
             ptr: data.as_ptr(),
             rows,
             cols,
-            rs: cols as isize,
+            rs: row_stride as isize,
             cs: 1,
             data: PhantomData,
         }
@@ -183,6 +192,7 @@ fn mul(a: Mat, b: Mat) -> FlexTensor {
             product(
                 out.as_mut_ptr(),
                 m * n,
+                n,
                 false,
                 a,
                 b,
@@ -197,6 +207,13 @@ fn mul(a: Mat, b: Mat) -> FlexTensor {
 
 /// `dst = a · b`, `dst` row-major; every element of `dst` is written.
 pub(super) fn write(dst: &mut [MaybeUninit<f32>], a: Mat, b: Mat, both_cores: bool) {
+    assert_eq!(
+        dst.len(),
+        a.rows * b.cols,
+        "the output is {} × {}",
+        a.rows,
+        b.cols
+    );
     if a.cols == 0 {
         dst.fill(MaybeUninit::new(0.0));
         return;
@@ -206,6 +223,7 @@ pub(super) fn write(dst: &mut [MaybeUninit<f32>], a: Mat, b: Mat, both_cores: bo
         product(
             dst.as_mut_ptr().cast(),
             dst.len(),
+            b.cols,
             false,
             a,
             b,
@@ -217,23 +235,43 @@ pub(super) fn write(dst: &mut [MaybeUninit<f32>], a: Mat, b: Mat, both_cores: bo
 
 /// `dst += a · b`, `dst` row-major.
 pub(super) fn add(dst: &mut [f32], a: Mat, b: Mat, both_cores: bool) {
+    assert_eq!(
+        dst.len(),
+        a.rows * b.cols,
+        "the output is {} × {}",
+        a.rows,
+        b.cols
+    );
+    add_rows(dst, b.cols, a, b, both_cores, Packing::Gemms)
+}
+
+/// `dst += a · b`, row `i` of the product added at `dst[i * row_stride..]`.
+pub(super) fn add_rows(
+    dst: &mut [f32],
+    row_stride: usize,
+    a: Mat,
+    b: Mat,
+    both_cores: bool,
+    packing: Packing,
+) {
     // SAFETY: `dst` is initialized, so gemm may read it.
     unsafe {
         product(
             dst.as_mut_ptr(),
             dst.len(),
+            row_stride,
             true,
             a,
             b,
             both_cores,
-            Packing::Gemms,
+            packing,
         )
     }
 }
 
 /// Whether `gemm` copies the left-hand side into its own layout before multiplying.
 #[derive(Clone, Copy, PartialEq)]
-enum Packing {
+pub(super) enum Packing {
     /// Always: for the dense layers. `gemm` skips packing a column-major left-hand side
     /// when the product has few columns, which is what it sees in `x · W` for a batch of
     /// at most 96 rows (it computes `Wᵀ · xᵀ`): it then reads `W` one row, a new page,
@@ -244,6 +282,10 @@ enum Packing {
     /// left-hand side is the image's large column matrix, read in order, and used for few
     /// output channels (packing it was a third of ResNet-20's training time).
     Gemms,
+    /// Never, for a row-major `b` (which `gemm` reads as its column-major left-hand side):
+    /// the LSTM's step products `h · U` and `dG · Uᵀ` with `Uᵀ` stored, where `gemm` would
+    /// otherwise copy all of `U` on every step for a 64-row product.
+    Never,
 }
 
 /// The threshold is process-wide in `gemm`, so each product sets the one it wants; two
@@ -251,6 +293,8 @@ enum Packing {
 fn set_packing(packing: Packing) {
     let (single, multi) = match packing {
         Packing::Always => (0, 0),
+        // gemm's largest: pack only products of more than 256 · 6 rows.
+        Packing::Never => (256, 256),
         Packing::Gemms => (
             ::gemm::DEFAULT_LHS_PACKING_THRESHOLD_SINGLE_THREAD,
             ::gemm::DEFAULT_LHS_PACKING_THRESHOLD_MULTI_THREAD,
@@ -261,10 +305,13 @@ fn set_packing(packing: Packing) {
 }
 
 /// # Safety
-/// `dst` points at `len` writable elements, initialized if `read_dst`.
+/// `dst` points at `len` writable elements, initialized if `read_dst`; row `i` of the
+/// product goes to `dst[i * dst_rs..]`.
+#[allow(clippy::too_many_arguments)]
 unsafe fn product(
     dst: *mut f32,
     len: usize,
+    dst_rs: usize,
     read_dst: bool,
     a: Mat,
     b: Mat,
@@ -274,7 +321,10 @@ unsafe fn product(
     assert_eq!(a.cols, b.rows, "inner dimensions");
     set_packing(packing);
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert_eq!(len, m * n, "the output holds {m} × {n}");
+    assert!(
+        m == 0 || len >= (m - 1) * dst_rs + n,
+        "the output holds {m} × {n}, rows {dst_rs} apart"
+    );
     let parallelism = if both_cores {
         gemm::Parallelism::Rayon(0)
     } else {
@@ -288,7 +338,7 @@ unsafe fn product(
             k,
             dst,
             1,
-            n as isize,
+            dst_rs as isize,
             read_dst,
             a.ptr,
             a.cs,

@@ -10,6 +10,7 @@ pub mod fit;
 mod flex;
 pub mod kernels;
 pub mod layers;
+pub mod lstm;
 pub mod matmul;
 pub mod models;
 pub mod norm;

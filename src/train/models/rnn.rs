@@ -12,6 +12,7 @@ use crate::stage::FieldError;
 use crate::train::config::check_dropout;
 use crate::train::kernels::{sigmoid, tanh};
 use crate::train::layers::Build;
+use crate::train::lstm;
 use crate::train::matmul::{dense, matmul};
 
 use super::CLASSES;
@@ -127,7 +128,9 @@ impl<B: Backend> Gate<B> {
     }
 }
 
-/// One direction of one recurrent layer: the cell's gates, run over the steps.
+/// One direction of one recurrent layer: the cell's gates, run over the steps. On the CPU
+/// an LSTM runs as one operation over the whole sequence ([`lstm::sequence`]); other cells
+/// and backends step gate by gate.
 #[derive(Module, Debug)]
 pub struct Direction<B: Backend> {
     gates: Vec<Gate<B>>,
@@ -154,6 +157,19 @@ impl<B: Backend> Direction<B> {
             })
             .collect();
         Direction { gates }
+    }
+
+    /// The gates side by side, as [`lstm::sequence`] takes them: `[inputs, 4 · hidden]`,
+    /// `[hidden, 4 · hidden]` and `[1, 4 · hidden]`.
+    fn side_by_side(&self) -> [Tensor<B, 2>; 3] {
+        let all = |part: fn(&Gate<B>) -> Tensor<B, 2>| {
+            Tensor::cat(self.gates.iter().map(part).collect(), 1)
+        };
+        [
+            all(|g| g.weight.val()),
+            all(|g| g.recurrent_weight.val()),
+            all(Gate::input_bias),
+        ]
     }
 
     /// `steps`: each step's `[batch, inputs]`. Returns each step's hidden state in time
@@ -239,6 +255,19 @@ pub struct Layer<B: Backend> {
 }
 
 impl<B: Backend> Layer<B> {
+    /// An LSTM layer on the CPU: `[batch, steps, features]` → `[batch, steps, out]`.
+    fn forward_fused(&self, seq: Tensor<B, 3>) -> Tensor<B, 3> {
+        let run = |d: &Direction<B>, reverse: bool| {
+            let [w, u, b] = d.side_by_side();
+            lstm::sequence(seq.clone(), w, u, b, reverse)
+        };
+        let fwd = run(&self.forward, false);
+        match &self.backward {
+            Some(b) => Tensor::cat(vec![fwd, run(b, true)], 2),
+            None => fwd,
+        }
+    }
+
     fn forward(&self, steps: &[Tensor<B, 2>]) -> Vec<Tensor<B, 2>> {
         let fwd = self.forward.forward(self.cell, steps, false);
         match &self.backward {
@@ -313,20 +342,37 @@ impl<B: Backend> Recurrent<B> {
             Read::Columns => x.permute([0, 3, 1, 2]),
         }
         .reshape([batch, 32, 96]);
-        let mut steps: Vec<Tensor<B, 2>> =
-            seq.iter_dim(1).map(|s| s.reshape([batch, 96])).collect();
-        for layer in &self.layers {
-            steps = layer.forward(&steps);
-        }
-        let last = steps.len() - 1;
-        let features = if self.bidirectional {
-            // Forward direction ends at the last step, backward at the first.
-            let h = self.hidden;
-            let fwd = steps[last].clone().slice([0..batch, 0..h]);
-            let bwd = steps[0].clone().slice([0..batch, h..2 * h]);
-            Tensor::cat(vec![fwd, bwd], 1)
+        let h = self.hidden;
+        let features = if self.layers[0].cell == Cell::Lstm && lstm::fused_on::<B>() {
+            let seq = self
+                .layers
+                .iter()
+                .fold(seq, |seq, layer| layer.forward_fused(seq));
+            let step = |t: usize, from: usize| {
+                seq.clone()
+                    .slice([0..batch, t..t + 1, from..from + h])
+                    .reshape([batch, h])
+            };
+            if self.bidirectional {
+                // Forward direction ends at the last step, backward at the first.
+                Tensor::cat(vec![step(31, 0), step(0, h)], 1)
+            } else {
+                step(31, 0)
+            }
         } else {
-            steps.swap_remove(last)
+            let mut steps: Vec<Tensor<B, 2>> =
+                seq.iter_dim(1).map(|s| s.reshape([batch, 96])).collect();
+            for layer in &self.layers {
+                steps = layer.forward(&steps);
+            }
+            let last = steps.len() - 1;
+            if self.bidirectional {
+                let fwd = steps[last].clone().slice([0..batch, 0..h]);
+                let bwd = steps[0].clone().slice([0..batch, h..2 * h]);
+                Tensor::cat(vec![fwd, bwd], 1)
+            } else {
+                steps.swap_remove(last)
+            }
         };
         dense(&self.head, self.dropout.forward(features))
     }
@@ -357,11 +403,15 @@ mod tests {
 
     /// Our cell with random weights and biases (the biases are zeros at init).
     fn ours(cell: Cell, device: &burn::tensor::Device<B>) -> Direction<B> {
+        random(cell, device)
+    }
+
+    fn random<Bk: Backend>(cell: Cell, device: &Bk::Device) -> Direction<Bk> {
         let init = Initializer::Normal {
             mean: 0.0,
             std: 0.5,
         };
-        let mut d = Direction::<B>::new(cell, INPUTS, HIDDEN, &init, device);
+        let mut d = Direction::<Bk>::new(cell, INPUTS, HIDDEN, &init, device);
         for g in &mut d.gates {
             let shape = g.bias.dims();
             g.bias = Param::from_tensor(Tensor::random(
@@ -395,6 +445,75 @@ mod tests {
             Distribution::Normal(0.0, 1.0),
             device,
         )
+    }
+
+    /// On the CPU an LSTM direction runs as one operation (`lstm::sequence`): the same
+    /// states, and the same gradients of the input and of every gate's weights and bias,
+    /// as gate by gate, in both directions, for batches that split unevenly over the cores
+    /// and one of a single image; and without autodiff (evaluation) the same states.
+    #[test]
+    fn fused_lstm_matches_gate_by_gate() {
+        use crate::train::device::CpuTrain as T;
+        use burn::module::AutodiffModule;
+        let device = Default::default();
+        for (batch, reverse) in [(5, false), (5, true), (1, false), (9, true)] {
+            let d = random::<T>(Cell::Lstm, &device);
+            let x = Tensor::<T, 3>::random(
+                [batch, STEPS, INPUTS],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            // A loss that weighs every state of every step differently.
+            let weights = Tensor::<T, 3>::random(
+                [batch, STEPS, HIDDEN],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let run = |fused: bool| {
+                let x = x.clone().detach().require_grad();
+                let states = if fused {
+                    let [w, u, b] = d.side_by_side();
+                    lstm::sequence(x.clone(), w, u, b, reverse)
+                } else {
+                    let steps: Vec<Tensor<T, 2>> = x
+                        .clone()
+                        .iter_dim(1)
+                        .map(|s| s.reshape([batch, INPUTS]))
+                        .collect();
+                    Tensor::stack(d.forward(Cell::Lstm, &steps, reverse), 1)
+                };
+                let g = (states.clone() * weights.clone()).sum().backward();
+                let mut grads = vec![x.grad(&g).expect("x is tracked").reshape([-1])];
+                for gate in &d.gates {
+                    for p in [&gate.weight, &gate.recurrent_weight, &gate.bias] {
+                        grads.push(p.val().grad(&g).expect("tracked").reshape([-1]));
+                    }
+                }
+                (states.inner(), grads)
+            };
+            let (fused, stepped) = (run(true), run(false));
+            let what = format!("batch {batch}, reverse {reverse}");
+            let diff: f32 = (fused.0.clone() - stepped.0)
+                .abs()
+                .max()
+                .into_scalar()
+                .elem();
+            assert!(diff < 1e-5, "{what}: states differ by {diff}");
+            let names = ["input"].into_iter().chain(
+                ["input gate", "forget gate", "output gate", "candidate"]
+                    .into_iter()
+                    .flat_map(|g| [g; 3]),
+            );
+            for ((ours, theirs), name) in fused.1.into_iter().zip(stepped.1).zip(names) {
+                let diff: f32 = (ours - theirs).abs().max().into_scalar().elem();
+                assert!(diff < 1e-4, "{what}: {name} gradients differ by {diff}");
+            }
+            let valid = d.valid();
+            let [w, u, b] = valid.side_by_side();
+            let inference = lstm::sequence(x.inner(), w, u, b, reverse);
+            let diff: f32 = (inference - fused.0).abs().max().into_scalar().elem();
+            assert!(diff == 0.0, "{what}: inference states differ by {diff}");
+        }
     }
 
     /// The gate-by-gate cells compute what burn's `Lstm`, `Gru` (reset after) and `Rnn`
