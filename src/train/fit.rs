@@ -12,8 +12,7 @@ use std::time::Instant;
 use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
@@ -23,6 +22,7 @@ use super::config::{OptimizerKind, TrainConfig};
 use super::data::Batcher;
 use super::layers::{parameter_count, penalty};
 use super::models::{init, Model};
+use super::sgd::Sgd;
 use crate::dataset::{Dataset, Split};
 use crate::stages::normalize::SplitMix64;
 
@@ -149,14 +149,7 @@ pub fn fit<B: AutodiffBackend>(
     let o = &cfg.optimizer;
     match o.kind {
         OptimizerKind::Sgd => {
-            let momentum = (o.momentum > 0.0).then_some(MomentumConfig {
-                momentum: o.momentum,
-                dampening: 0.0,
-                nesterov: o.nesterov,
-            });
-            let optim = SgdConfig::new()
-                .with_momentum(momentum)
-                .init::<B, Model<B>>();
+            let optim = Sgd::new(o.momentum, o.nesterov).init::<B, Model<B>>();
             run(cfg, data, device, backend, dirs, report, optim)
         }
         OptimizerKind::Adam => {

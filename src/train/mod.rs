@@ -14,4 +14,5 @@ pub mod lstm;
 pub mod matmul;
 pub mod models;
 pub mod norm;
+pub mod sgd;
 pub mod tensorboard;
