@@ -161,6 +161,20 @@ fn product(a: Mat, b: Mat, m: usize, n: usize, both_cores: bool) -> Vec<f32> {
     out
 }
 
+/// A row's four gates: input, forget, output, candidate.
+fn quarters(g: &[f32]) -> [&[f32]; 4] {
+    let q = g.len() / 4;
+    [&g[..q], &g[q..2 * q], &g[2 * q..3 * q], &g[3 * q..]]
+}
+
+fn quarters_mut(g: &mut [f32]) -> [&mut [f32]; 4] {
+    let q = g.len() / 4;
+    let (a, rest) = g.split_at_mut(q);
+    let (b, rest) = rest.split_at_mut(q);
+    let (c, d) = rest.split_at_mut(q);
+    [a, b, c, d]
+}
+
 /// Row `read` of `v` to read and row `write` to write (`read` ≠ `write`), `len` wide.
 fn two_rows(v: &mut [f32], len: usize, read: usize, write: usize) -> (&[f32], &mut [f32]) {
     assert_ne!(read, write);
@@ -266,9 +280,7 @@ impl ShareForward<'_> {
                 }
                 sigmoid_slice(&mut g[..3 * hid]);
                 tanh_slice(&mut g[3 * hid..]);
-                let (i, rest) = g.split_at(hid);
-                let (f, rest) = rest.split_at(hid);
-                let (o, cand) = rest.split_at(hid);
+                let [i, f, o, cand] = quarters(g);
                 // Before the first step read the cell state is zero.
                 let (c_prev, c_t) = match prev {
                     Some(p) => two_rows(c, hid, j * t_len + p, row),
@@ -354,9 +366,7 @@ impl ShareBackward<'_> {
                 let row = j * t_len + t;
                 let at = base + row;
                 let g = &s.gates[at * g4..][..g4];
-                let (i, rest) = g.split_at(hid);
-                let (f, rest) = rest.split_at(hid);
-                let (o, cand) = rest.split_at(hid);
+                let [i, f, o, cand] = quarters(g);
                 let tc = &s.tc[at * hid..][..hid];
                 let c_prev = match prev {
                     Some(p) => &s.c[(base + j * t_len + p) * hid..][..hid],
@@ -365,9 +375,7 @@ impl ShareBackward<'_> {
                 let dh_t = &dh[at * hid..][..hid];
                 let dhn = &dh_next[j * hid..][..hid];
                 let dcn = &mut dc_next[j * hid..][..hid];
-                let (di, rest) = dg[row * g4..][..g4].split_at_mut(hid);
-                let (df, rest) = rest.split_at_mut(hid);
-                let (d_o, dcand) = rest.split_at_mut(hid);
+                let [di, df, d_o, dcand] = quarters_mut(&mut dg[row * g4..][..g4]);
                 for q in 0..hid {
                     let dht = dh_t[q] + dhn[q];
                     let dc = dcn[q] + dht * o[q] * (1.0 - tc[q] * tc[q]);

@@ -205,15 +205,21 @@ fn mul(a: Mat, b: Mat) -> FlexTensor {
     tensor(out, [m, n])
 }
 
-/// `dst = a · b`, `dst` row-major; every element of `dst` is written.
-pub(super) fn write(dst: &mut [MaybeUninit<f32>], a: Mat, b: Mat, both_cores: bool) {
+/// A row-major output of `a · b` holds exactly its `m × n` values.
+#[track_caller]
+fn check_output(len: usize, a: Mat, b: Mat) {
     assert_eq!(
-        dst.len(),
+        len,
         a.rows * b.cols,
         "the output is {} × {}",
         a.rows,
         b.cols
     );
+}
+
+/// `dst = a · b`, `dst` row-major; every element of `dst` is written.
+pub(super) fn write(dst: &mut [MaybeUninit<f32>], a: Mat, b: Mat, both_cores: bool) {
+    check_output(dst.len(), a, b);
     if a.cols == 0 {
         dst.fill(MaybeUninit::new(0.0));
         return;
@@ -235,13 +241,7 @@ pub(super) fn write(dst: &mut [MaybeUninit<f32>], a: Mat, b: Mat, both_cores: bo
 
 /// `dst += a · b`, `dst` row-major.
 pub(super) fn add(dst: &mut [f32], a: Mat, b: Mat, both_cores: bool) {
-    assert_eq!(
-        dst.len(),
-        a.rows * b.cols,
-        "the output is {} × {}",
-        a.rows,
-        b.cols
-    );
+    check_output(dst.len(), a, b);
     add_rows(dst, b.cols, a, b, both_cores, Packing::Gemms)
 }
 

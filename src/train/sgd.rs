@@ -133,13 +133,21 @@ impl Sgd {
         ws.par_chunks_mut(CHUNK)
             .zip(vs.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
-            .for_each(|((w, v), g)| {
-                for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
-                    if !first {
+            .for_each(move |((w, v), g)| {
+                // Loops without branches inside, so they vectorize.
+                if !first {
+                    for (v, &g) in v.iter_mut().zip(g) {
                         *v = g + *v * m;
                     }
-                    let step = if nesterov { *v * m + g } else { *v };
-                    *w -= step * lr;
+                }
+                if nesterov {
+                    for ((w, &v), &g) in w.iter_mut().zip(v.iter()).zip(g) {
+                        *w -= (v * m + g) * lr;
+                    }
+                } else {
+                    for (w, &v) in w.iter_mut().zip(v.iter()) {
+                        *w -= v * lr;
+                    }
                 }
             });
         let wrap = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
