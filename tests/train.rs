@@ -110,8 +110,9 @@ fn every_family_learns_a_learnable_task() {
     }
 }
 
+/// With batch norm: its running statistics are saved with the weights, ids included.
 const MLP: &str = r#"(name: "mlp", kind: "train", inputs: ["data"],
-    config: (model: Mlp(hidden: [256], dropout: [0.3]), epochs: EPOCHS, batch_size: 32,
+    config: (model: Mlp(hidden: [256], dropout: [0.3], batch_norm: true), epochs: EPOCHS, batch_size: 32,
              optimizer: (lr: 0.02, momentum: 0.9), seed: 7))"#;
 
 #[test]

@@ -3,6 +3,8 @@
 //! order (so a seed gives the same weights however the model is used afterwards).
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+
+use super::norm::BatchNorm2d;
 use burn::nn::{Initializer, LinearConfig};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
@@ -60,9 +62,32 @@ pub fn initializer(init: &Init) -> Initializer {
 #[derive(Clone, Debug)]
 pub struct Build {
     pub kernel: Initializer,
+    /// Batch norms made so far: their running statistics' ids.
+    norms: std::cell::Cell<u64>,
 }
 
+/// Where the ids of batch norms' running statistics start: [`renumber`] gives parameters
+/// 0, 1, 2…, and these are not parameters.
+const RUNNING_STATE_IDS: u64 = 1 << 48;
+
 impl Build {
+    pub fn new(kernel: Initializer) -> Self {
+        Build {
+            kernel,
+            norms: std::cell::Cell::new(0),
+        }
+    }
+
+    /// A batch norm whose running statistics have ids numbered in the order the model
+    /// makes them: burn draws those at random (as it does parameters' ids, see
+    /// [`renumber`], which cannot reach these), and writes them into the saved weights.
+    pub fn batch_norm<B: Backend>(&self, channels: usize, device: &B::Device) -> BatchNorm2d<B> {
+        let k = self.norms.get();
+        self.norms.set(k + 1);
+        let id = |i: u64| ParamId::from(RUNNING_STATE_IDS + 2 * k + i);
+        BatchNorm2d::new(channels, [id(0), id(1)], device)
+    }
+
     pub fn linear<B: Backend>(
         &self,
         d_in: usize,

@@ -22,7 +22,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::Autodiff;
-use burn::module::{Module, Param, RunningState};
+use burn::module::{Module, Param, ParamId, RunningState};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
@@ -43,12 +43,13 @@ pub struct BatchNorm2d<B: Backend> {
 }
 
 impl<B: Backend> BatchNorm2d<B> {
-    pub fn new(channels: usize, device: &B::Device) -> Self {
+    /// `ids`: of the running mean and variance (models get them from `Build::batch_norm`).
+    pub fn new(channels: usize, ids: [ParamId; 2], device: &B::Device) -> Self {
         BatchNorm2d {
             gamma: Param::from_tensor(Tensor::ones([channels], device)),
             beta: Param::from_tensor(Tensor::zeros([channels], device)),
-            running_mean: RunningState::new(Tensor::zeros([channels], device)),
-            running_var: RunningState::new(Tensor::ones([channels], device)),
+            running_mean: RunningState::with_id(ids[0], Tensor::zeros([channels], device)),
+            running_var: RunningState::with_id(ids[1], Tensor::ones([channels], device)),
         }
     }
 
@@ -306,7 +307,7 @@ mod tests {
     #[test]
     fn matches_burns_batch_norm() {
         let device = Default::default();
-        let ours = BatchNorm2d::<CpuTrain>::new(3, &device);
+        let ours = BatchNorm2d::<CpuTrain>::new(3, [ParamId::new(), ParamId::new()], &device);
         let theirs = BatchNormConfig::new(3).init::<CpuTrain>(&device);
         for step in 0..3 {
             let x = Tensor::<CpuTrain, 4>::random(
@@ -331,7 +332,7 @@ mod tests {
     fn gradients_match_burns() {
         let device = Default::default();
         for shape in [[6, 4, 1, 1], [3, 4, 7, 5]] {
-            let ours = BatchNorm2d::<CpuTrain>::new(4, &device);
+            let ours = BatchNorm2d::<CpuTrain>::new(4, [ParamId::new(), ParamId::new()], &device);
             let theirs = BatchNormConfig::new(4).init::<CpuTrain>(&device);
             let x = Tensor::<CpuTrain, 4>::random(shape, Distribution::Normal(0.5, 3.0), &device);
             let weights = x.clone().cos();

@@ -224,7 +224,7 @@ impl ConvNetConfig {
                     .init(device),
                 bias: Param::from_tensor(Tensor::zeros([b.filters], device)),
             });
-            norms.push(b.batch_norm.then(|| BatchNorm2d::new(b.filters, device)));
+            norms.push(b.batch_norm.then(|| build.batch_norm(b.filters, device)));
             block_dropouts.push(DropoutConfig::new(b.dropout).init());
             shapes.push(Shape { pool: b.pool });
             channels = b.filters;

@@ -2,7 +2,7 @@
 //! normalization after each hidden dense layer.
 
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use crate::stage::FieldError;
 use crate::train::config::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
 use crate::train::matmul::dense;
+use crate::train::norm::BatchNorm2d;
 
 use super::{flat, CLASSES, INPUTS};
 
@@ -46,7 +47,7 @@ impl Default for MlpConfig {
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     layers: Vec<Linear<B>>,
-    norms: Vec<BatchNorm<B>>,
+    norms: Vec<BatchNorm2d<B>>,
     dropouts: Vec<Dropout>,
     out: Linear<B>,
     activation: Activation,
@@ -90,7 +91,7 @@ impl MlpConfig {
         for (i, &h) in self.hidden.iter().enumerate() {
             layers.push(build.linear(width, h, device));
             if self.batch_norm {
-                norms.push(BatchNormConfig::new(h).init(device));
+                norms.push(build.batch_norm(h, device));
             }
             dropouts.push(DropoutConfig::new(self.dropout_of(i)).init());
             width = h;
@@ -111,7 +112,9 @@ impl<B: Backend> Mlp<B> {
         for (i, layer) in self.layers.iter().enumerate() {
             h = dense(layer, h);
             if let Some(norm) = self.norms.get(i) {
-                h = norm.forward(h);
+                // Features as channels of 1 × 1 maps.
+                let [n, c] = h.dims();
+                h = norm.forward(h.reshape([n, c, 1, 1])).reshape([n, c]);
             }
             h = self.dropouts[i].forward(activate(self.activation, h));
         }

@@ -77,9 +77,7 @@ impl ModelConfig {
 /// Builds the model of `cfg` with every parameter initialized now, in a fixed order, from
 /// the backend's generator (seed it first).
 pub fn init<B: Backend>(cfg: &TrainConfig, device: &B::Device) -> Model<B> {
-    let build = Build {
-        kernel: initializer(&cfg.initializer),
-    };
+    let build = Build::new(initializer(&cfg.initializer));
     let model = match &cfg.model {
         ModelConfig::Linear(c) => Model::Linear(c.init(&build, device)),
         ModelConfig::Perceptron(c) => Model::Perceptron(c.init(&build, device)),

@@ -84,13 +84,13 @@ impl<B: Backend> BasicBlock<B> {
                 .with_bias(false)
                 .with_initializer(build.kernel.clone())
                 .init(device);
-            (conv, BatchNorm2d::new(c_out, device))
+            (conv, build.batch_norm(c_out, device))
         });
         BasicBlock {
             conv1: conv3(build, c_in, c_out, stride, device),
-            bn1: BatchNorm2d::new(c_out, device),
+            bn1: build.batch_norm(c_out, device),
             conv2: conv3(build, c_out, c_out, 1, device),
-            bn2: BatchNorm2d::new(c_out, device),
+            bn2: build.batch_norm(c_out, device),
             project,
         }
     }
@@ -145,7 +145,7 @@ impl ResNetConfig {
         }
         ResNet {
             stem: conv3(build, 3, self.width, 1, device),
-            stem_bn: BatchNorm2d::new(self.width, device),
+            stem_bn: build.batch_norm(self.width, device),
             blocks,
             head: build.linear(c, CLASSES, device),
             activation: self.activation,
