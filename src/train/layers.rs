@@ -3,8 +3,6 @@
 //! order (so a seed gives the same weights however the model is used afterwards).
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-
-use super::norm::BatchNorm2d;
 use burn::nn::{Initializer, LinearConfig};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
@@ -12,6 +10,7 @@ use burn::tensor::Tensor;
 
 use super::config::{Activation, Init, Regularizer};
 use super::kernels;
+use super::norm::BatchNorm2d;
 
 pub fn activate<B: Backend, const D: usize>(a: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
     match a {
@@ -59,7 +58,8 @@ pub fn initializer(init: &Init) -> Initializer {
 
 /// How a family builds its layers: kernel initializer from the config, everything else
 /// burn's defaults. Biases are set afterwards by [`init_biases`].
-#[derive(Clone, Debug)]
+/// Not `Clone`: a copy would number batch norms from the same count as the original.
+#[derive(Debug)]
 pub struct Build {
     pub kernel: Initializer,
     /// Batch norms made so far: their running statistics' ids.

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 
 use super::flex::{cast, tensor, values};
 use super::kernels::{sigmoid_slice, tanh_slice};
-use super::matmul::{add_rows, write, Mat, Packing};
+use super::matmul::{add_rows, new_product, Mat, Packing};
 
 type Train = Autodiff<Flex>;
 
@@ -74,24 +74,14 @@ pub fn sequence<B: Backend>(
             Tensor<Flex, 2>,
         )>()
         .expect("fused_on accepts Flex and Autodiff<Flex> only");
-    let [x, w, u, b] = [
-        x.into_primitive().tensor(),
-        w.into_primitive().tensor(),
-        u.into_primitive().tensor(),
-        b.into_primitive().tensor(),
-    ];
-    let d = Dims::of(&x, &u);
-    let (h, _) = forward(
-        &values(&x),
-        &values(&w),
-        &values(&u),
-        &values(&b),
-        d,
+    let (h, _, _) = forward(
+        &x.into_primitive().tensor(),
+        &w.into_primitive().tensor(),
+        &u.into_primitive().tensor(),
+        &b.into_primitive().tensor(),
         reverse,
     );
-    cast(Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(
-        tensor(h, [d.batch, d.steps, d.hidden]),
-    )))
+    cast(Tensor::<Flex, 3>::from_primitive(TensorPrimitive::Float(h)))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -152,15 +142,6 @@ struct Saved {
     tc: Vec<f32>,
 }
 
-/// `a · b`, `m × n`, into a new vector (`a` is `m × k`).
-fn product(a: Mat, b: Mat, m: usize, n: usize, both_cores: bool) -> Vec<f32> {
-    let mut out = Vec::with_capacity(m * n);
-    write(&mut out.spare_capacity_mut()[..m * n], a, b, both_cores);
-    // SAFETY: `write` wrote all m × n elements.
-    unsafe { out.set_len(m * n) };
-    out
-}
-
 /// A row's four gates: input, forget, output, candidate.
 fn quarters(g: &[f32]) -> [&[f32]; 4] {
     let q = g.len() / 4;
@@ -187,29 +168,29 @@ fn two_rows(v: &mut [f32], len: usize, read: usize, write: usize) -> (&[f32], &m
     }
 }
 
-/// The hidden states `[batch, steps, hidden]` and what the backward needs.
+/// The hidden states `[batch, steps, hidden]`, what the backward needs, and the sizes.
 fn forward(
-    x: &[f32],
-    w: &[f32],
-    u: &[f32],
-    b: &[f32],
-    d: Dims,
+    x: &FlexTensor,
+    w: &FlexTensor,
+    u: &FlexTensor,
+    b: &FlexTensor,
     reverse: bool,
-) -> (Vec<f32>, Saved) {
+) -> (FlexTensor, Saved, Dims) {
+    let d = Dims::of(x, u);
+    let (x, w, u, b) = (values(x), values(w), values(u), values(b));
     let (g4, hid, t_len) = (d.gates(), d.hidden, d.steps);
     // The input side of every step at once: x · W (+ h₋₁ · U + b, step by step below).
-    let mut gates = product(
-        Mat::rows(x, d.rows(), d.inputs),
-        Mat::rows(w, d.inputs, g4),
-        d.rows(),
-        g4,
+    let mut gates = new_product(
+        Mat::rows(&x, d.rows(), d.inputs),
+        Mat::rows(&w, d.inputs, g4),
         true,
+        Packing::Gemms,
     );
     let mut c = vec![0f32; d.rows() * hid];
     let mut tc = vec![0f32; d.rows() * hid];
     let mut h = vec![0f32; d.rows() * hid];
     let share = d.share();
-    let u = Mat::rows(u, hid, g4);
+    let u = Mat::rows(&u, hid, g4);
     gates
         .par_chunks_mut(share * t_len * g4)
         .zip(c.par_chunks_mut(share * t_len * hid))
@@ -222,13 +203,14 @@ fn forward(
                 tc,
                 h,
                 u,
-                b,
+                b: &b,
                 d,
                 reverse,
             };
             share.run()
         });
-    (h, Saved { gates, c, tc })
+    let h = tensor(h, [d.batch, d.steps, d.hidden]);
+    (h, Saved { gates, c, tc }, d)
 }
 
 /// One share of the batch in the forward pass: its rows of every `[batch, steps, …]`
@@ -432,7 +414,12 @@ impl Backward<Flex, 4> for LstmGrad {
         let dg_m = Mat::rows(&dg, rows, g4);
         if let Some(node) = node_w {
             let x = values(&x);
-            let dw = product(Mat::rows(&x, rows, d.inputs).t(), dg_m, d.inputs, g4, true);
+            let dw = new_product(
+                Mat::rows(&x, rows, d.inputs).t(),
+                dg_m,
+                true,
+                Packing::Gemms,
+            );
             grads.register::<Flex>(node.id, tensor(dw, [d.inputs, g4]));
         }
         if let Some(node) = node_u {
@@ -447,7 +434,12 @@ impl Backward<Flex, 4> for LstmGrad {
                     }
                 }
             }
-            let du = product(Mat::rows(&h_prev, rows, hid).t(), dg_m, hid, g4, true);
+            let du = new_product(
+                Mat::rows(&h_prev, rows, hid).t(),
+                dg_m,
+                true,
+                Packing::Gemms,
+            );
             grads.register::<Flex>(node.id, tensor(du, [hid, g4]));
         }
         if let Some(node) = node_b {
@@ -461,7 +453,7 @@ impl Backward<Flex, 4> for LstmGrad {
         }
         if let Some(node) = node_x {
             let w = values(&w);
-            let dx = product(dg_m, Mat::rows(&w, d.inputs, g4).t(), rows, d.inputs, true);
+            let dx = new_product(dg_m, Mat::rows(&w, d.inputs, g4).t(), true, Packing::Gemms);
             grads.register::<Flex>(node.id, tensor(dx, [d.batch, d.steps, d.inputs]));
         }
     }
@@ -480,16 +472,13 @@ fn tracked(
         u.into_primitive().tensor(),
         b.into_primitive().tensor(),
     ];
-    let d = Dims::of(&x.primitive, &u.primitive);
-    let (h, saved) = forward(
-        &values(&x.primitive),
-        &values(&w.primitive),
-        &values(&u.primitive),
-        &values(&b.primitive),
-        d,
+    let (h, saved, d) = forward(
+        &x.primitive,
+        &w.primitive,
+        &u.primitive,
+        &b.primitive,
         reverse,
     );
-    let h = tensor(h, [d.batch, d.steps, d.hidden]);
     let y = match LstmGrad
         .prepare::<NoCheckpointing>([
             x.node.clone(),

@@ -182,27 +182,24 @@ const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 /// `a · b` into a new row-major tensor, on both cores when it is large.
 fn mul(a: Mat, b: Mat) -> FlexTensor {
     let (m, n) = (a.rows, b.cols);
-    let mut out: Vec<f32> = Vec::with_capacity(m * n);
     let both_cores = m * n * a.cols >= PARALLEL_THRESHOLD;
+    tensor(new_product(a, b, both_cores, Packing::Always), [m, n])
+}
+
+/// `a · b` into a new row-major vector, written once.
+pub(super) fn new_product(a: Mat, b: Mat, both_cores: bool, packing: Packing) -> Vec<f32> {
+    let (m, n) = (a.rows, b.cols);
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
     if a.cols == 0 {
         out.resize(m * n, 0.0);
     } else {
         // SAFETY: with `read_dst` false and k ≥ 1, gemm writes all m × n elements.
         unsafe {
-            product(
-                out.as_mut_ptr(),
-                m * n,
-                n,
-                false,
-                a,
-                b,
-                both_cores,
-                Packing::Always,
-            );
+            product(out.as_mut_ptr(), m * n, n, false, a, b, both_cores, packing);
             out.set_len(m * n);
         }
     }
-    tensor(out, [m, n])
+    out
 }
 
 /// A row-major output of `a · b` holds exactly its `m × n` values.

@@ -353,11 +353,12 @@ impl<B: Backend> Recurrent<B> {
                     .slice([0..batch, t..t + 1, from..from + h])
                     .reshape([batch, h])
             };
+            let last = seq.dims()[1] - 1;
             if self.bidirectional {
                 // Forward direction ends at the last step, backward at the first.
-                Tensor::cat(vec![step(31, 0), step(0, h)], 1)
+                Tensor::cat(vec![step(last, 0), step(0, h)], 1)
             } else {
-                step(31, 0)
+                step(last, 0)
             }
         } else {
             let mut steps: Vec<Tensor<B, 2>> =
@@ -402,10 +403,6 @@ mod tests {
     }
 
     /// Our cell with random weights and biases (the biases are zeros at init).
-    fn ours(cell: Cell, device: &burn::tensor::Device<B>) -> Direction<B> {
-        random(cell, device)
-    }
-
     fn random<Bk: Backend>(cell: Cell, device: &Bk::Device) -> Direction<Bk> {
         let init = Initializer::Normal {
             mean: 0.0,
@@ -523,7 +520,7 @@ mod tests {
         let device = Default::default();
         let zero = || Tensor::<B, 1>::zeros([HIDDEN], &device);
         for reverse in [false, true] {
-            let d = ours(Cell::Lstm, &device);
+            let d = random::<B>(Cell::Lstm, &device);
             let mut lstm = LstmConfig::new(INPUTS, HIDDEN, true)
                 .with_reverse(reverse)
                 .init::<B>(&device);
@@ -534,7 +531,7 @@ mod tests {
             let x = input(&device);
             compare(Cell::Lstm, &d, reverse, lstm.forward(x.clone(), None).0, x);
 
-            let d = ours(Cell::Simple, &device);
+            let d = random::<B>(Cell::Simple, &device);
             let mut rnn = RnnConfig::new(INPUTS, HIDDEN, true)
                 .with_reverse(reverse)
                 .init::<B>(&device);
@@ -542,7 +539,7 @@ mod tests {
             let x = input(&device);
             compare(Cell::Simple, &d, reverse, rnn.forward(x.clone(), None).0, x);
         }
-        let d = ours(Cell::Gru, &device);
+        let d = random::<B>(Cell::Gru, &device);
         let mut gru = GruConfig::new(INPUTS, HIDDEN, true).init::<B>(&device);
         assert!(gru.reset_after);
         load(&mut gru.update_gate, &d.gates[0], zero());
