@@ -14,5 +14,6 @@ pub mod lstm;
 pub mod matmul;
 pub mod models;
 pub mod norm;
+pub mod pool;
 pub mod sgd;
 pub mod tensorboard;

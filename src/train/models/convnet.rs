@@ -3,7 +3,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
+use burn::nn::pool::AvgPool2dConfig;
 use burn::nn::{Dropout, DropoutConfig, Linear, PaddingConfig2d};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -15,6 +15,7 @@ use crate::train::conv;
 use crate::train::layers::{activate, Build};
 use crate::train::matmul::dense;
 use crate::train::norm::BatchNorm2d;
+use crate::train::pool;
 
 use super::CLASSES;
 
@@ -259,7 +260,7 @@ impl<B: Backend> ConvNet<B> {
             }
             h = activate(self.activation, h);
             h = match self.shapes[i].pool {
-                Some(Pool::Max(k)) => MaxPool2dConfig::new([k, k]).init().forward(h),
+                Some(Pool::Max(k)) => pool::max_pool2d(h, k),
                 Some(Pool::Avg(k)) => AvgPool2dConfig::new([k, k]).init().forward(h),
                 None => h,
             };
