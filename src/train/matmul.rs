@@ -1,5 +1,5 @@
 //! The dense layers' matrix products on the CPU backend (`flex`), called through the `gemm`
-//! crate directly, as `flex` itself does, but without two of its costs (docs/BENCHMARKS.md):
+//! crate directly, as `flex` itself does, but without three of its costs (docs/BENCHMARKS.md):
 //!
 //! - **Output buffers**: `flex` allocates every product's output zeroed and then copies it
 //!   into a 16-byte aligned buffer before `gemm` overwrites it: three passes over a buffer
@@ -8,6 +8,8 @@
 //! - **Small batches**: for `x · W` with a batch of at most 96 rows `gemm` reads burn's
 //!   row-major `[inputs, outputs]` weight unpacked, a new page per step along the inner
 //!   axis; here it always packs (half the seed perceptron's forward product).
+//! - **Two cores**: `gemm`'s own split left some shapes as slow as on one core; here each
+//!   core computes its half of the output (see [`halves`]).
 //!
 //! The backward is the usual pair, `dx = dy · Wᵀ` and `dW = xᵀ · dy`, computed the
 //! same way. Other backends (CUDA, `ndarray`) keep burn's `Linear` and `matmul`.
@@ -162,6 +164,34 @@ impl<'a> Mat<'a> {
             rs: row_stride as isize,
             cs: 1,
             data: PhantomData,
+        }
+    }
+
+    /// Columns `from..to`.
+    fn columns(self, from: usize, to: usize) -> Mat<'a> {
+        assert!(from <= to && to <= self.cols);
+        Mat {
+            // SAFETY: column `from` lies inside the view (or one past its last column).
+            ptr: unsafe { self.ptr.offset(from as isize * self.cs) },
+            cols: to - from,
+            ..self
+        }
+    }
+
+    /// The first `rows` rows.
+    fn first_rows(self, rows: usize) -> Mat<'a> {
+        assert!(rows <= self.rows);
+        Mat { rows, ..self }
+    }
+
+    /// Rows `from..`.
+    fn rows_from(self, from: usize) -> Mat<'a> {
+        assert!(from <= self.rows);
+        Mat {
+            // SAFETY: row `from` lies inside the view (or one past its last row).
+            ptr: unsafe { self.ptr.offset(from as isize * self.rs) },
+            rows: self.rows - from,
+            ..self
         }
     }
 
@@ -322,11 +352,10 @@ unsafe fn product(
         m == 0 || len >= (m - 1) * dst_rs + n,
         "the output holds {m} × {n}, rows {dst_rs} apart"
     );
-    let parallelism = if both_cores {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
+    if both_cores && m.max(n) >= 2 * LANES {
+        // SAFETY: the halves write disjoint parts of `dst`, each inside the caller's.
+        return unsafe { halves(dst, len, dst_rs, read_dst, a, b, packing) };
+    }
     // SAFETY: the views lie inside storage they borrow; `dst` as the caller promised.
     unsafe {
         gemm::gemm(
@@ -348,8 +377,72 @@ unsafe fn product(
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
+    }
+}
+
+/// Floats in an AVX-512 register: a split at a multiple of it keeps `gemm`'s tiles whole.
+const LANES: usize = 16;
+
+/// A product on both cores as two single-threaded products, one per half of the output's
+/// longer side (columns on a tie). `gemm`'s own split (`Parallelism::Rayon`) ran some of
+/// the dense layers' shapes no faster than one core: `dy · Wᵀ` of `[256, 512] × [512,
+/// 512]`, the Highway and MLP hidden layers' input gradient, at 61–75 GFLOP/s against
+/// 135 this way (examples measured 2026-12-02 night, docs/BENCHMARKS.md). Each output
+/// value is summed by one core in an order that does not depend on how many there are.
+///
+/// # Safety
+/// As [`product`].
+unsafe fn halves(
+    dst: *mut f32,
+    len: usize,
+    dst_rs: usize,
+    read_dst: bool,
+    a: Mat,
+    b: Mat,
+    packing: Packing,
+) {
+    let (m, n) = (a.rows, b.cols);
+    let half = |size: usize| (size / 2).div_ceil(LANES) * LANES;
+    // The second half's start in `dst`, and the two halves of each operand.
+    let (offset, (a0, a1), (b0, b1)) = if n >= m {
+        let h = half(n);
+        (h, (a, a), (b.columns(0, h), b.columns(h, n)))
+    } else {
+        let h = half(m);
+        (h * dst_rs, (a.first_rows(h), a.rows_from(h)), (b, b))
+    };
+    let second = Shared(unsafe { dst.add(offset) });
+    let first = Shared(dst);
+    rayon::join(
+        // SAFETY: the halves' outputs do not overlap and lie inside `dst[..len]`.
+        || unsafe { product(first.get(), len, dst_rs, read_dst, a0, b0, false, packing) },
+        || unsafe {
+            product(
+                second.get(),
+                len - offset,
+                dst_rs,
+                read_dst,
+                a1,
+                b1,
+                false,
+                packing,
+            )
+        },
+    );
+}
+
+/// An output pointer handed to the other core for its own half.
+struct Shared(*mut f32);
+
+// SAFETY: each half writes only its own part of the output (see `halves`).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn get(&self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -371,6 +464,8 @@ mod tests {
         let device = Default::default();
         for (batch, d_in, d_out, transposed_input) in [
             (8, 1100, 1000, false),
+            // More rows than columns: the two cores split the rows.
+            (300, 200, 150, false),
             (200, 30, 20, false),
             (5, 7, 3, true),
         ] {
@@ -416,6 +511,46 @@ mod tests {
                 max_diff(ours.3, theirs.3) < 1e-4,
                 "{what}: bias gradients differ"
             );
+        }
+    }
+
+    /// On both cores, split by columns or by rows at any size, the product has the same
+    /// bits as on one: each value is summed by one core, in the same order.
+    #[test]
+    fn both_cores_give_one_cores_bits() {
+        let values = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
+                .collect()
+        };
+        for (m, k, n) in [
+            (37, 50, 45),
+            (100, 64, 33),
+            (33, 20, 100),
+            (32, 9, 32),
+            (70, 300, 500),
+        ] {
+            let (a, b) = (values(m * k), values(k * n));
+            for (a, b) in [
+                (Mat::rows(&a, m, k), Mat::rows(&b, k, n)),
+                (Mat::rows(&a, k, m).t(), Mat::rows(&b, n, k).t()),
+            ] {
+                for packing in [Packing::Always, Packing::Gemms, Packing::Never] {
+                    let one = new_product(a, b, false, packing);
+                    let two = new_product(a, b, true, packing);
+                    assert!(
+                        one.iter()
+                            .zip(&two)
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{m} × {k} × {n}: the two-core product differs"
+                    );
+                    let mut sum = values(m * n);
+                    let mut sum_two = sum.clone();
+                    add_rows(&mut sum, n, a, b, false, packing);
+                    add_rows(&mut sum_two, n, a, b, true, packing);
+                    assert_eq!(sum, sum_two, "{m} × {k} × {n}: the two-core sum differs");
+                }
+            }
         }
     }
 

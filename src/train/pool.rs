@@ -31,7 +31,14 @@ pub fn max_pool2d<B: Backend>(x: Tensor<B, 4>, k: usize) -> Tensor<B, 4> {
     if x.dtype() != DType::F32 || k == 0 || k > h || k > w {
         return MaxPool2dConfig::new([k, k]).init().forward(x);
     }
-    let d = Dims { planes: n * c, n, c, h, w, k };
+    let d = Dims {
+        planes: n * c,
+        n,
+        c,
+        h,
+        w,
+        k,
+    };
     let x: Box<dyn Any> = Box::new(x);
     let x = match x.downcast::<Tensor<Train, 4>>() {
         Ok(x) => return cast(tracked(*x, d)),
@@ -90,7 +97,8 @@ fn forward(x: &[f32], d: Dims, keep_winners: bool) -> (Vec<f32>, Vec<u32>) {
             if k == 2 {
                 let (top, bottom) = rows.split_at(d.w);
                 for (o, out) in y_r.iter_mut().enumerate() {
-                    let (m, i) = first_max([top[2 * o], top[2 * o + 1], bottom[2 * o], bottom[2 * o + 1]]);
+                    let (m, i) =
+                        first_max([top[2 * o], top[2 * o + 1], bottom[2 * o], bottom[2 * o + 1]]);
                     *out = m;
                     if let Some(win) = win_p.get_mut(r * ow + o) {
                         *win = i;
@@ -218,7 +226,8 @@ mod tests {
             (3, [2, 2, 10, 8], false),
             (1, [1, 2, 3, 3], false),
         ] {
-            let x = Tensor::<Train, 4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+            let x =
+                Tensor::<Train, 4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);
             // Rounded and clipped at zero: many windows hold equal values.
             let x = (x * 2.0).round().clamp_min(0.0);
             let x = if transposed { x.swap_dims(2, 3) } else { x };
@@ -227,7 +236,11 @@ mod tests {
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let weights = if transposed { weights.swap_dims(2, 3) } else { weights };
+            let weights = if transposed {
+                weights.swap_dims(2, 3)
+            } else {
+                weights
+            };
             let run = |ours: bool| {
                 let x = x.clone().detach().require_grad();
                 let y = if ours {
@@ -236,7 +249,10 @@ mod tests {
                     MaxPool2dConfig::new([k, k]).init().forward(x.clone())
                 };
                 let g = (y.clone() * weights.clone()).sum().backward();
-                (y.inner().into_data(), x.grad(&g).expect("x is tracked").into_data())
+                (
+                    y.inner().into_data(),
+                    x.grad(&g).expect("x is tracked").into_data(),
+                )
             };
             let (ours, theirs) = (run(true), run(false));
             let what = format!("window {k} on {n}×{c}×{h}×{w}, transposed {transposed}");
@@ -252,13 +268,21 @@ mod tests {
     fn ties_go_to_the_first_pixel() {
         let device = Default::default();
         let x = Tensor::<Flex, 4>::from_data(
-            TensorData::new(vec![1.0f32, 5.0, 5.0, 2.0, f32::NAN, 9.0, 0.0, 0.0], [1, 2, 2, 2]),
+            TensorData::new(
+                vec![1.0f32, 5.0, 5.0, 2.0, f32::NAN, 9.0, 0.0, 0.0],
+                [1, 2, 2, 2],
+            ),
             &device,
         );
         let x = Tensor::<Train, 4>::from_inner(x).require_grad();
         let y = max_pool2d(x.clone(), 2);
         let g = y.clone().sum().backward();
-        let dx = x.grad(&g).expect("tracked").into_data().to_vec::<f32>().unwrap();
+        let dx = x
+            .grad(&g)
+            .expect("tracked")
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         assert_eq!(dx, vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
         let y = y.inner().into_data().to_vec::<f32>().unwrap();
         assert_eq!(y[0], 5.0);
