@@ -3,6 +3,7 @@ models, data, batch size, optimizer and epochs. Prints a markdown table; gates n
 
     bench/setup.sh                                # once: peers into bench/.venv, release build
     bench/.venv/bin/python bench/train.py         # CPU, 2 threads, the genuine sample, 2 epochs
+    bench/.venv/bin/python bench/train.py --repeat 3   # 3 runs a side, alternated: medians
     python3 bench/train.py --device cuda          # on a GPU machine with PyTorch installed
 
 Both sides read the very files pipe's `normalize` stage wrote (x / 256, 1000 validation
@@ -89,8 +90,9 @@ class Project:
             stages.append(f'(name: "e_{name}", kind: "evaluate", inputs: ["t_{name}", "data"]),')
         (root / "pipelines" / "b.ron").write_text("Pipeline(stages: [\n" + "\n".join(stages) + "\n])\n")
 
-    def build(self, target, cache="cache"):
-        return run([self.pipe, "--device", self.device, "--cache", cache, "build", target], cwd=self.root)
+    def build(self, target, cache="cache", force=False):
+        again = ["--force", target] if force else []
+        return run([self.pipe, "--device", self.device, "--cache", cache, "build", *again, target], cwd=self.root)
 
     def outputs(self, stage, cache="cache"):
         """{path: object file} of a built stage's outputs in the content-addressed cache."""
@@ -155,12 +157,13 @@ def measure(a, proj, data, name, model, batch, momentum, torch_family):
             "model.bin": first["model.bin"].name == second["model.bin"].name,
             "metrics": curves(first) == curves(second),
         }
+    torch_cmd = [
+        sys.executable, str(ROOT / "bench" / "torch_train.py"), "--data", str(data),
+        "--family", torch_family, "--epochs", str(a.epochs), "--batch", str(batch),
+        "--momentum", str(momentum), "--threads", str(a.threads), "--device", torch_device,
+    ]
     if not a.no_torch:
-        out, rss, wall = run([
-            sys.executable, str(ROOT / "bench" / "torch_train.py"), "--data", str(data),
-            "--family", torch_family, "--epochs", str(a.epochs), "--batch", str(batch),
-            "--momentum", str(momentum), "--threads", str(a.threads), "--device", torch_device,
-        ])
+        out, rss, wall = run(torch_cmd)
         t = json.loads(out)
         r["torch"] = {
             "version": t["torch"],
@@ -172,6 +175,21 @@ def measure(a, proj, data, name, model, batch, momentum, torch_family):
             "peak_rss_mib": rss,
             "wall_seconds": wall,
         }
+    # More runs, pipe and PyTorch alternated, so that a slow minute on a shared machine
+    # weighs on both sides alike; the table shows medians, the JSON every run.
+    pipe_runs = [r["pipe"]["train_images_per_second"]]
+    torch_runs = [r["torch"]["train_images_per_second"]] if "torch" in r else []
+    for _ in range(a.repeat - 1):
+        proj.build(f"b:t_{name}", force=True)
+        summary = json.loads(proj.outputs(f"b:t_{name}")["summary.json"].read_text())
+        pipe_runs.append(summary["train_images_per_second"])
+        if not a.no_torch:
+            torch_runs.append(json.loads(run(torch_cmd)[0])["train_images_per_second"])
+    r["pipe"]["runs_images_per_second"] = pipe_runs
+    r["pipe"]["train_images_per_second"] = statistics.median(pipe_runs)
+    if torch_runs:
+        r["torch"]["runs_images_per_second"] = torch_runs
+        r["torch"]["train_images_per_second"] = statistics.median(torch_runs)
     print(json.dumps(r), flush=True)
     return r
 
@@ -188,6 +206,8 @@ def main():
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--determinism", action="store_true",
                     help="also train each family a second time in a fresh cache and compare weights")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="train each family this many times on each side, alternating; report medians")
     ap.add_argument("--workdir", help="keep the project here (default: a temporary folder)")
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
