@@ -24,10 +24,19 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let shapes = if args.len() >= 3 {
         let flag = |i: usize| args.get(i).is_some_and(|s| s == "t");
-        vec![Shape { m: args[0].parse().unwrap(), k: args[1].parse().unwrap(), n: args[2].parse().unwrap(), a_t: flag(3), b_t: flag(4) }]
+        vec![Shape {
+            m: args[0].parse().unwrap(),
+            k: args[1].parse().unwrap(),
+            n: args[2].parse().unwrap(),
+            a_t: flag(3),
+            b_t: flag(4),
+        }]
     } else {
         // (m, k, n, a transposed, b transposed): the MLP's and Highway's layers at batch 256
         // (x · W, dy · Wᵀ, xᵀ · dy), the ConvNet's dense layer at batch 128, the seed
@@ -61,19 +70,41 @@ fn measure(s: &Shape) {
     let b = vec![0.25f32; k * n];
     let mut c = vec![0f32; m * n];
     // (row stride, column stride) of each logical matrix.
-    let (ars, acs) = if s.a_t { (1, m as isize) } else { (k as isize, 1) };
-    let (brs, bcs) = if s.b_t { (1, k as isize) } else { (n as isize, 1) };
+    let (ars, acs) = if s.a_t {
+        (1, m as isize)
+    } else {
+        (k as isize, 1)
+    };
+    let (brs, bcs) = if s.b_t {
+        (1, k as isize)
+    } else {
+        (n as isize, 1)
+    };
     let out = Out(c.as_mut_ptr());
     let (a, b) = (a.as_ptr() as usize, b.as_ptr() as usize);
     // One product of rows `r0..r0 + rows` and columns `c0..c0 + cols` of the output.
     let part = move |r0: usize, rows: usize, c0: usize, cols: usize, par: Parallelism| unsafe {
         let out = out;
         gemm::gemm(
-            rows, cols, k,
-            out.0.add(r0 * n + c0), 1, n as isize, false,
-            (a as *const f32).offset(r0 as isize * ars), acs, ars,
-            (b as *const f32).offset(c0 as isize * bcs), bcs, brs,
-            0.0, 1.0, false, false, false, par,
+            rows,
+            cols,
+            k,
+            out.0.add(r0 * n + c0),
+            1,
+            n as isize,
+            false,
+            (a as *const f32).offset(r0 as isize * ars),
+            acs,
+            ars,
+            (b as *const f32).offset(c0 as isize * bcs),
+            bcs,
+            brs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
         )
     };
     let reps = (2e9 / (2.0 * (m * k * n) as f64)).clamp(5.0, 200.0) as usize;
@@ -88,10 +119,16 @@ fn measure(s: &Shape) {
     let rayon_split = gflops(&|| part(0, m, 0, n, Parallelism::Rayon(0)));
     let one = gflops(&|| part(0, m, 0, n, Parallelism::None));
     let rows = gflops(&|| {
-        rayon::join(|| part(0, m / 2, 0, n, Parallelism::None), || part(m / 2, m - m / 2, 0, n, Parallelism::None));
+        rayon::join(
+            || part(0, m / 2, 0, n, Parallelism::None),
+            || part(m / 2, m - m / 2, 0, n, Parallelism::None),
+        );
     });
     let cols = gflops(&|| {
-        rayon::join(|| part(0, m, 0, n / 2, Parallelism::None), || part(0, m, n / 2, n - n / 2, Parallelism::None));
+        rayon::join(
+            || part(0, m, 0, n / 2, Parallelism::None),
+            || part(0, m, n / 2, n - n / 2, Parallelism::None),
+        );
     });
     let t = |x: bool| if x { "t" } else { "n" };
     println!(

@@ -388,9 +388,10 @@ const LANES: usize = 16;
 /// A product on both cores as two single-threaded products, one per half of the output's
 /// longer side (columns on a tie). `gemm`'s own split (`Parallelism::Rayon`) ran some of
 /// the dense layers' shapes no faster than one core: `dy · Wᵀ` of `[256, 512] × [512,
-/// 512]`, the Highway and MLP hidden layers' input gradient, at 61–75 GFLOP/s against
-/// 135 this way (examples measured 2026-12-02 night, docs/BENCHMARKS.md). Each output
-/// value is summed by one core in an order that does not depend on how many there are.
+/// 512]`, the Highway and MLP hidden layers' input gradient, at 61–96 GFLOP/s against
+/// 135–140 this way (`cargo bench --bench products`; docs/BENCHMARKS.md, 2026-12-02
+/// night). Each output value is summed by one core in an order that does not depend on
+/// how many there are.
 ///
 /// # Safety
 /// As [`product`].
