@@ -178,19 +178,13 @@ impl<'a> Mat<'a> {
         }
     }
 
-    /// The first `rows` rows.
-    fn first_rows(self, rows: usize) -> Mat<'a> {
-        assert!(rows <= self.rows);
-        Mat { rows, ..self }
-    }
-
-    /// Rows `from..`.
-    fn rows_from(self, from: usize) -> Mat<'a> {
-        assert!(from <= self.rows);
+    /// Rows `from..to`.
+    fn row_range(self, from: usize, to: usize) -> Mat<'a> {
+        assert!(from <= to && to <= self.rows);
         Mat {
             // SAFETY: row `from` lies inside the view (or one past its last row).
             ptr: unsafe { self.ptr.offset(from as isize * self.rs) },
-            rows: self.rows - from,
+            rows: to - from,
             ..self
         }
     }
@@ -412,7 +406,7 @@ unsafe fn halves(
         (h, (a, a), (b.columns(0, h), b.columns(h, n)))
     } else {
         let h = half(m);
-        (h * dst_rs, (a.first_rows(h), a.rows_from(h)), (b, b))
+        (h * dst_rs, (a.row_range(0, h), a.row_range(h, m)), (b, b))
     };
     let second = Shared(unsafe { dst.add(offset) });
     let first = Shared(dst);

@@ -31,14 +31,7 @@ pub fn max_pool2d<B: Backend>(x: Tensor<B, 4>, k: usize) -> Tensor<B, 4> {
     if x.dtype() != DType::F32 || k == 0 || k > h || k > w {
         return MaxPool2dConfig::new([k, k]).init().forward(x);
     }
-    let d = Dims {
-        planes: n * c,
-        n,
-        c,
-        h,
-        w,
-        k,
-    };
+    let d = Dims { n, c, h, w, k };
     let x: Box<dyn Any> = Box::new(x);
     let x = match x.downcast::<Tensor<Train, 4>>() {
         Ok(x) => return cast(tracked(*x, d)),
@@ -61,8 +54,6 @@ pub fn max_pool2d<B: Backend>(x: Tensor<B, 4>, k: usize) -> Tensor<B, 4> {
 /// The input's sizes and the window.
 #[derive(Clone, Copy, Debug)]
 struct Dims {
-    /// Images × channels: the planes pooled independently.
-    planes: usize,
     n: usize,
     c: usize,
     h: usize,
@@ -71,6 +62,11 @@ struct Dims {
 }
 
 impl Dims {
+    /// Images × channels: the planes pooled independently.
+    fn planes(&self) -> usize {
+        self.n * self.c
+    }
+
     fn oh(&self) -> usize {
         self.h / self.k
     }
@@ -88,7 +84,7 @@ impl Dims {
 fn forward(x: &[f32], d: Dims, keep_winners: bool) -> (Vec<f32>, Vec<u32>) {
     let (oh, ow, k) = (d.oh(), d.ow(), d.k);
     let out_plane = oh * ow;
-    let mut y = vec![0f32; d.planes * out_plane];
+    let mut y = vec![0f32; d.planes() * out_plane];
     let mut winners = vec![0u32; if keep_winners { y.len() } else { 0 }];
     let pool_plane = |x_p: &[f32], y_p: &mut [f32], win_p: &mut [u32]| {
         for r in 0..oh {
@@ -107,17 +103,15 @@ fn forward(x: &[f32], d: Dims, keep_winners: bool) -> (Vec<f32>, Vec<u32>) {
                 continue;
             }
             for (o, out) in y_r.iter_mut().enumerate() {
-                let (mut m, mut at) = (rows[o * k], 0);
+                let mut best = (rows[o * k], 0);
                 for i in 0..k {
                     for (j, &v) in rows[i * d.w + o * k..][..k].iter().enumerate() {
-                        if v > m {
-                            (m, at) = (v, i * k + j);
-                        }
+                        best = keep_first_max(best, v, (i * k + j) as u32);
                     }
                 }
-                *out = m;
+                *out = best.0;
                 if let Some(win) = win_p.get_mut(r * ow + o) {
-                    *win = at as u32;
+                    *win = best.1;
                 }
             }
         }
@@ -136,23 +130,25 @@ fn forward(x: &[f32], d: Dims, keep_winners: bool) -> (Vec<f32>, Vec<u32>) {
     (y, winners)
 }
 
-/// The maximum of a 2 × 2 window read in row order and its position, without branches so
-/// the loop around it stays straight-line.
+/// The maximum of a 2 × 2 window read in row order and its position.
 #[inline(always)]
 fn first_max(v: [f32; 4]) -> (f32, u32) {
-    let (mut m, mut at) = (v[0], 0);
-    for (i, &x) in v.iter().enumerate().skip(1) {
-        let greater = x > m;
-        m = if greater { x } else { m };
-        at = if greater { i as u32 } else { at };
-    }
-    (m, at)
+    (1..4).fold((v[0], 0), |best, i| keep_first_max(best, v[i], i as u32))
+}
+
+/// The running maximum and its position, or pixel `i` if its value `v` is strictly
+/// greater: ties stay with the earlier pixel, and NaN neither wins nor is beaten. Without
+/// branches, so the loops around it stay straight-line.
+#[inline(always)]
+fn keep_first_max((m, at): (f32, u32), v: f32, i: u32) -> (f32, u32) {
+    let greater = v > m;
+    (if greater { v } else { m }, if greater { i } else { at })
 }
 
 /// `x'`: each output's gradient on its window's winner, zero elsewhere.
 fn backward(dy: &[f32], winners: &[u32], d: Dims) -> Vec<f32> {
     let (oh, ow, k) = (d.oh(), d.ow(), d.k);
-    let mut dx = vec![0f32; d.planes * d.h * d.w];
+    let mut dx = vec![0f32; d.planes() * d.h * d.w];
     dx.par_chunks_mut(d.h * d.w)
         .zip(dy.par_chunks(oh * ow))
         .zip(winners.par_chunks(oh * ow))
