@@ -8,6 +8,7 @@ pub mod device;
 pub mod evaluate;
 pub mod fit;
 mod flex;
+pub mod gate;
 pub mod kernels;
 pub mod layers;
 pub mod lstm;

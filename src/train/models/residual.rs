@@ -4,7 +4,7 @@
 //! one; they share the activation and the classifier head.
 
 use crate::train::conv::conv2d_module;
-use crate::train::kernels::sigmoid;
+use crate::train::gate::highway_mix;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::AdaptiveAvgPool2dConfig;
@@ -264,9 +264,8 @@ impl<B: Backend> Highway<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut h = activate(self.activation, dense(&self.input, flat(x)));
         for l in &self.layers {
-            let t = sigmoid(dense(&l.gate, h.clone()));
-            let transformed = activate(self.activation, dense(&l.transform, h.clone()));
-            h = transformed * t.clone() + h * (t.neg() + 1.0);
+            let gate = dense(&l.gate, h.clone());
+            h = highway_mix(gate, dense(&l.transform, h.clone()), h, self.activation);
         }
         dense(&self.head, self.dropout.forward(h))
     }
