@@ -183,7 +183,14 @@ mod tests {
     #[test]
     fn matches_the_tensor_operations_bit_for_bit() {
         let device = Default::default();
-        for [rows, cols] in [[3, 5], [17, 1000], [256, 64], [74, 512], [256, 512], [1000, 512]] {
+        for [rows, cols] in [
+            [3, 5],
+            [17, 1000],
+            [256, 64],
+            [74, 512],
+            [256, 512],
+            [1000, 512],
+        ] {
             let normal = || {
                 Tensor::<Train, 2>::random([rows, cols], Distribution::Normal(0.0, 2.0), &device)
             };

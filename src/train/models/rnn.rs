@@ -5,7 +5,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::stage::FieldError;
@@ -333,15 +333,45 @@ impl RecurrentConfig {
     }
 }
 
-impl<B: Backend> Recurrent<B> {
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let [batch, _, _, _] = x.dims();
-        // [batch, channel, row, col] → [batch, step, channel, pixel] → [batch, 32, 96]
-        let seq = match self.read {
+/// `[batch, channel, row, col]` → `[batch, step, channel · pixel]`, a step per row (or
+/// column). On the CPU backend, for images (no gradient to carry), the copy is made here a
+/// row at a time: `flex` makes the permuted tensor contiguous through a per-element strided
+/// iterator, 5.7% of an LSTM's training time (`perf`, docs/BENCHMARKS.md).
+fn steps_of<B: Backend>(x: Tensor<B, 4>, read: Read) -> Tensor<B, 3> {
+    let [n, c, rows, cols] = x.dims();
+    let (steps, pixels) = match read {
+        Read::Rows => (rows, cols),
+        Read::Columns => (cols, rows),
+    };
+    if !(lstm::fused_on::<B>() && x.dtype() == DType::F32 && !x.is_require_grad()) {
+        return match read {
             Read::Rows => x.swap_dims(1, 2),
             Read::Columns => x.permute([0, 3, 1, 2]),
         }
-        .reshape([batch, 32, 96]);
+        .reshape([n, steps, c * pixels]);
+    }
+    let device = x.device();
+    let data = x.into_data();
+    let v = data.as_slice::<f32>().expect("checked to be f32");
+    let at = |i: usize, ch: usize, row: usize| ((i * c + ch) * rows + row) * cols;
+    let mut out = Vec::with_capacity(v.len());
+    for i in 0..n {
+        for step in 0..steps {
+            for ch in 0..c {
+                match read {
+                    Read::Rows => out.extend_from_slice(&v[at(i, ch, step)..][..cols]),
+                    Read::Columns => out.extend((0..rows).map(|row| v[at(i, ch, row) + step])),
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [n, steps, c * pixels]), &device)
+}
+
+impl<B: Backend> Recurrent<B> {
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let [batch, _, _, _] = x.dims();
+        let seq = steps_of(x, self.read);
         let h = self.hidden;
         let features = if self.layers[0].cell == Cell::Lstm && lstm::fused_on::<B>() {
             let seq = self
@@ -442,6 +472,35 @@ mod tests {
             Distribution::Normal(0.0, 1.0),
             device,
         )
+    }
+
+    /// The row-at-a-time copy gives burn's permuted tensor, reading rows or columns of a
+    /// non-square image, on the inner and the autodiff backend; a tracked input keeps
+    /// burn's operations (its gradient arrives).
+    #[test]
+    fn steps_are_burns_permutation() {
+        use crate::train::device::CpuTrain as T;
+        let device = Default::default();
+        let x = Tensor::<B, 4>::random([2, 3, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+        for (read, theirs) in [
+            (Read::Rows, x.clone().swap_dims(1, 2).reshape([2, 4, 15])),
+            (
+                Read::Columns,
+                x.clone().permute([0, 3, 1, 2]).reshape([2, 5, 12]),
+            ),
+        ] {
+            let theirs = theirs.into_data();
+            assert_eq!(steps_of(x.clone(), read).into_data(), theirs, "{read:?}");
+            let tracked = Tensor::<T, 4>::from_inner(x.clone());
+            assert_eq!(
+                steps_of(tracked.clone(), read).into_data(),
+                theirs,
+                "{read:?}"
+            );
+            let tracked = tracked.require_grad();
+            let g = steps_of(tracked.clone(), read).sum().backward();
+            assert!(tracked.grad(&g).is_some(), "{read:?}: gradient lost");
+        }
     }
 
     /// On the CPU an LSTM direction runs as one operation (`lstm::sequence`): the same
