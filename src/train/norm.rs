@@ -12,9 +12,12 @@
 //! hand-written backward (x' = γ/σ · (y' − mean(y') − x̂ · mean(y'·x̂))): two passes over
 //! the maps forward and two back, where the tensor-op version made some twenty, each a
 //! separate `flex` kernel and allocation (docs/BENCHMARKS.md). Sums run in 16 lanes, each
-//! channel in a fixed order: the same bits on every run.
+//! channel in a fixed order: the same bits on every run. A ReLU after it, and a residual
+//! block's sum before that ReLU, are part of the operation (`forward_then`): two passes
+//! fewer over the maps forward, and `flex`'s separate ReLU gradient replaced by a mask
+//! recomputed from the input.
 
-use std::any::Any;
+use std::any::TypeId;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -27,7 +30,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
+use super::config::Activation;
 use super::flex::{cast, tensor as flex, values};
+use super::layers::activate;
 
 type Train = Autodiff<Flex>;
 
@@ -54,30 +59,76 @@ impl<B: Backend> BatchNorm2d<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        self.forward_then(x, None, Activation::Linear)
+    }
+
+    /// `act(bn(x))`, or `act(bn(x) + carried)` (a residual block's end). On the CPU in
+    /// training, with ReLU (or nothing) after it, this is one operation: the sum and the
+    /// ReLU are made while the normalized values are written, and the backward pass
+    /// recomputes ReLU's mask from the input instead of a separate pass each way over the
+    /// maps (outputs and gradients are the same bits as the separate operations; test).
+    pub fn forward_then(
+        &self,
+        x: Tensor<B, 4>,
+        carried: Option<Tensor<B, 4>>,
+        act: Activation,
+    ) -> Tensor<B, 4> {
+        let [n, c, h, w] = x.dims();
+        let device = x.device();
+        let relu = match act {
+            Activation::Relu => true,
+            Activation::Linear if carried.is_none() => false,
+            _ => return self.separately(x, carried, act),
+        };
+        if TypeId::of::<B>() != TypeId::of::<Train>() || x.dtype() != DType::F32 {
+            return self.separately(x, carried, act);
+        }
+        let x: Tensor<Train, 3> = cast(x.reshape([n, c, h * w]));
+        let carried = carried.map(|t| cast::<_, Tensor<Train, 3>>(t.reshape([n, c, h * w])));
+        let (y, mean, var) = tracked(
+            x,
+            cast(self.gamma.val()),
+            cast(self.beta.val()),
+            carried,
+            relu,
+        );
+        let channel = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [c]), &device);
+        self.update(&self.running_mean, channel(mean));
+        self.update(&self.running_var, channel(var));
+        cast::<_, Tensor<B, 3>>(y).reshape([n, c, h, w])
+    }
+
+    /// [`forward_then`](Self::forward_then) as separate operations.
+    fn separately(
+        &self,
+        x: Tensor<B, 4>,
+        carried: Option<Tensor<B, 4>>,
+        act: Activation,
+    ) -> Tensor<B, 4> {
+        let y = self.normalize(x);
+        activate(
+            act,
+            match carried {
+                Some(carried) => y + carried,
+                None => y,
+            },
+        )
+    }
+
+    fn update(&self, state: &RunningState<Tensor<B, 1>>, batch: Tensor<B, 1>) {
+        let old = state.value_sync();
+        state.update(
+            old.mul_scalar(1.0 - MOMENTUM)
+                .add(batch.detach().mul_scalar(MOMENTUM))
+                .detach(),
+        );
+    }
+
+    /// Batch norm as tensor operations (other backends, and inference).
+    fn normalize(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
         let x = x.reshape([n, c, h * w]);
         let device = x.device();
-        let update = |state: &RunningState<Tensor<B, 1>>, batch: Tensor<B, 1>| {
-            let old = state.value_sync();
-            state.update(
-                old.mul_scalar(1.0 - MOMENTUM)
-                    .add(batch.detach().mul_scalar(MOMENTUM))
-                    .detach(),
-            );
-        };
-        let x = if B::ad_enabled(&device) {
-            match fused(x, self.gamma.val(), self.beta.val()) {
-                Ok((y, mean, var)) => {
-                    let channel = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [c]), &device);
-                    update(&self.running_mean, channel(mean));
-                    update(&self.running_var, channel(var));
-                    return y.reshape([n, c, h, w]);
-                }
-                Err((x, _, _)) => x,
-            }
-        } else {
-            x
-        };
         // [C] or [1, C, 1] → [N, C, 1]: one value per row of the view.
         let rows = |t: Tensor<B, 3>| t.repeat_dim(0, n);
         let channel = |t: Tensor<B, 1>| t.reshape([1, c, 1]);
@@ -91,8 +142,8 @@ impl<B: Backend> BatchNorm2d<B> {
                 .sum_dim(2)
                 .sum_dim(0)
                 .div_scalar(count);
-            update(&self.running_mean, mean.reshape([c]));
-            update(&self.running_var, var.clone().reshape([c]));
+            self.update(&self.running_mean, mean.reshape([c]));
+            self.update(&self.running_var, var.clone().reshape([c]));
             (centered, var)
         } else {
             let mean = channel(self.running_mean.value());
@@ -105,29 +156,6 @@ impl<B: Backend> BatchNorm2d<B> {
             .mul(channel(self.gamma.val()));
         let y = centered * rows(scale) + rows(channel(self.beta.val()));
         y.reshape([n, c, h, w])
-    }
-}
-
-/// Training-mode batch norm on the CPU backend as one operation with a hand-written
-/// backward, or `None` on other backends. Returns the output and the batch's mean and
-/// (biased) variance per channel, for the running statistics.
-fn fused<B: Backend>(
-    x: Tensor<B, 3>,
-    gamma: Tensor<B, 1>,
-    beta: Tensor<B, 1>,
-) -> Result<(Tensor<B, 3>, Vec<f32>, Vec<f32>), (Tensor<B, 3>, Tensor<B, 1>, Tensor<B, 1>)> {
-    if x.dtype() != DType::F32 {
-        return Err((x, gamma, beta));
-    }
-    let all: Box<dyn Any> = Box::new((x, gamma, beta));
-    match all.downcast::<(Tensor<Train, 3>, Tensor<Train, 1>, Tensor<Train, 1>)>() {
-        Ok(t) => {
-            let (y, mean, var) = tracked(t.0, t.1, t.2);
-            Ok((cast(y), mean, var))
-        }
-        Err(all) => Err(*all
-            .downcast::<(Tensor<B, 3>, Tensor<B, 1>, Tensor<B, 1>)>()
-            .expect("its own types")),
     }
 }
 
@@ -207,18 +235,60 @@ fn map_blocks(d: Dims, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> 
     out
 }
 
+/// What the operation did after normalizing, which its backward pass undoes first.
+#[derive(Clone, Debug)]
+struct Then {
+    /// Each channel's `y = x·a + b`, to recompute ReLU's mask from the input.
+    a: Vec<f32>,
+    b: Vec<f32>,
+    /// The residual added before the ReLU; its gradient is the masked output gradient.
+    carried: Option<FlexTensor>,
+}
+
+/// `N` parents: the input, γ, β, and the carried residual when there is one.
 #[derive(Debug)]
-struct NormGrad;
+struct NormGrad<const N: usize>;
 
-impl Backward<Flex, 3> for NormGrad {
-    /// The input, γ, and each channel's mean and 1 / σ.
-    type State = (FlexTensor, FlexTensor, Vec<f32>, Vec<f32>, Dims);
+impl<const N: usize> Backward<Flex, N> for NormGrad<N> {
+    /// The input, γ, each channel's mean and 1 / σ, and the ReLU (and sum) after them.
+    type State = (
+        FlexTensor,
+        FlexTensor,
+        Vec<f32>,
+        Vec<f32>,
+        Dims,
+        Option<Then>,
+    );
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (node_x, node_gamma, node_beta) = (&ops.parents[0], &ops.parents[1], &ops.parents[2]);
+        let node_carried = ops.parents.get(3).cloned().flatten();
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, mean, inv_std, d) = ops.state;
+        let (x, gamma, mean, inv_std, d, then) = ops.state;
         let (dy, x, gamma) = (values(&dy), values(&x), values(&gamma));
+        // Through the ReLU first: the gradient where its output was positive, as `flex`'s
+        // `relu_backward` (its output is positive exactly where its input is).
+        let masked = then.map(|then| {
+            let carried = then.carried.as_ref().map(values);
+            map_blocks(d, |c, b, out| {
+                let (dy, x) = (&dy[b..b + d.hw], &x[b..b + d.hw]);
+                let (a, bias) = (then.a[c], then.b[c]);
+                match &carried {
+                    Some(r) => {
+                        let r: &[f32] = &r[b..b + d.hw];
+                        for (((o, &g), &v), &r) in out.iter_mut().zip(dy).zip(x).zip(r) {
+                            *o = if v * a + bias + r > 0.0 { g } else { 0.0 };
+                        }
+                    }
+                    None => {
+                        for ((o, &g), &v) in out.iter_mut().zip(dy).zip(x) {
+                            *o = if v * a + bias > 0.0 { g } else { 0.0 };
+                        }
+                    }
+                }
+            })
+        });
+        let dy: &[f32] = masked.as_deref().unwrap_or(&dy);
         // Σ y' and Σ y'·x̂ per channel: β' and γ', and what x' subtracts.
         let sum_dy = d.per_channel(|_, b| lanes(&dy[b..b + d.hw], &[], |g, _| g));
         let sum_dy_xhat = d.per_channel(|c, b| {
@@ -246,13 +316,21 @@ impl Backward<Flex, 3> for NormGrad {
         if let Some(node) = node_beta {
             grads.register::<Flex>(node.id, flex(sum_dy, [d.c]));
         }
+        if let (Some(node), Some(masked)) = (node_carried, masked) {
+            grads.register::<Flex>(node.id, flex(masked, [d.n, d.c, d.hw]));
+        }
     }
 }
 
+/// Batch norm in training, then the residual sum and the ReLU if asked, as one operation.
+/// Returns the output and the batch's mean and (biased) variance per channel, for the
+/// running statistics.
 fn tracked(
     x: Tensor<Train, 3>,
     gamma: Tensor<Train, 1>,
     beta: Tensor<Train, 1>,
+    carried: Option<Tensor<Train, 3>>,
+    relu: bool,
 ) -> (Tensor<Train, 3>, Vec<f32>, Vec<f32>) {
     let [n, c, hw] = x.dims();
     let d = Dims { n, c, hw };
@@ -261,31 +339,69 @@ fn tracked(
         gamma.into_primitive().tensor(),
         beta.into_primitive().tensor(),
     );
+    let carried = carried.map(|t| t.into_primitive().tensor());
     let (xs, gs, bs) = (
         values(&x.primitive),
         values(&gamma.primitive),
         values(&beta.primitive),
     );
+    let rs = carried.as_ref().map(|r| values(&r.primitive));
     let (mean, var, inv_std) = statistics(&xs, d);
     // y = x̂·γ + β = x·a + b per channel.
     let a: Vec<f32> = (0..c).map(|k| gs[k] * inv_std[k]).collect();
     let b: Vec<f32> = (0..c).map(|k| bs[k] - mean[k] * a[k]).collect();
+    // The separate operations' arithmetic: `flex`'s sum, then its ReLU (`max(0)`).
     let y = map_blocks(d, |k, from, out| {
-        for (o, v) in out.iter_mut().zip(&xs[from..from + hw]) {
-            *o = v * a[k] + b[k];
+        let (xs, a, b) = (&xs[from..from + hw], a[k], b[k]);
+        match (&rs, relu) {
+            (Some(r), _) => {
+                let r: &[f32] = &r[from..from + hw];
+                for ((o, &v), &r) in out.iter_mut().zip(xs).zip(r) {
+                    *o = (v * a + b + r).max(0.0);
+                }
+            }
+            (None, true) => {
+                for (o, &v) in out.iter_mut().zip(xs) {
+                    *o = (v * a + b).max(0.0);
+                }
+            }
+            (None, false) => {
+                for (o, &v) in out.iter_mut().zip(xs) {
+                    *o = v * a + b;
+                }
+            }
         }
     });
-    drop((xs, gs, bs));
+    drop((xs, gs, bs, rs));
     let y = flex(y, [n, c, hw]);
-    let y = match NormGrad
-        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            prep.finish((x.primitive, gamma.primitive, mean.clone(), inv_std, d), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(y),
+    let then = relu.then(|| Then {
+        a,
+        b,
+        carried: carried.as_ref().map(|r| r.primitive.clone()),
+    });
+    let state = |x: FlexTensor, gamma: FlexTensor| (x, gamma, mean.clone(), inv_std, d, then);
+    let y = match carried {
+        Some(r) => match NormGrad::<4>
+            .prepare::<NoCheckpointing>([
+                x.node.clone(),
+                gamma.node.clone(),
+                beta.node.clone(),
+                r.node.clone(),
+            ])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state(x.primitive, gamma.primitive), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        },
+        None => match NormGrad::<3>
+            .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state(x.primitive, gamma.primitive), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        },
     };
     (Tensor::from_primitive(TensorPrimitive::Float(y)), mean, var)
 }
@@ -300,6 +416,70 @@ mod tests {
 
     fn max_diff<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f32 {
         a.sub(b).abs().max().into_scalar().elem()
+    }
+
+    /// Batch norm with the ReLU (and the residual sum) in the same operation gives the same
+    /// bits as batch norm followed by `flex`'s sum and ReLU: output, and the gradients of
+    /// the input, γ, β and the carried residual (which the loss also uses elsewhere, so its
+    /// gradients are summed), with γ and β away from 1 and 0 so the ReLU cuts anywhere.
+    #[test]
+    fn relu_and_residual_in_the_operation_are_the_same_bits() {
+        let device = Default::default();
+        let random = |shape: [usize; 4], sd: f64| {
+            Tensor::<CpuTrain, 4>::random(shape, Distribution::Normal(0.3, sd), &device)
+        };
+        let param = |v: Tensor<CpuTrain, 4>| Param::from_tensor(v.reshape([-1]));
+        for (shape, with_carried) in [
+            ([3, 4, 7, 5], true),
+            ([3, 4, 7, 5], false),
+            ([5, 2, 1, 1], true),
+        ] {
+            let c = shape[1];
+            let bn = BatchNorm2d {
+                gamma: param(random([1, c, 1, 1], 1.0)),
+                beta: param(random([1, c, 1, 1], 1.0)),
+                ..BatchNorm2d::new(c, [ParamId::new(), ParamId::new()], &device)
+            };
+            let (x, r, w) = (random(shape, 2.0), random(shape, 1.0), random(shape, 1.0));
+            let run = |fused: bool| {
+                let (x, r) = (
+                    x.clone().detach().require_grad(),
+                    r.clone().detach().require_grad(),
+                );
+                let carried = with_carried.then(|| r.clone());
+                let y = if fused {
+                    bn.forward_then(x.clone(), carried, Activation::Relu)
+                } else {
+                    let y = bn.forward(x.clone());
+                    activate(
+                        Activation::Relu,
+                        match carried {
+                            Some(r) => y + r,
+                            None => y,
+                        },
+                    )
+                };
+                let loss = (y.clone() * w.clone()).sum() + (r.clone() * w.clone()).sum();
+                let g = loss.backward();
+                let mut grads = vec![
+                    x.grad(&g).expect("x").into_data(),
+                    r.grad(&g).expect("r").into_data(),
+                ];
+                for p in [&bn.gamma, &bn.beta] {
+                    grads.push(p.val().grad(&g).expect("γ, β").into_data());
+                }
+                (y.inner().into_data(), grads)
+            };
+            let (ours, theirs) = (run(true), run(false));
+            let what = format!("{shape:?}, carried {with_carried}");
+            assert_eq!(ours.0, theirs.0, "{what}: outputs differ");
+            for (name, (o, t)) in ["input", "carried", "γ", "β"]
+                .iter()
+                .zip(ours.1.iter().zip(&theirs.1))
+            {
+                assert_eq!(o, t, "{what}: gradients of {name} differ");
+            }
+        }
     }
 
     /// The same outputs as burn's `BatchNorm` in training (batch statistics), and after the

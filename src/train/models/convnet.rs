@@ -255,10 +255,10 @@ impl<B: Backend> ConvNet<B> {
         let mut h = x;
         for (i, conv) in self.convs.iter().enumerate() {
             h = conv.forward(h);
-            if let Some(norm) = &self.norms[i] {
-                h = norm.forward(h);
-            }
-            h = activate(self.activation, h);
+            h = match &self.norms[i] {
+                Some(norm) => norm.forward_then(h, None, self.activation),
+                None => activate(self.activation, h),
+            };
             h = match self.shapes[i].pool {
                 Some(Pool::Max(k)) => pool::max_pool2d(h, k),
                 Some(Pool::Avg(k)) => AvgPool2dConfig::new([k, k]).init().forward(h),

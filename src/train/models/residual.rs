@@ -96,13 +96,13 @@ impl<B: Backend> BasicBlock<B> {
     }
 
     fn forward(&self, x: Tensor<B, 4>, a: Activation) -> Tensor<B, 4> {
-        let h = activate(a, self.bn1.forward(conv2d_module(&self.conv1, x.clone())));
-        let h = self.bn2.forward(conv2d_module(&self.conv2, h));
+        let h = conv2d_module(&self.conv1, x.clone());
+        let h = conv2d_module(&self.conv2, self.bn1.forward_then(h, None, a));
         let carried = match &self.project {
             Some((conv, bn)) => bn.forward(conv2d_module(conv, x)),
             None => x,
         };
-        activate(a, h + carried)
+        self.bn2.forward_then(h, Some(carried), a)
     }
 }
 
@@ -155,10 +155,9 @@ impl ResNetConfig {
 
 impl<B: Backend> ResNet<B> {
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
-        let mut h = activate(
-            self.activation,
-            self.stem_bn.forward(conv2d_module(&self.stem, x)),
-        );
+        let mut h = self
+            .stem_bn
+            .forward_then(conv2d_module(&self.stem, x), None, self.activation);
         for b in &self.blocks {
             h = b.forward(h, self.activation);
         }
