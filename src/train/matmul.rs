@@ -167,15 +167,9 @@ impl<'a> Mat<'a> {
         }
     }
 
-    /// Columns `from..to`.
+    /// Columns `from..to`: the rows of the transposed view.
     fn columns(self, from: usize, to: usize) -> Mat<'a> {
-        assert!(from <= to && to <= self.cols);
-        Mat {
-            // SAFETY: column `from` lies inside the view (or one past its last column).
-            ptr: unsafe { self.ptr.offset(from as isize * self.cs) },
-            cols: to - from,
-            ..self
-        }
+        self.t().row_range(from, to).t()
     }
 
     /// Rows `from..to`.
