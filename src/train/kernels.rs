@@ -19,6 +19,7 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::device::{CpuBackend, CpuTrain};
 use super::flex::cast;
+use super::wide::{vectorized, Wide};
 
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     apply(x, Act::Sigmoid)
@@ -29,7 +30,7 @@ pub fn tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Act {
+pub(super) enum Act {
     Sigmoid,
     Tanh,
 }
@@ -116,30 +117,23 @@ pub(super) fn sigmoid_slice(v: &mut [f32]) {
     map(v, Act::Sigmoid)
 }
 
-/// tanh of every value, in place: the same numbers as [`tanh`].
-pub(super) fn tanh_slice(v: &mut [f32]) {
-    map(v, Act::Tanh)
-}
-
 fn map(v: &mut [f32], act: Act) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { map_avx2(v, act) };
-    }
-    map_any(v, act)
+    vectorized(Map(v, act))
 }
 
-/// The same loop compiled for 8-lane registers. No FMA: the two paths round alike, so a
-/// run gives the same numbers with or without AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn map_avx2(v: &mut [f32], act: Act) {
-    map_any(v, act)
+struct Map<'a>(&'a mut [f32], Act);
+
+impl Wide for Map<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        map_any(self.0, self.1)
+    }
 }
 
 #[inline(always)]
-fn map_any(v: &mut [f32], act: Act) {
+pub(super) fn map_any(v: &mut [f32], act: Act) {
     match act {
         Act::Sigmoid => {
             for x in v.iter_mut() {
@@ -175,7 +169,15 @@ fn exp(x: f32) -> f32 {
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // 2ᵏ from k's own bits: k + 127 lands in the low mantissa bits of SHIFT + 127 + k
+    // (k is a whole number in [−126, 127] after the clamp). The same bits as
+    // `((k as i32 + 127) as u32) << 23`, but `as i32` saturates and maps NaN to 0, which
+    // the compiler does one lane at a time; this is two integer vector operations. A NaN
+    // `x` gives some finite 2ᵏ here and NaN from `p`.
+    let biased = (k + (SHIFT + 127.0))
+        .to_bits()
+        .wrapping_sub(SHIFT.to_bits());
+    p * f32::from_bits(biased << 23)
 }
 
 #[cfg(test)]
@@ -206,6 +208,40 @@ mod tests {
         assert!(d < 5e-7, "tanh differs by {d}");
         let nan = Tensor::<CpuBackend, 1>::from_data([f32::NAN], &device);
         assert!(sigmoid(nan).into_scalar().is_nan(), "NaN stays NaN");
+    }
+
+    /// 2ᵏ from the bits of `k` is the saturating integer conversion it replaced, bit for
+    /// bit, over every f32 from −100 to 100 in steps of 2⁻¹⁰ and at the extremes (the
+    /// whole range `exp` can see after its clamp, and beyond).
+    #[test]
+    fn exp_scales_as_the_integer_conversion_did() {
+        fn by_conversion(x: f32) -> f32 {
+            const SHIFT: f32 = 12_582_912.0;
+            const LN2_HI: f32 = 0.693_145_75;
+            const LN2_LO: f32 = 1.428_606_8e-6;
+            let x = x.clamp(-87.0, 88.0);
+            let k = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
+            let r = (x - k * LN2_HI) - k * LN2_LO;
+            let p = 1.0
+                + r * (1.0
+                    + r * (0.5
+                        + r * (1.0 / 6.0
+                            + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+            p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+        }
+        let mut xs: Vec<f32> = (-102_400..=102_400).map(|i| i as f32 / 1024.0).collect();
+        xs.extend([
+            f32::MIN,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-30,
+            -1e-30,
+        ]);
+        for x in xs {
+            assert_eq!(exp(x).to_bits(), by_conversion(x).to_bits(), "exp({x})");
+        }
+        assert!(exp(f32::NAN).is_nan());
     }
 
     /// Through autodiff: the same gradients as burn's σ and tanh, for a loss that weighs

@@ -29,8 +29,9 @@ use burn::tensor::{DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
 use super::flex::{cast, tensor, values};
-use super::kernels::{sigmoid_slice, tanh_slice};
+use super::kernels::{map_any, Act};
 use super::matmul::{add_rows, new_product, Mat, Packing};
+use super::wide::{vectorized, Wide};
 
 type Train = Autodiff<Flex>;
 
@@ -207,7 +208,7 @@ fn forward(
                 d,
                 reverse,
             };
-            share.run()
+            vectorized(share)
         });
     let h = tensor(h, [d.batch, d.steps, d.hidden]);
     (h, Saved { gates, c, tc }, d)
@@ -226,7 +227,10 @@ struct ShareForward<'a> {
     reverse: bool,
 }
 
-impl ShareForward<'_> {
+impl Wide for ShareForward<'_> {
+    type Output = ();
+
+    #[inline(always)]
     fn run(self) {
         let ShareForward {
             gates,
@@ -257,23 +261,24 @@ impl ShareForward<'_> {
             for j in 0..n {
                 let row = j * t_len + t;
                 let g = &mut gates[row * g4..][..g4];
-                for (g, b) in g.iter_mut().zip(b) {
+                for (g, b) in g.iter_mut().zip(&b[..g4]) {
                     *g += b;
                 }
-                sigmoid_slice(&mut g[..3 * hid]);
-                tanh_slice(&mut g[3 * hid..]);
-                let [i, f, o, cand] = quarters(g);
+                map_any(&mut g[..3 * hid], Act::Sigmoid);
+                map_any(&mut g[3 * hid..], Act::Tanh);
+                let [i, f, o, cand] = quarters(g).map(|v| &v[..hid]);
                 // Before the first step read the cell state is zero.
                 let (c_prev, c_t) = match prev {
                     Some(p) => two_rows(c, hid, j * t_len + p, row),
                     None => (&zeros[..], &mut c[row * hid..][..hid]),
                 };
+                let c_prev = &c_prev[..hid];
                 for q in 0..hid {
                     c_t[q] = f[q] * c_prev[q] + i[q] * cand[q];
                 }
                 let tc_t = &mut tc[row * hid..][..hid];
                 tc_t.copy_from_slice(c_t);
-                tanh_slice(tc_t);
+                map_any(tc_t, Act::Tanh);
                 let h_t = &mut h[row * hid..][..hid];
                 for q in 0..hid {
                     h_t[q] = o[q] * tc_t[q];
@@ -309,7 +314,7 @@ fn gate_gradients(dh: &[f32], u: &[f32], s: &Saved, d: Dims, reverse: bool) -> V
                 d,
                 reverse,
             };
-            share.run()
+            vectorized(share)
         });
     dg
 }
@@ -325,7 +330,10 @@ struct ShareBackward<'a> {
     reverse: bool,
 }
 
-impl ShareBackward<'_> {
+impl Wide for ShareBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
     fn run(self) {
         let ShareBackward {
             dg,
@@ -347,26 +355,21 @@ impl ShareBackward<'_> {
             for j in 0..n {
                 let row = j * t_len + t;
                 let at = base + row;
-                let g = &s.gates[at * g4..][..g4];
-                let [i, f, o, cand] = quarters(g);
-                let tc = &s.tc[at * hid..][..hid];
+                let [i, f, o, cand] = quarters(&s.gates[at * g4..][..g4]);
                 let c_prev = match prev {
                     Some(p) => &s.c[(base + j * t_len + p) * hid..][..hid],
-                    None => &zeros[..],
+                    None => &zeros[..hid],
                 };
-                let dh_t = &dh[at * hid..][..hid];
-                let dhn = &dh_next[j * hid..][..hid];
-                let dcn = &mut dc_next[j * hid..][..hid];
                 let [di, df, d_o, dcand] = quarters_mut(&mut dg[row * g4..][..g4]);
-                for q in 0..hid {
-                    let dht = dh_t[q] + dhn[q];
-                    let dc = dcn[q] + dht * o[q] * (1.0 - tc[q] * tc[q]);
-                    di[q] = dc * cand[q] * (i[q] * (1.0 - i[q]));
-                    df[q] = dc * c_prev[q] * (f[q] * (1.0 - f[q]));
-                    d_o[q] = dht * tc[q] * (o[q] * (1.0 - o[q]));
-                    dcand[q] = dc * i[q] * (1.0 - cand[q] * cand[q]);
-                    dcn[q] = dc * f[q];
-                }
+                cell_backward(
+                    &dh[at * hid..][..hid],
+                    &dh_next[j * hid..][..hid],
+                    &mut dc_next[j * hid..][..hid],
+                    (i, f, o, cand),
+                    &s.tc[at * hid..][..hid],
+                    c_prev,
+                    (di, df, d_o, dcand),
+                );
             }
             if prev.is_some() {
                 // dh₋₁ = dG · Uᵀ
@@ -375,6 +378,38 @@ impl ShareBackward<'_> {
                 add_rows(&mut dh_next, hid, dg_t, u_t, false, Packing::Never);
             }
         }
+    }
+}
+
+/// One row of one step back: the gates' gradients `d…` from the hidden state's (`dh` from
+/// the output plus `dh_next` from the step after) and the cell state's (`dc`, from the
+/// step after, replaced by what goes to the step before).
+///
+/// A function of its own, each slice an argument: `&mut` arguments tell the compiler that
+/// nothing overlaps, which it needs to vectorize the loop.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn cell_backward(
+    dh: &[f32],
+    dh_next: &[f32],
+    dc: &mut [f32],
+    (i, f, o, cand): (&[f32], &[f32], &[f32], &[f32]),
+    tc: &[f32],
+    c_prev: &[f32],
+    (di, df, d_o, dcand): (&mut [f32], &mut [f32], &mut [f32], &mut [f32]),
+) {
+    let n = dc.len();
+    let (dh, dh_next, tc, c_prev) = (&dh[..n], &dh_next[..n], &tc[..n], &c_prev[..n]);
+    let (i, f, o, cand) = (&i[..n], &f[..n], &o[..n], &cand[..n]);
+    let (di, df, d_o, dcand) = (&mut di[..n], &mut df[..n], &mut d_o[..n], &mut dcand[..n]);
+    for q in 0..n {
+        let dht = dh[q] + dh_next[q];
+        let dcq = dc[q] + dht * o[q] * (1.0 - tc[q] * tc[q]);
+        di[q] = dcq * cand[q] * (i[q] * (1.0 - i[q]));
+        df[q] = dcq * c_prev[q] * (f[q] * (1.0 - f[q]));
+        d_o[q] = dht * tc[q] * (o[q] * (1.0 - o[q]));
+        dcand[q] = dcq * i[q] * (1.0 - cand[q] * cand[q]);
+        dc[q] = dcq * f[q];
     }
 }
 

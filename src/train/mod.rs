@@ -18,3 +18,4 @@ pub mod norm;
 pub mod pool;
 pub mod sgd;
 pub mod tensorboard;
+mod wide;
