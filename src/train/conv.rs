@@ -36,6 +36,7 @@ use rayon::prelude::*;
 
 use super::flex::{cast, tensor, values};
 use super::matmul::{add, write, Mat};
+use super::wide::wide;
 
 type Train = Autodiff<Flex>;
 
@@ -305,10 +306,12 @@ fn col2im(g: &Geometry, cols: &mut [f32], x: &mut [f32]) {
     });
 }
 
-/// `dst += from`, element by element.
-fn add_to(dst: &mut [f32], from: &[f32]) {
-    for (d, f) in dst.iter_mut().zip(from) {
-        *d += *f;
+wide! {
+    /// `dst += from`, element by element.
+    fn add_to(dst: &mut [f32], from: &[f32]) {
+        for (d, f) in dst.iter_mut().zip(from) {
+            *d += *f;
+        }
     }
 }
 

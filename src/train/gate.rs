@@ -28,6 +28,7 @@ use super::config::Activation;
 use super::flex::{cast, tensor, values};
 use super::kernels::{sigmoid, sigmoid_slice};
 use super::layers::activate;
+use super::wide::wide;
 
 type Train = Autodiff<Flex>;
 
@@ -81,27 +82,29 @@ fn tensor_ops<B: Backend, const D: usize>(
     transformed * t.clone() + carried * (t.neg() + 1.0)
 }
 
-/// The mix, and the gate's `t = σ(g)` and the activation `a = relu(z)`, which the
-/// backward pass reads.
-fn forward(g: &[f32], z: &[f32], h: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let mut t = g.to_vec();
-    let mut a = vec![0f32; g.len()];
-    let mut y = vec![0f32; g.len()];
-    t.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks_mut(CHUNK))
-        .zip(y.par_chunks_mut(CHUNK))
-        .enumerate()
-        .for_each(|(i, ((t, a), y))| {
-            sigmoid_slice(t);
-            let from = i * CHUNK;
-            let (z, h) = (&z[from..][..t.len()], &h[from..][..t.len()]);
-            for ((((y, a), t), z), h) in y.iter_mut().zip(a).zip(t.iter()).zip(z).zip(h) {
-                // `flex`'s ReLU.
-                *a = z.max(0.0);
-                *y = *a * t + h * (-t + 1.0);
-            }
-        });
-    (y, t, a)
+wide! {
+    /// The mix, and the gate's `t = σ(g)` and the activation `a = relu(z)`, which the
+    /// backward pass reads.
+    fn forward(g: &[f32], z: &[f32], h: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut t = g.to_vec();
+        let mut a = vec![0f32; g.len()];
+        let mut y = vec![0f32; g.len()];
+        t.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks_mut(CHUNK))
+            .zip(y.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(i, ((t, a), y))| {
+                sigmoid_slice(t);
+                let from = i * CHUNK;
+                let (z, h) = (&z[from..][..t.len()], &h[from..][..t.len()]);
+                for ((((y, a), t), z), h) in y.iter_mut().zip(a).zip(t.iter()).zip(z).zip(h) {
+                    // `flex`'s ReLU.
+                    *a = z.max(0.0);
+                    *y = *a * t + h * (-t + 1.0);
+                }
+            });
+        (y, t, a)
+    }
 }
 
 #[derive(Debug)]
@@ -116,34 +119,64 @@ impl<const D: usize> Backward<Flex, 3> for MixGrad<D> {
         let dy = grads.consume::<Flex>(&ops.node);
         let (t, a, h, shape) = ops.state;
         let (dy, h) = (values(&dy), values(&h));
-        let v = [&dy[..], &t, &a, &h];
         if let Some(node) = node_g {
-            // t' = y'·a − y'·h as the two products' gradients add up, then σ's gradient.
-            let dg = map4(v, |dy, t, a, h| (dy * a + -(dy * h)) * t * (1.0 - t));
+            let dg = gradient(Wrt::Gate, &dy, &t, &a, &h);
             grads.register::<Flex>(node.id, tensor(dg, shape));
         }
         if let Some(node) = node_z {
-            // `flex`'s ReLU gradient: through where the output is positive.
-            let dz = map4(v, |dy, t, a, _| if a > 0.0 { dy * t } else { 0.0 });
+            let dz = gradient(Wrt::Transform, &dy, &t, &a, &h);
             grads.register::<Flex>(node.id, tensor(dz, shape));
         }
         if let Some(node) = node_h {
-            let dh = map4(v, |dy, t, _, _| dy * (-t + 1.0));
+            let dh = gradient(Wrt::Carried, &dy, &t, &a, &h);
             grads.register::<Flex>(node.id, tensor(dh, shape));
         }
     }
 }
 
-/// `f` of the four slices' values at each index, in chunks on every core.
-fn map4(v: [&[f32]; 4], f: impl Fn(f32, f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; v[0].len()];
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
-        let [a, b, x, y] = v.map(|s| &s[c * CHUNK..][..out.len()]);
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = f(a[i], b[i], x[i], y[i]);
-        }
-    });
-    out
+/// Which input of the mix a gradient is for.
+#[derive(Clone, Copy, Debug)]
+enum Wrt {
+    Gate,
+    Transform,
+    Carried,
+}
+
+wide! {
+    /// The gradient of one input from the output's `dy`, `t = σ(g)`, `a = relu(z)` and
+    /// the carried `h`, in chunks on every core.
+    fn gradient(wrt: Wrt, dy: &[f32], t: &[f32], a: &[f32], h: &[f32]) -> Vec<f32> {
+        let mut out = vec![0f32; dy.len()];
+        out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+            let (from, n) = (c * CHUNK, out.len());
+            let (dy, t, a, h) = (
+                &dy[from..][..n],
+                &t[from..][..n],
+                &a[from..][..n],
+                &h[from..][..n],
+            );
+            match wrt {
+                // t' = y'·a − y'·h as the two products' gradients add up, then σ's.
+                Wrt::Gate => {
+                    for i in 0..n {
+                        out[i] = (dy[i] * a[i] + -(dy[i] * h[i])) * t[i] * (1.0 - t[i]);
+                    }
+                }
+                // `flex`'s ReLU gradient: through where the output is positive.
+                Wrt::Transform => {
+                    for i in 0..n {
+                        out[i] = if a[i] > 0.0 { dy[i] * t[i] } else { 0.0 };
+                    }
+                }
+                Wrt::Carried => {
+                    for i in 0..n {
+                        out[i] = dy[i] * (-t[i] + 1.0);
+                    }
+                }
+            }
+        });
+        out
+    }
 }
 
 fn tracked<const D: usize>(

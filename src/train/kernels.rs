@@ -19,7 +19,7 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::device::{CpuBackend, CpuTrain};
 use super::flex::cast;
-use super::wide::{vectorized, Wide};
+use super::wide::wide;
 
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     apply(x, Act::Sigmoid)
@@ -117,18 +117,9 @@ pub(super) fn sigmoid_slice(v: &mut [f32]) {
     map(v, Act::Sigmoid)
 }
 
-fn map(v: &mut [f32], act: Act) {
-    vectorized(Map(v, act))
-}
-
-struct Map<'a>(&'a mut [f32], Act);
-
-impl Wide for Map<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
-        map_any(self.0, self.1)
+wide! {
+    fn map(v: &mut [f32], act: Act) {
+        map_any(v, act)
     }
 }
 

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use super::flex::{cast, tensor, values};
 use super::kernels::{map_any, Act};
 use super::matmul::{add_rows, new_product, Mat, Packing};
-use super::wide::{vectorized, Wide};
+use super::wide::wide;
 
 type Train = Autodiff<Flex>;
 
@@ -208,7 +208,7 @@ fn forward(
                 d,
                 reverse,
             };
-            vectorized(share)
+            forward_share(share)
         });
     let h = tensor(h, [d.batch, d.steps, d.hidden]);
     (h, Saved { gates, c, tc }, d)
@@ -227,11 +227,8 @@ struct ShareForward<'a> {
     reverse: bool,
 }
 
-impl Wide for ShareForward<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
+wide! {
+    fn forward_share(share: ShareForward<'_>) {
         let ShareForward {
             gates,
             c,
@@ -241,7 +238,7 @@ impl Wide for ShareForward<'_> {
             b,
             d,
             reverse,
-        } = self;
+        } = share;
         let (g4, hid, t_len) = (d.gates(), d.hidden, d.steps);
         let n = h.len() / (t_len * hid);
         let zeros = vec![0f32; hid];
@@ -314,7 +311,7 @@ fn gate_gradients(dh: &[f32], u: &[f32], s: &Saved, d: Dims, reverse: bool) -> V
                 d,
                 reverse,
             };
-            vectorized(share)
+            backward_share(share)
         });
     dg
 }
@@ -330,11 +327,8 @@ struct ShareBackward<'a> {
     reverse: bool,
 }
 
-impl Wide for ShareBackward<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run(self) {
+wide! {
+    fn backward_share(share: ShareBackward<'_>) {
         let ShareBackward {
             dg,
             base,
@@ -343,7 +337,7 @@ impl Wide for ShareBackward<'_> {
             u_t,
             d,
             reverse,
-        } = self;
+        } = share;
         let (g4, hid, t_len) = (d.gates(), d.hidden, d.steps);
         let n = dg.len() / (t_len * g4);
         let zeros = vec![0f32; hid];

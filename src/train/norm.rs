@@ -33,6 +33,7 @@ use rayon::prelude::*;
 use super::config::Activation;
 use super::flex::{cast, tensor as flex, values};
 use super::layers::activate;
+use super::wide::wide;
 
 type Train = Autodiff<Flex>;
 
@@ -204,7 +205,8 @@ fn lanes(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + rest
 }
 
-/// Mean and inverse standard deviation of every channel.
+wide! {
+/// Mean, variance and inverse standard deviation of every channel.
 fn statistics(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mean: Vec<f32> = d
         .per_channel(|_, b| lanes(&x[b..b + d.hw], &[], |v, _| v))
@@ -225,6 +227,7 @@ fn statistics(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         .collect();
     (mean, var, inv_std)
 }
+}
 
 /// `out[block of channel c] = f(c, block values)`, over all `n · c` blocks in parallel.
 fn map_blocks(d: Dims, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
@@ -243,6 +246,80 @@ struct Then {
     b: Vec<f32>,
     /// The residual added before the ReLU; its gradient is the masked output gradient.
     carried: Option<FlexTensor>,
+}
+
+/// What batch norm's backward pass computes, before it registers it.
+struct Grads {
+    /// The output gradient through the ReLU, when there was one: the carried residual's.
+    masked: Option<Vec<f32>>,
+    /// Σ y' and Σ y'·x̂ per channel: β' and γ'.
+    sum_dy: Vec<f32>,
+    sum_dy_xhat: Vec<f32>,
+    dx: Option<Vec<f32>>,
+}
+
+wide! {
+    #[allow(clippy::too_many_arguments)]
+    fn gradients(
+        dy: &[f32],
+        x: &[f32],
+        gamma: &[f32],
+        mean: &[f32],
+        inv_std: &[f32],
+        d: Dims,
+        then: Option<&Then>,
+        want_dx: bool,
+    ) -> Grads {
+        // Through the ReLU first: the gradient where its output was positive, as `flex`'s
+        // `relu_backward` (its output is positive exactly where its input is).
+        let masked = then.map(|then| {
+            let carried = then.carried.as_ref().map(values);
+            map_blocks(d, |c, b, out| {
+                let (dy, x) = (&dy[b..b + d.hw], &x[b..b + d.hw]);
+                let (a, bias) = (then.a[c], then.b[c]);
+                match &carried {
+                    Some(r) => {
+                        let r: &[f32] = &r[b..b + d.hw];
+                        for (((o, &g), &v), &r) in out.iter_mut().zip(dy).zip(x).zip(r) {
+                            *o = if v * a + bias + r > 0.0 { g } else { 0.0 };
+                        }
+                    }
+                    None => {
+                        for ((o, &g), &v) in out.iter_mut().zip(dy).zip(x) {
+                            *o = if v * a + bias > 0.0 { g } else { 0.0 };
+                        }
+                    }
+                }
+            })
+        });
+        let dy: &[f32] = masked.as_deref().unwrap_or(dy);
+        // Σ y' and Σ y'·x̂ per channel: β' and γ', and what x' subtracts.
+        let sum_dy = d.per_channel(|_, b| lanes(&dy[b..b + d.hw], &[], |g, _| g));
+        let sum_dy_xhat = d.per_channel(|c, b| {
+            let (m, s) = (mean[c], inv_std[c]);
+            lanes(&dy[b..b + d.hw], &x[b..b + d.hw], |g, v| g * ((v - m) * s))
+        });
+        let dx = want_dx.then(|| {
+            // x' = γ/σ · (y' − mean(y') − x̂ · mean(y'·x̂))
+            map_blocks(d, |c, b, out| {
+                let (m, s) = (mean[c], inv_std[c]);
+                let scale = gamma[c] * s;
+                let mean_dy = sum_dy[c] / d.count();
+                let mean_dy_xhat = sum_dy_xhat[c] / d.count();
+                let (dy, x) = (&dy[b..b + d.hw], &x[b..b + d.hw]);
+                for ((o, g), v) in out.iter_mut().zip(dy).zip(x) {
+                    let xhat = (v - m) * s;
+                    *o = scale * (g - mean_dy - xhat * mean_dy_xhat);
+                }
+            })
+        });
+        Grads {
+            masked,
+            sum_dy,
+            sum_dy_xhat,
+            dx,
+        }
+    }
 }
 
 /// `N` parents: the input, γ, β, and the carried residual when there is one.
@@ -266,48 +343,18 @@ impl<const N: usize> Backward<Flex, N> for NormGrad<N> {
         let dy = grads.consume::<Flex>(&ops.node);
         let (x, gamma, mean, inv_std, d, then) = ops.state;
         let (dy, x, gamma) = (values(&dy), values(&x), values(&gamma));
-        // Through the ReLU first: the gradient where its output was positive, as `flex`'s
-        // `relu_backward` (its output is positive exactly where its input is).
-        let masked = then.map(|then| {
-            let carried = then.carried.as_ref().map(values);
-            map_blocks(d, |c, b, out| {
-                let (dy, x) = (&dy[b..b + d.hw], &x[b..b + d.hw]);
-                let (a, bias) = (then.a[c], then.b[c]);
-                match &carried {
-                    Some(r) => {
-                        let r: &[f32] = &r[b..b + d.hw];
-                        for (((o, &g), &v), &r) in out.iter_mut().zip(dy).zip(x).zip(r) {
-                            *o = if v * a + bias + r > 0.0 { g } else { 0.0 };
-                        }
-                    }
-                    None => {
-                        for ((o, &g), &v) in out.iter_mut().zip(dy).zip(x) {
-                            *o = if v * a + bias > 0.0 { g } else { 0.0 };
-                        }
-                    }
-                }
-            })
-        });
-        let dy: &[f32] = masked.as_deref().unwrap_or(&dy);
-        // Σ y' and Σ y'·x̂ per channel: β' and γ', and what x' subtracts.
-        let sum_dy = d.per_channel(|_, b| lanes(&dy[b..b + d.hw], &[], |g, _| g));
-        let sum_dy_xhat = d.per_channel(|c, b| {
-            let (m, s) = (mean[c], inv_std[c]);
-            lanes(&dy[b..b + d.hw], &x[b..b + d.hw], |g, v| g * ((v - m) * s))
-        });
-        if let Some(node) = node_x {
-            // x' = γ/σ · (y' − mean(y') − x̂ · mean(y'·x̂))
-            let dx = map_blocks(d, |c, b, out| {
-                let (m, s) = (mean[c], inv_std[c]);
-                let scale = gamma[c] * s;
-                let mean_dy = sum_dy[c] / d.count();
-                let mean_dy_xhat = sum_dy_xhat[c] / d.count();
-                let (dy, x) = (&dy[b..b + d.hw], &x[b..b + d.hw]);
-                for ((o, g), v) in out.iter_mut().zip(dy).zip(x) {
-                    let xhat = (v - m) * s;
-                    *o = scale * (g - mean_dy - xhat * mean_dy_xhat);
-                }
-            });
+        let g = gradients(
+            &dy,
+            &x,
+            &gamma,
+            &mean,
+            &inv_std,
+            d,
+            then.as_ref(),
+            node_x.is_some(),
+        );
+        let (masked, sum_dy, sum_dy_xhat) = (g.masked, g.sum_dy, g.sum_dy_xhat);
+        if let (Some(node), Some(dx)) = (node_x, g.dx) {
             grads.register::<Flex>(node.id, flex(dx, [d.n, d.c, d.hw]));
         }
         if let Some(node) = node_gamma {
@@ -319,6 +366,41 @@ impl<const N: usize> Backward<Flex, N> for NormGrad<N> {
         if let (Some(node), Some(masked)) = (node_carried, masked) {
             grads.register::<Flex>(node.id, flex(masked, [d.n, d.c, d.hw]));
         }
+    }
+}
+
+wide! {
+    /// `x·a + b` per channel, plus the carried residual and through the ReLU if asked.
+    fn normalize(
+        xs: &[f32],
+        a: &[f32],
+        b: &[f32],
+        rs: Option<&[f32]>,
+        relu: bool,
+        d: Dims,
+    ) -> Vec<f32> {
+        // The separate operations' arithmetic: `flex`'s sum, then its ReLU (`max(0)`).
+        map_blocks(d, |k, from, out| {
+            let (xs, a, b) = (&xs[from..from + d.hw], a[k], b[k]);
+            match (rs, relu) {
+                (Some(r), _) => {
+                    let r = &r[from..from + d.hw];
+                    for ((o, &v), &r) in out.iter_mut().zip(xs).zip(r) {
+                        *o = (v * a + b + r).max(0.0);
+                    }
+                }
+                (None, true) => {
+                    for (o, &v) in out.iter_mut().zip(xs) {
+                        *o = (v * a + b).max(0.0);
+                    }
+                }
+                (None, false) => {
+                    for (o, &v) in out.iter_mut().zip(xs) {
+                        *o = v * a + b;
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -350,28 +432,7 @@ fn tracked(
     // y = x̂·γ + β = x·a + b per channel.
     let a: Vec<f32> = (0..c).map(|k| gs[k] * inv_std[k]).collect();
     let b: Vec<f32> = (0..c).map(|k| bs[k] - mean[k] * a[k]).collect();
-    // The separate operations' arithmetic: `flex`'s sum, then its ReLU (`max(0)`).
-    let y = map_blocks(d, |k, from, out| {
-        let (xs, a, b) = (&xs[from..from + hw], a[k], b[k]);
-        match (&rs, relu) {
-            (Some(r), _) => {
-                let r: &[f32] = &r[from..from + hw];
-                for ((o, &v), &r) in out.iter_mut().zip(xs).zip(r) {
-                    *o = (v * a + b + r).max(0.0);
-                }
-            }
-            (None, true) => {
-                for (o, &v) in out.iter_mut().zip(xs) {
-                    *o = (v * a + b).max(0.0);
-                }
-            }
-            (None, false) => {
-                for (o, &v) in out.iter_mut().zip(xs) {
-                    *o = v * a + b;
-                }
-            }
-        }
-    });
+    let y = normalize(&xs, &a, &b, rs.as_deref(), relu, d);
     drop((xs, gs, bs, rs));
     let y = flex(y, [n, c, hw]);
     let then = relu.then(|| Then {

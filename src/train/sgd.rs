@@ -20,6 +20,7 @@ use burn::tensor::{DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
 use super::flex::{cast, values};
+use super::wide::wide;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Sgd {
@@ -133,25 +134,38 @@ impl Sgd {
         ws.par_chunks_mut(CHUNK)
             .zip(vs.par_chunks_mut(CHUNK))
             .zip(g.par_chunks(CHUNK))
-            .for_each(move |((w, v), g)| {
-                // Loops without branches inside, so they vectorize.
-                if !first {
-                    for (v, &g) in v.iter_mut().zip(g) {
-                        *v = g + *v * m;
-                    }
-                }
-                if nesterov {
-                    for ((w, &v), &g) in w.iter_mut().zip(v.iter()).zip(g) {
-                        *w -= (v * m + g) * lr;
-                    }
-                } else {
-                    for (w, &v) in w.iter_mut().zip(v.iter()) {
-                        *w -= v * lr;
-                    }
-                }
-            });
+            .for_each(move |((w, v), g)| step(w, v, g, m, lr, first, nesterov));
         let wrap = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
         (wrap(w), wrap(v))
+    }
+}
+
+wide! {
+    /// One chunk's update: the velocity (unless it is the gradient itself, on the first
+    /// step), then the weights. Loops without branches inside, so they vectorize.
+    fn step(
+        w: &mut [f32],
+        v: &mut [f32],
+        g: &[f32],
+        m: f32,
+        lr: f32,
+        first: bool,
+        nesterov: bool,
+    ) {
+        if !first {
+            for (v, &g) in v.iter_mut().zip(g) {
+                *v = g + *v * m;
+            }
+        }
+        if nesterov {
+            for ((w, &v), &g) in w.iter_mut().zip(v.iter()).zip(g) {
+                *w -= (v * m + g) * lr;
+            }
+        } else {
+            for (w, &v) in w.iter_mut().zip(v.iter()) {
+                *w -= v * lr;
+            }
+        }
     }
 }
 
