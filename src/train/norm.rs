@@ -18,6 +18,7 @@
 //! recomputed from the input.
 
 use std::any::TypeId;
+use std::mem::MaybeUninit;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -230,11 +231,17 @@ fn statistics(x: &[f32], d: Dims) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
 }
 
 /// `out[block of channel c] = f(c, block values)`, over all `n · c` blocks in parallel.
-fn map_blocks(d: Dims, f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; d.n * d.c * d.hw];
-    out.par_chunks_mut(d.hw)
+/// `f` writes every value of its block; the buffer is not zeroed first (zeroing was 2–4%
+/// of ResNet-20's training time in `perf`).
+fn map_blocks(d: Dims, f: impl Fn(usize, usize, &mut [MaybeUninit<f32>]) + Sync) -> Vec<f32> {
+    let len = d.n * d.c * d.hw;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(d.hw)
         .enumerate()
         .for_each(|(block, o)| f(block % d.c, block * d.hw, o));
+    // SAFETY: every block of `hw` values was handed to `f`, which writes all of them.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -281,12 +288,12 @@ wide! {
                     Some(r) => {
                         let r: &[f32] = &r[b..b + d.hw];
                         for (((o, &g), &v), &r) in out.iter_mut().zip(dy).zip(x).zip(r) {
-                            *o = if v * a + bias + r > 0.0 { g } else { 0.0 };
+                            o.write(if v * a + bias + r > 0.0 { g } else { 0.0 });
                         }
                     }
                     None => {
                         for ((o, &g), &v) in out.iter_mut().zip(dy).zip(x) {
-                            *o = if v * a + bias > 0.0 { g } else { 0.0 };
+                            o.write(if v * a + bias > 0.0 { g } else { 0.0 });
                         }
                     }
                 }
@@ -309,7 +316,7 @@ wide! {
                 let (dy, x) = (&dy[b..b + d.hw], &x[b..b + d.hw]);
                 for ((o, g), v) in out.iter_mut().zip(dy).zip(x) {
                     let xhat = (v - m) * s;
-                    *o = scale * (g - mean_dy - xhat * mean_dy_xhat);
+                    o.write(scale * (g - mean_dy - xhat * mean_dy_xhat));
                 }
             })
         });
@@ -386,17 +393,17 @@ wide! {
                 (Some(r), _) => {
                     let r = &r[from..from + d.hw];
                     for ((o, &v), &r) in out.iter_mut().zip(xs).zip(r) {
-                        *o = (v * a + b + r).max(0.0);
+                        o.write((v * a + b + r).max(0.0));
                     }
                 }
                 (None, true) => {
                     for (o, &v) in out.iter_mut().zip(xs) {
-                        *o = (v * a + b).max(0.0);
+                        o.write((v * a + b).max(0.0));
                     }
                 }
                 (None, false) => {
                     for (o, &v) in out.iter_mut().zip(xs) {
-                        *o = v * a + b;
+                        o.write(v * a + b);
                     }
                 }
             }
