@@ -4,7 +4,7 @@
 //! code unless they sit in a function compiled for AVX2 and chosen at run time. In the
 //! LSTM, running its pointwise steps through here (with the backward's loop made
 //! vectorizable and σ's 2ᵏ free of a scalar conversion) took them from 23% of training
-//! samples to 14% (`perf record`, docs/BENCHMARKS.md).
+//! samples to 16% (`perf record`, docs/BENCHMARKS.md).
 //!
 //! No FMA: both copies round alike, so a run gives the same numbers with or without AVX2.
 
