@@ -401,6 +401,12 @@ const IMAGES_PER_SUM: usize = 8;
 /// (`[c_in·kh·kw, c_out]`): `gemm` runs along its output's contiguous axis, and in `W'`
 /// that is the column matrix's long one, which it would then copy element by element at a
 /// stride of `oh·ow` into its own layout (a third of ResNet-20's training time in `perf`).
+///
+/// `gemm` also wants the other factor, `y'[n]`, contiguous along `c_out`; as it comes
+/// (`[c_out, oh·ow]`) it gathers it one value at a time, `c_out` rows 4 KB apart on a
+/// 32×32 image, which all fall in the same L1 set (`perf`: that gather took as long as
+/// the product itself in ConvNet's first convolution). So each image's `y'[n]` is
+/// transposed first, in tiles ([`transpose`]); the product and its bits are the same.
 fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> FlexTensor {
     let (k, p) = (g.k(), g.p());
     let partial: Vec<Vec<f32>> = x
@@ -409,6 +415,7 @@ fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> FlexTensor {
         .map(|(xs, dys)| {
             let mut sum_t = vec![0f32; k * g.c_out];
             let mut cols = vec![0f32; if g.pointwise() { 0 } else { k * p }];
+            let mut dy_t = vec![0f32; p * g.c_out];
             for (x_n, dy_n) in xs.chunks(g.image()).zip(dys.chunks(g.c_out * p)) {
                 let cols = if g.pointwise() {
                     Mat::rows(x_n, k, p)
@@ -416,7 +423,8 @@ fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> FlexTensor {
                     im2col(g, x_n, &mut cols);
                     Mat::rows(&cols, k, p)
                 };
-                add(&mut sum_t, cols, Mat::rows(dy_n, g.c_out, p).t(), false);
+                transpose(dy_n, g.c_out, p, &mut dy_t);
+                add(&mut sum_t, cols, Mat::rows(&dy_t, p, g.c_out), false);
             }
             sum_t
         })
@@ -430,6 +438,36 @@ fn weight_grad(x: &[f32], dy: &[f32], g: &Geometry) -> FlexTensor {
         }
     }
     tensor(dw, [g.c_out, g.c_in, g.kh, g.kw])
+}
+
+wide! {
+    /// `to[c·rows + r] = from[r·cols + c]`: the `rows × cols` row-major `from`, transposed,
+    /// eight rows by eight columns at a time, each block as eight whole rows in and eight
+    /// whole rows out (AVX2 shuffles; one value at a time took twice as long in `perf`).
+    fn transpose(from: &[f32], rows: usize, cols: usize, to: &mut [f32]) {
+        const B: usize = 8;
+        assert_eq!(from.len(), rows * cols);
+        assert_eq!(to.len(), rows * cols);
+        let (whole_rows, whole_cols) = (rows / B * B, cols / B * B);
+        for r0 in (0..whole_rows).step_by(B) {
+            for c0 in (0..whole_cols).step_by(B) {
+                let block: [[f32; B]; B] = std::array::from_fn(|i| {
+                    from[(r0 + i) * cols + c0..][..B].try_into().expect("eight values")
+                });
+                for j in 0..B {
+                    let column: [f32; B] = std::array::from_fn(|i| block[i][j]);
+                    to[(c0 + j) * rows + r0..][..B].copy_from_slice(&column);
+                }
+            }
+        }
+        // What the blocks left: the last rows (all columns) and the last columns.
+        for r in 0..rows {
+            let first = if r < whole_rows { whole_cols } else { 0 };
+            for c in first..cols {
+                to[c * rows + r] = from[r * cols + c];
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -552,6 +590,21 @@ mod tests {
                 max_diff(inference, theirs.0) < 1e-5,
                 "{what}: inference differs"
             );
+        }
+    }
+
+    /// Tiles cut at both edges, one row or column, and shapes of the models' convolutions.
+    #[test]
+    fn transpose_moves_every_value() {
+        for (rows, cols) in [(1, 1), (3, 5), (16, 16), (32, 1024), (17, 40), (64, 33)] {
+            let from: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut to = vec![f32::NAN; rows * cols];
+            transpose(&from, rows, cols, &mut to);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(to[c * rows + r], from[r * cols + c], "{rows}×{cols} at ({r}, {c})");
+                }
+            }
         }
     }
 
