@@ -602,7 +602,11 @@ mod tests {
             transpose(&from, rows, cols, &mut to);
             for r in 0..rows {
                 for c in 0..cols {
-                    assert_eq!(to[c * rows + r], from[r * cols + c], "{rows}×{cols} at ({r}, {c})");
+                    assert_eq!(
+                        to[c * rows + r],
+                        from[r * cols + c],
+                        "{rows}×{cols} at ({r}, {c})"
+                    );
                 }
             }
         }
