@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -54,6 +56,8 @@ struct Project {
     /// The cache's index and hash memo, being read on a second thread while the pipelines
     /// are parsed: on a no-op build the two take about as long each.
     preloading: Cell<Option<JoinHandle<Preloaded>>>,
+    /// Set when the command needs the cache: the second thread stops checking objects.
+    enough: Arc<AtomicBool>,
 }
 
 /// The project root and cache folder the command line names.
@@ -103,9 +107,10 @@ impl Project {
         digest: Option<String>,
     ) -> Result<Project, Error> {
         let uses_cache = !matches!(cli.command, Command::List(_) | Command::Dag(_));
+        let enough = Arc::new(AtomicBool::new(false));
         let preloading = uses_cache.then(|| {
-            let dir = cache_dir.clone();
-            std::thread::spawn(move || Cache::preload(&dir))
+            let (dir, enough) = (cache_dir.clone(), enough.clone());
+            std::thread::spawn(move || Cache::preload(&dir, &enough))
         });
         let plan = Plan::new(spec::load_files(files, &kinds)?)?;
         Ok(Project {
@@ -115,6 +120,7 @@ impl Project {
             kinds,
             digest,
             preloading: Cell::new(preloading),
+            enough,
         })
     }
 
@@ -127,6 +133,7 @@ impl Project {
     }
 
     fn cache(&self) -> Result<Cache, Error> {
+        self.enough.store(true, Ordering::Relaxed);
         let pre = self
             .preloading
             .take()

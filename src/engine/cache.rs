@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -215,7 +215,10 @@ pub struct Preloaded {
 impl Cache {
     /// Also checks the objects of every indexed stage: on a no-op, or after an edit, those
     /// are the objects the lookups will need, and this runs while the pipelines are parsed.
-    pub fn preload(dir: &Path) -> Preloaded {
+    /// It stops checking once `enough` is set (the plan is parsed and the command waits for
+    /// the cache): [`precheck`](Cache::precheck) checks what is left on every core, rather
+    /// than the command waiting for this one thread (at N = 500 it waited ~3 ms of ~13).
+    pub fn preload(dir: &Path, enough: &AtomicBool) -> Preloaded {
         let (index, index_stamp) = read_index_stamped(&dir.join("index.json"));
         let memo = Memo::load(dir.join("memo.json"));
         // Object paths as the memo knows them: under the canonical cache folder.
@@ -224,6 +227,7 @@ impl Cache {
                 .values()
                 .filter_map(|r| r.outputs.as_ref())
                 .flatten()
+                .take_while(|_| !enough.load(Ordering::Relaxed))
                 .filter(|out| damage(&dir, &memo, out).is_none())
                 .map(|out| out.hash.clone())
                 .collect(),
@@ -252,7 +256,7 @@ impl Cache {
             index,
             index_stamp,
             checked,
-        } = pre.unwrap_or_else(|| Cache::preload(&dir));
+        } = pre.unwrap_or_else(|| Cache::preload(&dir, &AtomicBool::new(false)));
         Ok(Cache {
             dir,
             memo,
