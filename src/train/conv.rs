@@ -1,5 +1,5 @@
-//! 2-D convolutions on the CPU backend (`flex`): forward and both gradients as one
-//! im2col and one `gemm` product per image, the images split over the cores.
+//! 2-D convolutions on the CPU backend (`flex`): forward and both gradients as `gemm`
+//! products per image, the images split over the cores.
 //!
 //! `flex` runs a convolution forward through a serial NCHW → NHWC copy of the whole batch,
 //! a fresh column buffer and a fresh product buffer for every 512-pixel tile, and a
@@ -12,6 +12,11 @@
 //! - input gradient: `x'[n] = col2im(Wᵀ · y'[n])`;
 //! - weight gradient: `W' = Σₙ y'[n] · colsₙᵀ`, with `cols` built again rather than kept
 //!   (ResNet-20's would be ~0.5 GB a batch).
+//!
+//! Stride-1 convolutions with enough channels (all of ResNet's and ConvNet's but the first)
+//! skip the column matrix: [`Spread`] copies the image `kw` times instead of `kh·kw` and
+//! the products read the copies in place, one per kernel row; the input gradient is then
+//! the same correlation of the padded output gradient, with no `col2im`.
 //!
 //! Every image is one single-threaded product, so the batch, not each product, is shared
 //! between the cores. The weight gradient is summed in fixed groups of images, in order,

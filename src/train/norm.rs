@@ -255,6 +255,23 @@ struct Then {
     carried: Option<FlexTensor>,
 }
 
+/// Where the backward's channels write their blocks of the masked gradient: each block is
+/// one channel's, so the threads never write the same value.
+#[derive(Clone, Copy)]
+struct Blocks(*mut f32);
+unsafe impl Send for Blocks {}
+unsafe impl Sync for Blocks {}
+
+impl Blocks {
+    /// # Safety
+    /// `at..at + len` lies inside the buffer and no other thread writes it meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn block(&self, at: usize, len: usize) -> &mut [MaybeUninit<f32>] {
+        // SAFETY: as the caller promised.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(at).cast(), len) }
+    }
+}
+
 /// What batch norm's backward pass computes, before it registers it.
 struct Grads {
     /// The output gradient through the ReLU, when there was one: the carried residual's.
@@ -277,35 +294,59 @@ wide! {
         then: Option<&Then>,
         want_dx: bool,
     ) -> Grads {
-        // Through the ReLU first: the gradient where its output was positive, as `flex`'s
-        // `relu_backward` (its output is positive exactly where its input is).
-        let masked = then.map(|then| {
-            let carried = then.carried.as_ref().map(values);
-            map_blocks(d, |c, b, out| {
-                let (dy, x) = (&dy[b..b + d.hw], &x[b..b + d.hw]);
-                let (a, bias) = (then.a[c], then.b[c]);
-                match &carried {
-                    Some(r) => {
-                        let r: &[f32] = &r[b..b + d.hw];
-                        for (((o, &g), &v), &r) in out.iter_mut().zip(dy).zip(x).zip(r) {
-                            o.write(if v * a + bias + r > 0.0 { g } else { 0.0 });
+        // One pass over each channel's blocks: through the ReLU first (the gradient where
+        // its output was positive, as `flex`'s `relu_backward`: its output is positive
+        // exactly where its input is), kept for the residual, then Σ y' and Σ y'·x̂ of the
+        // block while it is in cache: β' and γ', and what x' subtracts. (Separate passes
+        // for the three read the maps three times more.)
+        let len = d.n * d.c * d.hw;
+        let mut masked: Option<Vec<f32>> = then.map(|_| Vec::with_capacity(len));
+        let out = Blocks(masked.as_mut().map_or(std::ptr::null_mut(), |m| m.as_mut_ptr()));
+        let carried = then.and_then(|then| then.carried.as_ref().map(values));
+        let sums: Vec<(f32, f32)> = (0..d.c)
+            .into_par_iter()
+            .map(|c| {
+                let (m, s) = (mean[c], inv_std[c]);
+                let (mut sum_dy, mut sum_dy_xhat) = (Vec::with_capacity(d.n), Vec::with_capacity(d.n));
+                for i in 0..d.n {
+                    let b = (i * d.c + c) * d.hw;
+                    let x = &x[b..b + d.hw];
+                    let dy: &[f32] = match then {
+                        None => &dy[b..b + d.hw],
+                        Some(then) => {
+                            // SAFETY: block (i, c) is this iteration's alone, inside the
+                            // `len` values reserved.
+                            let o = unsafe { out.block(b, d.hw) };
+                            let (a, bias, dy) = (then.a[c], then.b[c], &dy[b..b + d.hw]);
+                            match &carried {
+                                Some(r) => {
+                                    let r: &[f32] = &r[b..b + d.hw];
+                                    for (((o, &g), &v), &r) in o.iter_mut().zip(dy).zip(x).zip(r) {
+                                        o.write(if v * a + bias + r > 0.0 { g } else { 0.0 });
+                                    }
+                                }
+                                None => {
+                                    for ((o, &g), &v) in o.iter_mut().zip(dy).zip(x) {
+                                        o.write(if v * a + bias > 0.0 { g } else { 0.0 });
+                                    }
+                                }
+                            }
+                            // SAFETY: the loop above wrote every value of the block.
+                            unsafe { &*(o as *const [MaybeUninit<f32>] as *const [f32]) }
                         }
-                    }
-                    None => {
-                        for ((o, &g), &v) in out.iter_mut().zip(dy).zip(x) {
-                            o.write(if v * a + bias > 0.0 { g } else { 0.0 });
-                        }
-                    }
+                    };
+                    sum_dy.push(lanes(dy, &[], |g, _| g));
+                    sum_dy_xhat.push(lanes(dy, x, |g, v| g * ((v - m) * s)));
                 }
+                (sum_dy.into_iter().sum(), sum_dy_xhat.into_iter().sum())
             })
-        });
+            .collect();
+        if let Some(masked) = &mut masked {
+            // SAFETY: every block of every channel was written above.
+            unsafe { masked.set_len(len) };
+        }
+        let (sum_dy, sum_dy_xhat): (Vec<f32>, Vec<f32>) = sums.into_iter().unzip();
         let dy: &[f32] = masked.as_deref().unwrap_or(dy);
-        // Σ y' and Σ y'·x̂ per channel: β' and γ', and what x' subtracts.
-        let sum_dy = d.per_channel(|_, b| lanes(&dy[b..b + d.hw], &[], |g, _| g));
-        let sum_dy_xhat = d.per_channel(|c, b| {
-            let (m, s) = (mean[c], inv_std[c]);
-            lanes(&dy[b..b + d.hw], &x[b..b + d.hw], |g, v| g * ((v - m) * s))
-        });
         let dx = want_dx.then(|| {
             // x' = γ/σ · (y' − mean(y') − x̂ · mean(y'·x̂))
             map_blocks(d, |c, b, out| {
