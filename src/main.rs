@@ -26,10 +26,11 @@ fn main() -> ExitCode {
 /// One arena, because a stage trains on its own thread and glibc gives each thread an arena
 /// of 64 MB heaps that it unmaps whole once they empty, whatever the trim threshold: a
 /// 2-epoch ConvNet run unmapped 285 such heaps and took 737k page faults (30k with one
-/// arena), 1,587 against 2,161 images/s (medians of 3 alternated runs). Allocation is per tensor, not per element, so
-/// training threads hardly ever wait on the shared arena's lock. Only `build` trains; the
-/// other commands keep an arena per thread, since `status` reads the cache on two threads
-/// that do wait on one lock (its 500-variant decision: 12.9 ms with one arena, 10.1 without).
+/// arena), 1,587 against 2,161 images/s (medians of 3 alternated runs). Allocation is per
+/// tensor, not per element, so training threads hardly ever wait on the shared arena's
+/// lock. Only `build` trains; the other commands keep an arena per thread, since `status`
+/// reads the cache on two threads that do wait on one lock (its 500-variant decision:
+/// 12.9 ms with one arena, 10.1 without).
 fn keep_freed_memory(training: bool) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.

@@ -503,6 +503,25 @@ impl Spread {
             }
         }
     }
+
+    /// [`correlate`](Spread::correlate) for every image of a batch, each spread in this
+    /// thread's scratch buffer: `out` holds `c_out · oh · ow` values an image, all written.
+    fn correlate_batch(
+        &self,
+        images: &[f32],
+        weights: &[f32],
+        c_out: usize,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        out.par_chunks_mut(c_out * self.oh * self.ow)
+            .zip(images.par_chunks(self.c * self.h * self.w))
+            .for_each(|(out, image)| {
+                scratch(self.len(), |spread| {
+                    self.spread(image, spread);
+                    self.correlate(spread, weights, c_out, out);
+                })
+            });
+    }
 }
 
 /// A filter bank `w[co][c][i][j]` as [`Spread::correlate`] multiplies it: `kh` row-major
@@ -539,15 +558,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geometry) -> FlexTensor {
     let mut y: Vec<f32> = Vec::with_capacity(g.batch * g.c_out * p);
     let out = &mut y.spare_capacity_mut()[..g.batch * g.c_out * p];
     if let Some(s) = g.spread_forward() {
-        let by_row = weights_by_row(&w, g, false);
-        out.par_chunks_mut(g.c_out * p)
-            .zip(x.par_chunks(g.image()))
-            .for_each(|(y_n, x_n)| {
-                scratch(s.len(), |spread| {
-                    s.spread(x_n, spread);
-                    s.correlate(spread, &by_row, g.c_out, y_n);
-                })
-            });
+        s.correlate_batch(&x, &weights_by_row(&w, g, false), g.c_out, out);
     } else {
         let weight = Mat::rows(&w, g.c_out, k);
         out.par_chunks_mut(g.c_out * p)
@@ -574,18 +585,10 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geometry) -> FlexTensor {
 fn input_grad(dy: &[f32], w: &[f32], g: &Geometry) -> FlexTensor {
     let (k, p) = (g.k(), g.p());
     if let Some(s) = g.spread_backward() {
-        let by_row = weights_by_row(w, g, true);
         let mut dx: Vec<f32> = Vec::with_capacity(g.batch * g.image());
-        dx.spare_capacity_mut()[..g.batch * g.image()]
-            .par_chunks_mut(g.image())
-            .zip(dy.par_chunks(g.c_out * p))
-            .for_each(|(dx_n, dy_n)| {
-                scratch(s.len(), |spread| {
-                    s.spread(dy_n, spread);
-                    s.correlate(spread, &by_row, g.c_in, dx_n);
-                })
-            });
-        // SAFETY: `correlate` initialized every image's c_in × h × w values.
+        let out = &mut dx.spare_capacity_mut()[..g.batch * g.image()];
+        s.correlate_batch(dy, &weights_by_row(w, g, true), g.c_in, out);
+        // SAFETY: `correlate_batch` initialized every image's c_in × h × w values.
         unsafe { dx.set_len(g.batch * g.image()) };
         return tensor(dx, [g.batch, g.c_in, g.h, g.w]);
     }

@@ -272,6 +272,35 @@ impl Blocks {
     }
 }
 
+/// `o = dy` where the ReLU's input `x·a + bias (+ r)` was positive, else 0, as `flex`'s
+/// `relu_backward` (its output is positive exactly where its input is); returns `o`, all
+/// written.
+#[inline(always)]
+fn relu_mask<'a>(
+    o: &'a mut [MaybeUninit<f32>],
+    dy: &[f32],
+    x: &[f32],
+    r: Option<&[f32]>,
+    a: f32,
+    bias: f32,
+) -> &'a [f32] {
+    match r {
+        Some(r) => {
+            for (((o, &g), &v), &r) in o.iter_mut().zip(dy).zip(x).zip(r) {
+                o.write(if v * a + bias + r > 0.0 { g } else { 0.0 });
+            }
+        }
+        None => {
+            for ((o, &g), &v) in o.iter_mut().zip(dy).zip(x) {
+                o.write(if v * a + bias > 0.0 { g } else { 0.0 });
+            }
+        }
+    }
+    assert_eq!(o.len(), dy.len());
+    // SAFETY: the loop wrote every value of `o` (as long as `dy`, checked).
+    unsafe { &*(o as *const [MaybeUninit<f32>] as *const [f32]) }
+}
+
 /// What batch norm's backward pass computes, before it registers it.
 struct Grads {
     /// The output gradient through the ReLU, when there was one: the carried residual's.
@@ -294,11 +323,10 @@ wide! {
         then: Option<&Then>,
         want_dx: bool,
     ) -> Grads {
-        // One pass over each channel's blocks: through the ReLU first (the gradient where
-        // its output was positive, as `flex`'s `relu_backward`: its output is positive
-        // exactly where its input is), kept for the residual, then Σ y' and Σ y'·x̂ of the
-        // block while it is in cache: β' and γ', and what x' subtracts. (Separate passes
-        // for the three read the maps three times more.)
+        // One pass over each channel's blocks: through the ReLU first ([`relu_mask`]),
+        // kept for the residual, then Σ y' and Σ y'·x̂ of the block while it is in cache:
+        // β' and γ', and what x' subtracts. (Separate passes for the three read the maps
+        // three times more.)
         let len = d.n * d.c * d.hw;
         let mut masked: Option<Vec<f32>> = then.map(|_| Vec::with_capacity(len));
         let out = Blocks(masked.as_mut().map_or(std::ptr::null_mut(), |m| m.as_mut_ptr()));
@@ -307,7 +335,8 @@ wide! {
             .into_par_iter()
             .map(|c| {
                 let (m, s) = (mean[c], inv_std[c]);
-                let (mut sum_dy, mut sum_dy_xhat) = (Vec::with_capacity(d.n), Vec::with_capacity(d.n));
+                let mut sum_dy = Vec::with_capacity(d.n);
+                let mut sum_dy_xhat = Vec::with_capacity(d.n);
                 for i in 0..d.n {
                     let b = (i * d.c + c) * d.hw;
                     let x = &x[b..b + d.hw];
@@ -317,22 +346,8 @@ wide! {
                             // SAFETY: block (i, c) is this iteration's alone, inside the
                             // `len` values reserved.
                             let o = unsafe { out.block(b, d.hw) };
-                            let (a, bias, dy) = (then.a[c], then.b[c], &dy[b..b + d.hw]);
-                            match &carried {
-                                Some(r) => {
-                                    let r: &[f32] = &r[b..b + d.hw];
-                                    for (((o, &g), &v), &r) in o.iter_mut().zip(dy).zip(x).zip(r) {
-                                        o.write(if v * a + bias + r > 0.0 { g } else { 0.0 });
-                                    }
-                                }
-                                None => {
-                                    for ((o, &g), &v) in o.iter_mut().zip(dy).zip(x) {
-                                        o.write(if v * a + bias > 0.0 { g } else { 0.0 });
-                                    }
-                                }
-                            }
-                            // SAFETY: the loop above wrote every value of the block.
-                            unsafe { &*(o as *const [MaybeUninit<f32>] as *const [f32]) }
+                            let r = carried.as_ref().map(|r| &r[b..b + d.hw]);
+                            relu_mask(o, &dy[b..b + d.hw], x, r, then.a[c], then.b[c])
                         }
                     };
                     sum_dy.push(lanes(dy, &[], |g, _| g));
