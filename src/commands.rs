@@ -110,7 +110,10 @@ impl Project {
         let enough = Arc::new(AtomicBool::new(false));
         let preloading = uses_cache.then(|| {
             let (dir, enough) = (cache_dir.clone(), enough.clone());
-            std::thread::spawn(move || Cache::preload(&dir, &enough))
+            std::thread::spawn(move || {
+                crate::heap::room_for_thread();
+                Cache::preload(&dir, &enough)
+            })
         });
         let plan = Plan::new(spec::load_files(files, &kinds)?)?;
         Ok(Project {
@@ -292,11 +295,7 @@ fn cmd_build(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Error> {
         println!("{stale} of {} stages would run", states.len());
         return Ok(ExitCode::SUCCESS);
     }
-    let jobs = a.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let jobs = a.jobs.unwrap_or_else(crate::par::cores);
     let opts = BuildOptions {
         jobs,
         gpus: a.gpus,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod dataset;
 pub mod engine;
+pub mod heap;
 pub mod par;
 pub mod plan;
 pub mod report;

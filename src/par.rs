@@ -9,7 +9,7 @@ pub fn map_chunks<T: Sync, R: Send>(
     min: usize,
     f: impl Fn(&[T]) -> R + Sync,
 ) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores();
     if threads == 1 || items.len() < min {
         return vec![f(items)];
     }
@@ -18,11 +18,23 @@ pub fn map_chunks<T: Sync, R: Send>(
     std::thread::scope(|s| {
         let workers: Vec<_> = items
             .chunks(chunk)
-            .map(|part| s.spawn(move || f(part)))
+            .map(|part| {
+                s.spawn(move || {
+                    crate::heap::room_for_thread();
+                    f(part)
+                })
+            })
             .collect();
         workers
             .into_iter()
             .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     })
+}
+
+/// The cores this process may use. Asked once: each `available_parallelism` call reads
+/// the cgroup's CPU quota from three files, and a decision asks for every burst.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
