@@ -33,8 +33,9 @@ const ROOM: usize = 8 << 20;
 
 /// Grows the calling thread's arena by [`ROOM`] in one step, at the start of a helper
 /// thread. glibc grows a thread arena's heap a page at a time, one `mprotect` call each (its
-/// top pad is for the main arena only): `pipe status` after an edit at N = 500 made ~820
-/// such calls in its helper threads, `mprotect` 7.7% of its samples. The block is freed
+/// top pad is for the main arena only): `pipe status` after an edit at N = 500 made 988
+/// such calls in its nine helper threads (819 in the first three, which made the arenas),
+/// `mprotect` 7.7% of its samples. The block is freed
 /// at once and never touched, so it costs no memory; with trimming off
 /// ([`keep_freed_memory`]) the heap keeps the room, and a later thread that reuses the
 /// arena finds it grown.
