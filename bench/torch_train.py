@@ -184,6 +184,9 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     dev = torch.device(a.device)
+    if dev.type == "cuda":
+        # Several families may run in one process (bench/gpu.py): each its own peak.
+        torch.cuda.reset_peak_memory_stats()
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     x, y = load(a.data, "train", dev)
     vx, vy = load(a.data, "validation", dev)
@@ -222,6 +225,8 @@ def main():
         "epochs": epochs,
         "test_accuracy": accuracy(model, tx, ty, 1000),
         "finite": math.isfinite(loss.item()),
+        # What PyTorch's caching allocator held at most (the CUDA context is not counted).
+        "peak_gpu_reserved_mib": torch.cuda.max_memory_reserved() / 2**20 if dev.type == "cuda" else None,
     }))
 
 

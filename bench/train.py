@@ -78,7 +78,7 @@ def write_synthetic_cifar(folder: Path):
 class Project:
     """A throwaway pipe project with one train + evaluate stage pair per family."""
 
-    def __init__(self, root: Path, pipe: str, device: str, source: Path, validation: int, epochs: int, families):
+    def __init__(self, root: Path, pipe: str, device: str, source: Path, validation: int, epochs: int, families, seed=1):
         self.root, self.pipe, self.device = root, pipe, device
         (root / "pipelines").mkdir(parents=True, exist_ok=True)
         stages = [
@@ -88,7 +88,7 @@ class Project:
         for name, model, batch, momentum, _, times in families:
             stages.append(
                 f'(name: "t_{name}", kind: "train", inputs: ["data"], config: (model: {model}, '
-                f"epochs: {epochs * times}, batch_size: {batch}, optimizer: (lr: 0.01, momentum: {momentum}), seed: 1)),"
+                f"epochs: {epochs * times}, batch_size: {batch}, optimizer: (lr: 0.01, momentum: {momentum}), seed: {seed})),"
             )
             stages.append(f'(name: "e_{name}", kind: "evaluate", inputs: ["t_{name}", "data"]),')
         (root / "pipelines" / "b.ron").write_text("Pipeline(stages: [\n" + "\n".join(stages) + "\n])\n")
@@ -213,6 +213,7 @@ def main():
                     help="also train each family a second time in a fresh cache and compare weights")
     ap.add_argument("--repeat", type=int, default=1,
                     help="train each family this many times on each side, alternating; report medians")
+    ap.add_argument("--seed", type=int, default=1, help="pipe's training seed")
     ap.add_argument("--workdir", help="keep the project here (default: a temporary folder)")
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
@@ -228,7 +229,7 @@ def main():
             write_synthetic_cifar(source)
     else:
         source, validation = Path(a.data).resolve(), 1000
-    proj = Project(root, os.path.abspath(a.pipe), a.device, source, validation, a.epochs, families)
+    proj = Project(root, os.path.abspath(a.pipe), a.device, source, validation, a.epochs, families, a.seed)
     proj.build("b:data")
     data = proj.folder("b:data")
     meta = json.loads((data / "meta.json").read_text())
