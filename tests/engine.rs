@@ -416,7 +416,15 @@ fn gc_frees_unreachable_entries_and_keeps_reachable_ones() {
     p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.95]");
     p.build(&[]);
     let objects_before = util::files_under(&p.path().join("cache/objects")).len();
+    // CUDA's compiled kernels are no stage's output, and cost minutes to make again.
+    let kernels = p.path().join("cache/kernels/NVIDIA_H200-sm_90/ptx");
+    std::fs::create_dir_all(&kernels).unwrap();
+    std::fs::write(kernels.join("chunk0.cbor"), b"ptx").unwrap();
     let out = p.ok(&["gc"]).stdout;
+    assert!(
+        kernels.join("chunk0.cbor").exists(),
+        "gc removed the kernel cache"
+    );
     // The 0.9 run, its evaluation and the old report are unreachable now.
     assert!(out.contains("removed 3 unreachable entries"), "{out}");
     let freed: u64 = out

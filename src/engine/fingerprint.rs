@@ -31,9 +31,11 @@
 //! |                  |                                    | `retries`, `backoff_ms` are not keyed |
 //! | `normalize`      | `validation`, `scaling`,           | none                                 |
 //! |                  | `train_subset`, `seed`             |                                      |
-//! | `train`          | `model` (family and its fields),   | the backend used, `flex-cpu` or      |
-//! |                  | `epochs`, `batch_size`,            | `cuda`, `ndarray-cpu` (external);    |
-//! |                  | `optimizer`, `schedule`,           | `device` itself is not keyed         |
+//! | `train`          | `model` (family and its fields),   | the backend used, `flex-cpu`,        |
+//! |                  | `epochs`, `batch_size`,            | `cuda-unfused`, `cuda-fused` (with   |
+//! |                  | `optimizer`, `schedule`,           | `-autotune` if built so) or          |
+//! |                  |                                    | `ndarray-cpu` (external); `device`   |
+//! |                  |                                    | itself is not keyed                  |
 //! |                  | `initializer`, `bias_initializer`, |                                      |
 //! |                  | `regularizer`, `seed`, `shuffle`   |                                      |
 //! | `evaluate`       | none                               | the backend used (external)          |

@@ -8,7 +8,7 @@ use super::train::input_of;
 use crate::dataset::Dataset;
 use crate::stage::{KeyCtx, Kind, RunCtx, StageConfig};
 use crate::train::config::DeviceChoice;
-use crate::train::device::{self, Backend, CpuBackend, GpuBackend};
+use crate::train::device::{self, Backend, CpuBackend, GpuBackend, GpuUnfusedBackend};
 use crate::train::evaluate::evaluate;
 
 pub static EVALUATE: Kind<EvaluateConfig> = Kind::new("evaluate", 4);
@@ -38,6 +38,9 @@ impl StageConfig for EvaluateConfig {
         let e = match device::resolve(self.device)? {
             Backend::Cpu => evaluate::<CpuBackend>(&trained, &data, &Default::default())?,
             Backend::Cuda => evaluate::<GpuBackend>(&trained, &data, &Default::default())?,
+            Backend::CudaUnfused => {
+                evaluate::<GpuUnfusedBackend>(&trained, &data, &Default::default())?
+            }
         };
         std::fs::write(
             ctx.out_dir().join("evaluation.json"),

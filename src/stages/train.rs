@@ -2,12 +2,13 @@
 //! The config is [`TrainConfig`]; the work is [`crate::train::fit`].
 
 use anyhow::bail;
+use burn::tensor::backend::AutodiffBackend;
 
 use crate::dataset::Dataset;
 use crate::stage::{FieldError, Input, KeyCtx, Kind, Resources, RunCtx, StageConfig};
 use crate::train::config::TrainConfig;
-use crate::train::device::{self, Backend, CpuTrain, GpuTrain};
-use crate::train::fit::{fit, recover_checkpoint, Dirs, EpochMetrics, Report};
+use crate::train::device::{self, Backend, CpuTrain, GpuTrain, GpuUnfusedTrain};
+use crate::train::fit::{fit, recover_checkpoint, Dirs, EpochMetrics, Report, Summary};
 
 pub static TRAIN: Kind<TrainConfig> = Kind::new("train", 8);
 
@@ -22,6 +23,17 @@ pub fn input_of<'a>(inputs: &'a [Input], kind: &str, stage: &str) -> anyhow::Res
             found.len()
         ),
     }
+}
+
+/// [`fit`] on `B`'s default device: one function type for every backend.
+fn fit_on<B: AutodiffBackend>(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    backend: &str,
+    dirs: &Dirs,
+    report: &mut dyn Report,
+) -> anyhow::Result<Summary> {
+    fit::<B>(cfg, data, &Default::default(), backend, dirs, report)
 }
 
 struct Progress<'a, 'b>(&'a mut RunCtx<'b>);
@@ -58,7 +70,7 @@ impl StageConfig for TrainConfig {
 
     fn resources(&self) -> Resources {
         match device::resolve(self.device) {
-            Ok(Backend::Cuda) => Resources { cpus: 1, gpus: 1 },
+            Ok(b) if b.is_gpu() => Resources { cpus: 1, gpus: 1 },
             // flex uses every core it is given: one CPU training at a time.
             _ => Resources {
                 cpus: usize::MAX,
@@ -88,24 +100,12 @@ impl StageConfig for TrainConfig {
             out: &out,
         };
         let mut report = Progress(ctx);
-        let summary = match backend {
-            Backend::Cpu => fit::<CpuTrain>(
-                self,
-                &data,
-                &Default::default(),
-                backend.name(),
-                &dirs,
-                &mut report,
-            )?,
-            Backend::Cuda => fit::<GpuTrain>(
-                self,
-                &data,
-                &Default::default(),
-                backend.name(),
-                &dirs,
-                &mut report,
-            )?,
+        let fit_here = match backend {
+            Backend::Cpu => fit_on::<CpuTrain>,
+            Backend::Cuda => fit_on::<GpuTrain>,
+            Backend::CudaUnfused => fit_on::<GpuUnfusedTrain>,
         };
+        let summary = fit_here(self, &data, backend.name(), &dirs, &mut report)?;
         ctx.log(format!(
             "{} ({} parameters) on {}: {} epochs, {:.0} images/s{}",
             summary.family,
