@@ -1,0 +1,61 @@
+//! `pipe clean`: remove targets' materialized files and cache entries, so they rebuild.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{io, Error, Project};
+use crate::cli::CleanArgs;
+
+fn remove_file(path: &Path, removed: &mut Vec<PathBuf>) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            removed.push(path.to_path_buf());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::Io(format!("cannot remove {}: {e}", path.display()))),
+    }
+}
+
+pub(super) fn run(p: &Project, a: &CleanArgs) -> Result<ExitCode, Error> {
+    let chosen = p.select_or_targets(&a.targets)?;
+    let cache = p.cache()?;
+    let mut removed = Vec::new();
+    let mut entries = 0;
+    for n in chosen {
+        let node = &p.plan.nodes[n];
+        let Some(key) = cache.last(&node.id) else {
+            continue;
+        };
+        if let Some(t) = &p.plan.def(n).target {
+            let base = p
+                .root
+                .join(t)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| p.root.clone());
+            if let Some(entry) = cache.load_entry(&key) {
+                for out in &entry.built.outputs {
+                    remove_file(&base.join(&out.path), &mut removed)?;
+                }
+            }
+            remove_file(&p.root.join(t), &mut removed)?;
+        }
+        if cache
+            .remove_entry(&key)
+            .map_err(io("cannot remove a cache entry"))?
+        {
+            entries += 1;
+        }
+    }
+    cache.save().map_err(io("cannot save the cache index"))?;
+    for r in &removed {
+        println!("removed {}", r.display());
+    }
+    println!(
+        "cleaned {} file(s) and {entries} cache entr{}",
+        removed.len(),
+        if entries == 1 { "y" } else { "ies" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,85 @@
+//! `pipe dag`: the graph as a text tree, Graphviz dot or a Mermaid flowchart.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use super::{Error, Project};
+use crate::cli::DagArgs;
+
+pub(super) fn run(p: &Project, a: &DagArgs) -> Result<ExitCode, Error> {
+    let roots = if a.targets.is_empty() {
+        let t: Vec<usize> = p.plan.targets().into_iter().map(|(_, n)| n).collect();
+        if t.is_empty() {
+            // No targets: every node nothing depends on.
+            let used: HashSet<usize> = p
+                .plan
+                .nodes
+                .iter()
+                .flat_map(|n| n.inputs.iter().copied())
+                .collect();
+            (0..p.plan.nodes.len())
+                .filter(|n| !used.contains(n))
+                .collect()
+        } else {
+            t
+        }
+    } else {
+        p.plan.select(&a.targets).map_err(Error::Usage)?
+    };
+    let nodes = p.plan.closure(&roots);
+    let name = |n: usize| {
+        let node = &p.plan.nodes[n];
+        format!("{} ({})", node.id, p.plan.def(n).kind.name())
+    };
+    if a.dot {
+        println!("digraph pipe {{\n  rankdir=LR;\n  node [shape=box];");
+        for &n in &nodes {
+            let shape = if p.plan.def(n).target.is_some() {
+                ", shape=note"
+            } else {
+                ""
+            };
+            println!("  n{n} [label={:?}{shape}];", name(n));
+            for &i in &p.plan.nodes[n].inputs {
+                println!("  n{i} -> n{n};");
+            }
+        }
+        println!("}}");
+    } else if a.mermaid {
+        println!("flowchart LR");
+        for &n in &nodes {
+            println!("  n{n}[\"{}\"]", name(n).replace('"', "#quot;"));
+            for &i in &p.plan.nodes[n].inputs {
+                println!("  n{i} --> n{n}");
+            }
+        }
+    } else {
+        fn tree(p: &Project, n: usize, prefix: &str, last: bool, top: bool, out: &mut String) {
+            let node = &p.plan.nodes[n];
+            let def = p.plan.def(n);
+            let mut label = format!("{} ({})", node.id, def.kind.name());
+            if let Some(t) = &def.target {
+                label = format!("{t} ← {label}");
+            }
+            let (branch, next) = if top {
+                ("", String::new())
+            } else if last {
+                ("└── ", format!("{prefix}    "))
+            } else {
+                ("├── ", format!("{prefix}│   "))
+            };
+            let _ = writeln!(out, "{prefix}{branch}{label}");
+            let k = node.inputs.len();
+            for (j, &i) in node.inputs.iter().enumerate() {
+                tree(p, i, &next, j + 1 == k, false, out);
+            }
+        }
+        let mut out = String::new();
+        for &r in &roots {
+            tree(p, r, "", true, true, &mut out);
+        }
+        print!("{out}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,31 @@
+//! `pipe gc`: remove what no current pipeline reaches.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+
+use super::{io, Error, Project};
+use crate::engine::assess::{assess, Freshness};
+
+pub(super) fn run(p: &Project) -> Result<ExitCode, Error> {
+    let cache = p.cache()?;
+    let all: Vec<usize> = (0..p.plan.nodes.len()).collect();
+    // Reached: the current key of every fresh stage, and the last build of every current
+    // stage (so a stage waiting on an edited input keeps its previous result until rebuilt).
+    let mut keep: HashSet<String> = HashSet::new();
+    for (n, s) in assess(&p.plan, &cache, &p.root, &all, &HashSet::new()) {
+        if let Freshness::Fresh(e) = s {
+            keep.insert(e.key);
+        }
+        if let Some(k) = cache.last(&p.plan.nodes[n].id) {
+            keep.insert(k);
+        }
+    }
+    let (entries, bytes) = cache.gc(&keep).map_err(io("garbage collection failed"))?;
+    cache.save().map_err(io("cannot save the cache index"))?;
+    println!(
+        "removed {entries} unreachable entr{}, freed {bytes} bytes; kept {}",
+        if entries == 1 { "y" } else { "ies" },
+        keep.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
