@@ -11,8 +11,17 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::engine::memo::Memo;
 use crate::spec::ron_path;
+
+/// The hashing a stage may ask for, of files it names outside the cache (a local dataset).
+/// The engine answers with its memo, so a large file is read once; the contract needs only
+/// these two calls, and so imports nothing of the engine.
+pub trait FileDigest: Sync {
+    /// blake3 of a file.
+    fn hash_file(&self, path: &Path) -> std::io::Result<String>;
+    /// Take note of a folder, so a file added to it later is noticed.
+    fn watch(&self, dir: &Path);
+}
 
 /// Slots a running stage holds in the scheduler: CPU stages share `-j` cores, GPU stages
 /// share the GPU slots, so a training run on the GPU does not starve CPU work and vice versa.
@@ -200,7 +209,7 @@ pub trait Progress: Send + Sync {
 
 /// What `external_key` may use.
 pub struct KeyCtx<'a> {
-    pub(crate) memo: &'a Memo,
+    pub(crate) memo: &'a dyn FileDigest,
     pub(crate) root: &'a Path,
 }
 
@@ -227,7 +236,7 @@ pub struct RunCtx<'a> {
     pub(crate) target: Option<String>,
     pub(crate) root: PathBuf,
     pub(crate) log: String,
-    pub(crate) memo: &'a Memo,
+    pub(crate) memo: &'a dyn FileDigest,
     pub(crate) progress: &'a dyn Progress,
 }
 

@@ -170,3 +170,12 @@ pub fn hash_uncached(path: &Path) -> io::Result<String> {
     h.update_mmap_rayon(path)?;
     Ok(h.finalize().to_hex().to_string())
 }
+
+impl crate::stage::FileDigest for Memo {
+    fn hash_file(&self, path: &Path) -> io::Result<String> {
+        Memo::hash_file(self, path)
+    }
+    fn watch(&self, dir: &Path) {
+        Memo::watch(self, dir)
+    }
+}
