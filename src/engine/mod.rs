@@ -7,5 +7,6 @@ pub mod cache;
 pub mod fingerprint;
 pub mod memo;
 pub mod noop;
+pub mod outcome;
 pub mod scheduler;
 pub mod ui;

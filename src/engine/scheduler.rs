@@ -26,17 +26,7 @@ pub struct BuildOptions {
     pub force: HashSet<usize>,
 }
 
-#[derive(Clone, Debug)]
-pub enum Outcome {
-    /// Already in the cache (or built by a concurrent build).
-    Fresh,
-    Built {
-        ms: u64,
-    },
-    Failed(String),
-    /// Not run because an input failed or the build stopped.
-    Skipped(String),
-}
+pub use super::outcome::Outcome;
 
 pub struct Summary {
     /// Every node of the build, dependencies first.

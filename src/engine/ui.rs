@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::scheduler::Outcome;
+use super::outcome::Outcome;
 use crate::stage::Progress;
 
 pub trait Ui: Sync {

@@ -13,6 +13,7 @@ pub mod kernels;
 pub mod layers;
 pub mod lstm;
 pub mod matmul;
+pub mod metrics;
 pub mod models;
 pub mod norm;
 pub mod pool;

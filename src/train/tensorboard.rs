@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::fit::EpochMetrics;
+use super::metrics::EpochMetrics;
 
 /// TensorBoard finds files by this name pattern; the fixed suffix keeps outputs stable.
 pub const FILE_NAME: &str = "events.out.tfevents.0.pipe";
