@@ -192,7 +192,7 @@ def phase1(a, families, work):
     return out
 
 
-def rank(p1, families):
+def rank(p1):
     """Settings by runs finished, then by the summed first epochs of the families all finished."""
     configs = sorted({r["config"] for r in p1})
     done = {c: {r["family"]: r for r in p1 if r["config"] == c and "first_epoch" in r} for c in configs}
@@ -322,7 +322,7 @@ def main():
             save(a, "torch", results["torch"])
         results["phase1"] = phase1(a, families, work)
         save(a, "phase1", results["phase1"])
-        order = rank(results["phase1"], families)
+        order = rank(results["phase1"])
         results["order"] = order
         log(f"settings ranked: {order}")
         results["phase2"] = phase2(a, families, work, sampler, order)

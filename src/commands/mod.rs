@@ -173,8 +173,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         std::env::set_var(crate::train::device::DEVICE_ENV, d);
     }
     let (root, cache_dir) = locate(&cli)?;
-    let kernels = cache_dir.join("kernels");
-    crate::train::device::set_kernel_cache(std::path::absolute(&kernels).unwrap_or(kernels));
+    crate::train::device::set_cache_dir(cache_dir.clone());
     let files = spec::read_files(&root)?;
     let kinds = crate::stages::all();
     let mut digest = None;

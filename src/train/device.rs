@@ -61,11 +61,10 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Recorded in the stage key: CPU and GPU results differ, and fused kernels may round
-    /// differently from unfused ones.
-    /// burn-cuda built with `autotune` picks kernels by timing them, so its results are keyed
-    /// apart; plain `cuda` was the name of burn-cuda with fusion and autotune before both
-    /// became choices, and is kept for those results.
+    /// Recorded in the stage key: CPU and GPU results differ, fused kernels may round
+    /// differently from unfused ones, and a build with `autotune` picks kernels by timing
+    /// them. None is plain `cuda`, the name results of burn-cuda with fusion and autotune
+    /// carried before both became choices: those are never served for these.
     pub fn name(self) -> &'static str {
         let autotune = cfg!(feature = "autotune");
         match self {
@@ -102,13 +101,14 @@ fn cuda_backend_here() -> anyhow::Result<Backend> {
     cuda_backend(std::env::var(FUSION_ENV).ok().as_deref())
 }
 
-static KERNEL_CACHE: OnceLock<PathBuf> = OnceLock::new();
+static CACHE_DIR: OnceLock<PathBuf> = OnceLock::new();
 
-/// Where CubeCL keeps compiled kernels and autotune results (a folder of the project's
-/// cache); set by the command line before any stage runs. Without it CubeCL's own defaults
-/// apply (no kernel cache, autotune results under `target/` or the user's cache folder).
-pub fn set_kernel_cache(dir: PathBuf) {
-    let _ = KERNEL_CACHE.set(dir);
+/// The project's cache folder, where CubeCL keeps compiled kernels and autotune results
+/// (`kernels/`); set by the command line before any stage runs. Without it CubeCL's own
+/// defaults apply (no kernel cache, autotune results under `target/` or the user's cache
+/// folder).
+pub fn set_cache_dir(dir: PathBuf) {
+    let _ = CACHE_DIR.set(dir);
 }
 
 /// CubeCL's settings, given once before its first use: a `cubecl.toml` or `burn.toml` the
@@ -121,7 +121,9 @@ fn configure_cubecl() {
     let mut c = CubeClRuntimeConfig::from_current_dir().override_from_env();
     // PTX is compiled for one architecture and autotune results hold for one GPU model: a
     // cache shared by a cluster's nodes keeps one folder per GPU model.
-    if let Some(dir) = KERNEL_CACHE.get().map(|d| d.join(gpu_model())) {
+    if let Some(dir) = CACHE_DIR.get() {
+        let dir = dir.join("kernels").join(gpu_model());
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         if c.compilation.cache.is_none() {
             c.compilation.cache = Some(CacheConfig::File(dir.clone()));
         }
@@ -167,7 +169,8 @@ fn gpu_model() -> String {
 }
 
 /// Whether CUDA works here: the driver library loads and a tiny op runs. burn-cuda panics
-/// inside cudarc without a driver, so the probe is guarded; asked once per process.
+/// inside cudarc without a driver, so the probe is guarded; asked once per process. The op
+/// runs unfused, the default, whose kernels the stages then reuse.
 pub fn cuda_usable() -> bool {
     static USABLE: OnceLock<bool> = OnceLock::new();
     *USABLE.get_or_init(|| {
@@ -178,7 +181,7 @@ pub fn cuda_usable() -> bool {
         configure_cubecl();
         std::panic::catch_unwind(|| {
             let device = burn::backend::cuda::CudaDevice::default();
-            let t = burn::tensor::Tensor::<GpuBackend, 1>::ones([4], &device);
+            let t = burn::tensor::Tensor::<GpuUnfusedBackend, 1>::ones([4], &device);
             t.sum().into_scalar() == 4.0
         })
         .unwrap_or(false)
