@@ -1,6 +1,6 @@
 //! pipe: a hyperparameter study as a reproducible, incremental build.
 //!
-//! RON pipeline files ([`spec`]) expand into a DAG of stage variants ([`plan`]); the
+//! RON pipeline files ([`pipeline`]) expand into a DAG of stage variants ([`plan`]); the
 //! [`engine`] fingerprints each stage, serves what it can from the content-addressed cache
 //! and runs the rest; stage kinds ([`stages`]) plug in through [`stage`].
 
@@ -10,9 +10,11 @@ pub mod dataset;
 pub mod engine;
 pub mod heap;
 pub mod par;
+pub mod pipeline;
 pub mod plan;
 pub mod report;
-pub mod spec;
+pub mod rng;
+pub mod ron_path;
 pub mod stage;
 pub mod stages;
 pub mod train;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use petgraph::graph::DiGraph;
 
-use crate::spec::{product, Def, Spec, SpecErrors, Variant};
+use crate::pipeline::{product, Def, Spec, SpecErrors, Variant};
 
 pub struct Node {
     /// `namespace:stage`, with `[label]` for anything but the base.
@@ -180,7 +180,7 @@ impl Plan {
                 known.extend(self.spec.defs.iter().map(|d| d.id.as_str()));
                 return Err(format!(
                     "no target or stage `{name}`; {}",
-                    crate::spec::ron_path::did_you_mean(clean, known)
+                    crate::ron_path::did_you_mean(clean, known)
                 ));
             }
             for n in found {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::spec::ron_path;
+use crate::ron_path;
+pub use crate::ron_path::ConfigError;
 
 /// The hashing a stage may ask for, of files it names outside the cache (a local dataset).
 /// The engine answers with its memo, so a large file is read once; the contract needs only
@@ -106,29 +107,6 @@ pub struct Parsed {
     pub canonical: String,
     /// Canonical semantic content: hashed into the key and diffed by `explain`.
     pub key: Arc<serde_json::Value>,
-}
-
-/// A config that failed to parse: position relative to the parsed text (1-based).
-#[derive(Debug, Clone)]
-pub struct ConfigError {
-    pub line: usize,
-    pub col: usize,
-    pub path: String,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl ConfigError {
-    /// An error about the config as a whole, not one position in it.
-    fn whole(message: String) -> Self {
-        ConfigError {
-            line: 1,
-            col: 1,
-            path: String::new(),
-            message,
-            hint: None,
-        }
-    }
 }
 
 /// Adapts any serde config type to [`StageKind`]; a stage module is then just a config

@@ -97,7 +97,7 @@ fn every_shipped_pipeline_keeps_every_stage_key() {
     // The quick studies read `../shared/data/cifar-10-sample`: fixed synthetic files.
     learnable(&dir.path().join("shared/data/cifar-10-sample"), 20, 10);
 
-    let spec = pipe::spec::load(&root, &pipe::stages::all()).expect("shipped pipelines load");
+    let spec = pipe::pipeline::load(&root, &pipe::stages::all()).expect("shipped pipelines load");
     let plan = Plan::new(spec).expect("shipped pipelines expand");
     let cache = Cache::open(&root.join("cache")).unwrap();
     let mut keys: Vec<String> = Vec::with_capacity(plan.nodes.len());

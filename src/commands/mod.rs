@@ -21,8 +21,8 @@ use std::thread::JoinHandle;
 use crate::cli::{Cli, Command};
 use crate::engine::cache::{Cache, Preloaded};
 use crate::engine::noop;
+use crate::pipeline::{self, SpecErrors};
 use crate::plan::Plan;
-use crate::spec::{self, SpecErrors};
 use crate::stage::StageKind;
 
 #[derive(thiserror::Error, Debug)]
@@ -65,10 +65,10 @@ struct Project {
 /// The project root and cache folder the command line names.
 fn locate(cli: &Cli) -> Result<(PathBuf, PathBuf), Error> {
     let root = cli.dir.canonicalize().unwrap_or_else(|_| cli.dir.clone());
-    if !root.join(spec::PIPELINES_DIR).is_dir() {
+    if !root.join(pipeline::PIPELINES_DIR).is_dir() {
         return Err(Error::Usage(format!(
             "no `{}` folder in {}; run pipe from the project root or pass -C DIR",
-            spec::PIPELINES_DIR,
+            pipeline::PIPELINES_DIR,
             root.canonicalize().unwrap_or(root.clone()).display()
         )));
     }
@@ -98,7 +98,7 @@ fn question<'a>(
 }
 
 impl Project {
-    /// Loads the plan from `files` (as [`spec::read_files`] read them); `digest` is the
+    /// Loads the plan from `files` (as [`pipeline::read_files`] read them); `digest` is the
     /// shortcut's digest of them, when the command has one.
     fn load(
         cli: &Cli,
@@ -117,7 +117,7 @@ impl Project {
                 Cache::preload(&dir, &enough)
             })
         });
-        let plan = Plan::new(spec::load_files(files, &kinds)?)?;
+        let plan = Plan::new(pipeline::load_files(files, &kinds)?)?;
         Ok(Project {
             root,
             plan,
@@ -174,7 +174,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
     let (root, cache_dir) = locate(&cli)?;
     crate::train::device::set_cache_dir(cache_dir.clone());
-    let files = spec::read_files(&root)?;
+    let files = pipeline::read_files(&root)?;
     let kinds = crate::stages::all();
     let mut digest = None;
     if let Some(q) = question(&cli, &root, &cache_dir, &kinds) {

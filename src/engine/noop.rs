@@ -95,7 +95,7 @@ impl Question<'_> {
     }
 
     /// blake3 over the digest rows of the table above, with `files` the pipeline files
-    /// ([`read_files`](crate::spec::read_files)) the answer was computed from.
+    /// ([`read_files`](crate::pipeline::read_files)) the answer was computed from.
     pub fn digest(&self, files: &[(PathBuf, String)]) -> Option<String> {
         let mut h = blake3::Hasher::new();
         let mut field = |b: &[u8]| {

@@ -24,7 +24,7 @@ use super::layers::{parameter_count, penalty};
 use super::models::{init, Model};
 use super::sgd::Sgd;
 use crate::dataset::{Dataset, Split};
-use crate::stages::normalize::SplitMix64;
+use crate::rng::SplitMix64;
 
 pub use super::metrics::EpochMetrics;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use pipe::dataset::{IMAGE_BYTES, RECORD_BYTES, TEST_FILE, TRAIN_FILES};
-use pipe::stages::normalize::SplitMix64;
+use pipe::rng::SplitMix64;
 
 pub struct Project {
     pub dir: tempfile::TempDir,

@@ -4,6 +4,9 @@
 //! The `ron` crate gives positions only for its own errors. Borrowed `RawValue`s are
 //! sub-slices of the source, so walking a value with `deserialize_any` and borrowing each
 //! child as raw text gives every child's exact byte range; that is all the locator needs.
+//!
+//! Both the pipeline language and each stage kind's config parse (through `stage.rs`) use
+//! it, so it imports neither.
 
 use std::fmt;
 
@@ -11,7 +14,28 @@ use ron::extensions::Extensions;
 use ron::value::RawValue;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::stage::ConfigError;
+/// A config that failed to parse: position relative to the parsed text (1-based).
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub line: usize,
+    pub col: usize,
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    /// An error about the config as a whole, not one position in it.
+    pub fn whole(message: String) -> Self {
+        ConfigError {
+            line: 1,
+            col: 1,
+            path: String::new(),
+            message,
+            hint: None,
+        }
+    }
+}
 
 /// One step of a field path.
 #[derive(Clone, Debug, PartialEq, Eq)]

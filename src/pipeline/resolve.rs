@@ -1,0 +1,246 @@
+//! Step 2 of loading: references. Stage names are unique per file; `extends` and `inputs`
+//! resolve to stages (this file's, then those of the files it `uses`, or `file:stage`);
+//! the graph they form must be acyclic, and its order (dependencies first) is the order in
+//! which step 3 builds configs; targets are relative, inside the project, and unique.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+use petgraph::graph::DiGraph;
+
+use crate::ron_path::{did_you_mean, line_col, offset_of_path, FieldPath};
+
+use super::error::stage_path;
+use super::files::{normalize, Draft};
+use super::{Def, Loader};
+
+impl Loader<'_> {
+    /// Files whose stages `file` can name without a namespace: itself, then what it uses,
+    /// transitively, in order.
+    fn visible(&self, file: usize) -> Vec<usize> {
+        let mut out = vec![file];
+        let mut i = 0;
+        while i < out.len() {
+            for &u in &self.files[out[i]].uses {
+                if !out.contains(&u) {
+                    out.push(u);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    fn resolve(
+        &self,
+        drafts: &[Draft],
+        by_name: &HashMap<(usize, &str), usize>,
+        file: usize,
+        r: &str,
+    ) -> Result<usize, String> {
+        if let Some((ns, name)) = r.rsplit_once(':') {
+            let f = self.files.iter().position(|f| f.ns == ns);
+            return match f.and_then(|f| by_name.get(&(f, name))) {
+                Some(&d) => Ok(d),
+                None => Err(did_you_mean(r, drafts.iter().map(|d| d.name.as_str()))),
+            };
+        }
+        let visible = self.visible(file);
+        for &f in &visible {
+            if let Some(&d) = by_name.get(&(f, r)) {
+                return Ok(d);
+            }
+        }
+        let names: Vec<&str> = drafts
+            .iter()
+            .filter(|d| visible.contains(&d.file))
+            .map(|d| d.name.as_str())
+            .collect();
+        Err(format!(
+            "{} (stages of other files are named `file:stage`, or reached through `uses`)",
+            did_you_mean(r, names)
+        ))
+    }
+
+    pub(super) fn build_defs(&mut self, drafts: Vec<Draft>) -> Option<Vec<Def>> {
+        // Names: unique per file.
+        let mut by_name: HashMap<(usize, &str), usize> = HashMap::new();
+        for (i, d) in drafts.iter().enumerate() {
+            if let Some(&first) = by_name.get(&(d.file, d.name.as_str())) {
+                let (line, _) = self.locate_line(d.file, &stage_path(drafts[first].index));
+                self.error_at(
+                    d.file,
+                    &stage_path(d.index).key("name"),
+                    format!("stage `{}` is defined twice", d.name),
+                    Some(format!(
+                        "the first definition is on line {line}; rename one"
+                    )),
+                );
+            } else {
+                by_name.insert((d.file, d.name.as_str()), i);
+            }
+        }
+        // References.
+        let mut inputs: Vec<Vec<usize>> = vec![Vec::new(); drafts.len()];
+        let mut parent: Vec<Option<usize>> = vec![None; drafts.len()];
+        for (i, d) in drafts.iter().enumerate() {
+            if let Some(ext) = &d.extends {
+                match self.resolve(&drafts, &by_name, d.file, ext) {
+                    Ok(p) => parent[i] = Some(p),
+                    Err(hint) => self.error_at(
+                        d.file,
+                        &stage_path(d.index).key("extends"),
+                        format!("unknown stage `{ext}`"),
+                        Some(hint),
+                    ),
+                }
+            }
+            for (j, r) in d.inputs.iter().flatten().enumerate() {
+                match self.resolve(&drafts, &by_name, d.file, r) {
+                    Ok(t) => inputs[i].push(t),
+                    Err(hint) => self.error_at(
+                        d.file,
+                        &stage_path(d.index).key("inputs").index(j),
+                        format!("unknown stage `{r}`"),
+                        Some(hint),
+                    ),
+                }
+            }
+        }
+        if !self.errors.is_empty() {
+            return None;
+        }
+        // Inputs are inherited from the stage extended, when not given.
+        let order = self.check_cycles(&drafts, &inputs, &parent)?;
+        for &i in &order {
+            if drafts[i].inputs.is_none() {
+                if let Some(p) = parent[i] {
+                    inputs[i] = inputs[p].clone();
+                }
+            }
+        }
+        let mut defs: Vec<Option<Def>> = (0..drafts.len()).map(|_| None).collect();
+        for &i in &order {
+            let parent_def = parent[i].and_then(|p| defs[p].as_ref());
+            if parent[i].is_some() && parent_def.is_none() {
+                continue; // the parent failed; its error is reported
+            }
+            if let Some(def) = self.build_def(&drafts[i], parent_def, inputs[i].clone()) {
+                defs[i] = Some(def);
+            }
+        }
+        self.check_targets(&drafts);
+        if !self.errors.is_empty() {
+            return None;
+        }
+        defs.into_iter().collect()
+    }
+
+    pub(super) fn locate_line(&self, file: usize, path: &FieldPath) -> (usize, usize) {
+        let text = &self.files[file].text;
+        line_col(text, offset_of_path(text, path))
+    }
+
+    /// Topological order of the drafts (dependencies first), or a cycle error.
+    fn check_cycles(
+        &mut self,
+        drafts: &[Draft],
+        inputs: &[Vec<usize>],
+        parent: &[Option<usize>],
+    ) -> Option<Vec<usize>> {
+        let mut g = DiGraph::<usize, ()>::new();
+        let nodes: Vec<_> = (0..drafts.len()).map(|i| g.add_node(i)).collect();
+        for i in 0..drafts.len() {
+            for &d in inputs[i].iter().chain(parent[i].iter()) {
+                g.add_edge(nodes[d], nodes[i], ());
+            }
+        }
+        match petgraph::algo::toposort(&g, None) {
+            Ok(order) => Some(order.into_iter().map(|n| g[n]).collect()),
+            Err(cycle) => {
+                // Walk back along dependencies from the reported node until one repeats.
+                let start = g[cycle.node_id()];
+                let mut path = vec![start];
+                let mut cur = start;
+                loop {
+                    let deps: Vec<usize> = inputs[cur]
+                        .iter()
+                        .chain(parent[cur].iter())
+                        .copied()
+                        .collect();
+                    let next = deps
+                        .iter()
+                        .copied()
+                        .find(|&d| {
+                            petgraph::algo::has_path_connecting(&g, nodes[cur], nodes[d], None)
+                        })
+                        .unwrap_or(deps[0]);
+                    if let Some(pos) = path.iter().position(|&p| p == next) {
+                        path.drain(..pos);
+                        path.push(next);
+                        break;
+                    }
+                    path.push(next);
+                    cur = next;
+                }
+                path.reverse();
+                // Start the cycle at the stage written first, so the report is stable.
+                path.pop();
+                let first = (0..path.len()).min_by_key(|&i| path[i]).unwrap_or(0);
+                path.rotate_left(first);
+                path.push(path[0]);
+                let names: Vec<&str> = path.iter().map(|&i| drafts[i].name.as_str()).collect();
+                let first = &drafts[path[0]];
+                let field = if first.inputs.is_some() {
+                    "inputs"
+                } else {
+                    "extends"
+                };
+                self.error_at(
+                    first.file,
+                    &stage_path(first.index).key(field),
+                    format!("dependency cycle: {}", names.join(" → ")),
+                    Some(
+                        "a stage cannot depend on its own output; remove one of these inputs"
+                            .into(),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn check_targets(&mut self, drafts: &[Draft]) {
+        let mut seen: HashMap<PathBuf, (usize, usize)> = HashMap::new();
+        for d in drafts {
+            let Some(t) = &d.target else { continue };
+            let path = stage_path(d.index).key("target");
+            let p = Path::new(t);
+            if p.is_absolute()
+                || p.components().any(|c| matches!(c, Component::ParentDir))
+                || t.is_empty()
+            {
+                self.error_at(
+                    d.file,
+                    &path,
+                    format!("target `{t}` must be a relative path inside the project"),
+                    Some("e.g. `reports/momentum.md`".into()),
+                );
+                continue;
+            }
+            let norm = normalize(p);
+            if let Some(&(f, i)) = seen.get(&norm) {
+                let (line, col) = self.locate_line(f, &stage_path(i).key("target"));
+                let first = format!("{}:{line}:{col}", self.files[f].rel.display());
+                self.error_at(
+                    d.file,
+                    &path,
+                    format!("target `{t}` is declared twice"),
+                    Some(format!("first declared at {first}")),
+                );
+            } else {
+                seen.insert(norm, (d.file, d.index));
+            }
+        }
+    }
+}

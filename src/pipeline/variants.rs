@@ -1,0 +1,214 @@
+//! Step 3 of loading, the variants: a stage's base config, then one variant per `vary`
+//! value and per `grid` combination, duplicates dropped, each labelled by the fields that
+//! differ from the base as the kind re-serializes them (`0.90` and `0.9` are one variant).
+
+use std::collections::HashSet;
+
+use crate::ron_path::{locate, value_at, FieldPath};
+
+use super::config::splice_all;
+use super::error::{stage_path, Origin};
+use super::files::Draft;
+use super::{Def, Loader, Variant};
+
+/// Cartesian product of index ranges: `[2, 3]` → `[0,0], [0,1], …, [1,2]`.
+pub fn product(sizes: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new()];
+    for &n in sizes {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                (0..n).map(move |i| {
+                    let mut p = prefix.clone();
+                    p.push(i);
+                    p
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+impl Loader<'_> {
+    pub(super) fn build_def(
+        &mut self,
+        d: &Draft,
+        parent: Option<&Def>,
+        inputs: Vec<usize>,
+    ) -> Option<Def> {
+        let kind = self.find_kind(d, parent)?;
+        let sp = stage_path(d.index);
+        let mut base = match (parent, d.config) {
+            (Some(_), Some(_)) => {
+                self.error_at(
+                    d.file,
+                    &sp.clone().key("config"),
+                    "a stage that `extends` another cannot also give a whole `config`".into(),
+                    Some("change fields with `set: {\"optimizer.lr\": 0.01}`".into()),
+                );
+                return None;
+            }
+            (Some(p), None) => p.variants[0].parsed.clone(),
+            (None, Some(span)) => match kind.parse(self.text(d.file, span)) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.config_error(d.file, &sp.clone().key("config"), e, Origin::Written(span));
+                    return None;
+                }
+            },
+            (None, None) => match kind.parse("()") {
+                Ok(p) => p,
+                Err(e) => {
+                    self.error_at(
+                        d.file,
+                        &sp,
+                        format!(
+                            "stage kind `{}` needs a `config`: {}",
+                            kind.name(),
+                            e.message
+                        ),
+                        e.hint,
+                    );
+                    return None;
+                }
+            },
+        };
+        for (key, value) in &d.set {
+            let at = sp.clone().key("set").key(key);
+            base = self.apply(d, kind, &base, key, *value, &at).ok()?;
+        }
+        let written_config = parent.is_none() && d.set.is_empty();
+        let at = if written_config {
+            sp.clone().key("config")
+        } else {
+            sp.clone().key("set")
+        };
+        if !self.validate(d, &base, &at, written_config) {
+            return None;
+        }
+
+        let varied: Vec<String> = d
+            .vary
+            .iter()
+            .chain(&d.grid)
+            .map(|(k, _)| k.clone())
+            .collect::<indexmap::IndexSet<_>>()
+            .into_iter()
+            .collect();
+        let mut variants = vec![Variant {
+            label: "base".into(),
+            coords: Vec::new(),
+            parsed: base,
+        }];
+        let mut seen: HashSet<String> = HashSet::from([variants[0].parsed.canonical.clone()]);
+        let mut ok = true;
+        for (key, values) in &d.vary {
+            let base = variants[0].parsed.canonical.clone();
+            let first = sp.clone().key("vary").key(key).index(0);
+            let range = match self.field_range(d, kind, &base, key, &first) {
+                Ok(r) => r,
+                Err(_) => {
+                    ok = false;
+                    continue;
+                }
+            };
+            let texts: Vec<&str> = values.iter().map(|v| self.text(d.file, *v)).collect();
+            let attempts = splice_all(kind, &base, range, &texts);
+            for (k, (value, attempt)) in values.iter().zip(attempts).enumerate() {
+                let at = sp.clone().key("vary").key(key).index(k);
+                match self.splice_report(d, &at, *value, attempt) {
+                    Ok(p) if self.validate(d, &p, &at, false) => {
+                        if seen.insert(p.canonical.clone()) {
+                            variants.push(Variant {
+                                label: String::new(),
+                                coords: Vec::new(),
+                                parsed: p,
+                            });
+                        }
+                    }
+                    _ => ok = false,
+                }
+            }
+        }
+        if !d.grid.is_empty() {
+            let sizes: Vec<usize> = d.grid.iter().map(|(_, v)| v.len()).collect();
+            for combo in product(&sizes) {
+                let mut cur = variants[0].parsed.clone();
+                let mut good = true;
+                for (g, &k) in combo.iter().enumerate() {
+                    let (key, values) = &d.grid[g];
+                    let at = sp.clone().key("grid").key(key).index(k);
+                    match self.apply(d, kind, &cur, key, values[k], &at) {
+                        Ok(p) if self.validate(d, &p, &at, false) => cur = p,
+                        _ => {
+                            good = false;
+                            break;
+                        }
+                    }
+                }
+                if !good {
+                    ok = false;
+                    break;
+                }
+                if seen.insert(cur.canonical.clone()) {
+                    variants.push(Variant {
+                        label: String::new(),
+                        coords: Vec::new(),
+                        parsed: cur,
+                    });
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        // Coordinates and labels come from the re-serialized config, so `0.90` and `0.9`
+        // are one variant with one label.
+        let base_text = variants[0].parsed.canonical.clone();
+        let paths: Vec<(FieldPath, Option<usize>)> = varied
+            .iter()
+            .map(|key| {
+                let fp = FieldPath::parse(key).unwrap_or_default();
+                let start = locate(&base_text, &fp).ok().map(|(s, _)| s);
+                (fp, start)
+            })
+            .collect();
+        for v in &mut variants {
+            let text = &v.parsed.canonical;
+            v.coords = varied
+                .iter()
+                .zip(&paths)
+                .map(|(key, (fp, start))| {
+                    let value = start
+                        .and_then(|s| value_at(text, &base_text, s))
+                        .or_else(|| locate(text, fp).ok().map(|(s, e)| &text[s..e]))
+                        .unwrap_or_default();
+                    (key.clone(), value.to_string())
+                })
+                .collect();
+        }
+        let base_coords = variants[0].coords.clone();
+        for v in variants.iter_mut().skip(1) {
+            let changed: Vec<String> = v
+                .coords
+                .iter()
+                .zip(&base_coords)
+                .filter(|(a, b)| a.1 != b.1)
+                .map(|(a, _)| format!("{}={}", a.0, a.1))
+                .collect();
+            v.label = changed.join(",");
+        }
+        let f = &self.files[d.file];
+        Some(Def {
+            id: format!("{}:{}", f.ns, d.name),
+            file: d.file,
+            index: d.index,
+            name: d.name.clone(),
+            description: d.description.clone(),
+            kind,
+            inputs,
+            variants,
+            target: d.target.clone(),
+        })
+    }
+}
