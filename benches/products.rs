@@ -1,6 +1,6 @@
 //! GFLOP/s of the dense layers' product shapes on the `gemm` crate, four ways: `gemm`'s own
 //! two-core split (`Parallelism::Rayon`), one core, and the output split by rows or by
-//! columns into two single-core products (what `src/train/matmul.rs` does). Reports; gates
+//! columns into two single-core products (what `src/train/cpu/matmul.rs` does). Reports; gates
 //! nothing. `cargo bench --bench products` (add `-- M K N [t|n] [t|n]` for one shape,
 //! `t` meaning that operand is read transposed, as `Wᵀ` in `dy · Wᵀ`).
 

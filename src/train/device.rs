@@ -14,23 +14,15 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use anyhow::bail;
-#[cfg(not(feature = "ndarray"))]
-use burn::backend::Flex;
 use burn::backend::{Autodiff, Cuda};
 
 use super::config::DeviceChoice;
+pub use super::cpu::{CpuBackend, CpuTrain};
 
-#[cfg(not(feature = "ndarray"))]
-pub type CpuBackend = Flex;
-/// Only to measure burn's other CPU backend against `flex` (`--features ndarray`, see
-/// docs/BENCHMARKS.md): `flex` is faster on every family and bit-reproducible, ndarray is not.
-#[cfg(feature = "ndarray")]
-pub type CpuBackend = burn::backend::NdArray;
 /// burn-cuda with its fusion layer (fused element-wise kernels, compiled per graph shape).
 pub type GpuBackend = Cuda;
 /// burn-cuda without fusion: one kernel per operation.
 pub type GpuUnfusedBackend = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
-pub type CpuTrain = Autodiff<CpuBackend>;
 pub type GpuTrain = Autodiff<GpuBackend>;
 pub type GpuUnfusedTrain = Autodiff<GpuUnfusedBackend>;
 

@@ -103,7 +103,10 @@ pub fn evaluate<B: Backend>(
         let record = rec
             .load(trained.join(stem), device)
             .with_context(|| format!("loading {stem}.bin"))?;
-        Ok(init::<B>(&cfg, device).load_record(record))
+        Ok(
+            init::<B>(&cfg.model, &cfg.initializer, &cfg.bias_initializer, device)
+                .load_record(record),
+        )
     };
     let batcher = Batcher::new(&data.meta);
     Ok(Evaluation {

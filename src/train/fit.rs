@@ -19,10 +19,10 @@ use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::config::{OptimizerKind, TrainConfig};
+use super::cpu::sgd::Sgd;
 use super::data::Batcher;
 use super::layers::{parameter_count, penalty};
 use super::models::{init, Model};
-use super::sgd::Sgd;
 use crate::dataset::{Dataset, Split};
 use crate::rng::SplitMix64;
 
@@ -167,7 +167,7 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
 ) -> anyhow::Result<Summary> {
     let rec = Rec::new();
     B::seed(device, epoch_seed(cfg.seed, 0));
-    let mut model: Model<B> = init(cfg, device);
+    let mut model: Model<B> = init(&cfg.model, &cfg.initializer, &cfg.bias_initializer, device);
     let parameters = parameter_count(&model);
     let ckpt = ckpt_dir(dirs.scratch);
     let mut state = State::default();

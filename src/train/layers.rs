@@ -1,29 +1,16 @@
-//! What every model family shares: activations, initializers, the Keras-style weight
-//! penalties, and forcing burn's lazily initialized parameters into existence in a fixed
-//! order (so a seed gives the same weights however the model is used afterwards).
+//! What every model family shares: activations (computed in [`cpu`](super::cpu)),
+//! initializers, the Keras-style weight penalties, and forcing burn's lazily initialized
+//! parameters into existence in a fixed order (so a seed gives the same weights however
+//! the model is used afterwards).
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::nn::{Initializer, LinearConfig};
-use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::config::{Activation, Init, Regularizer};
-use super::kernels;
-use super::norm::BatchNorm2d;
-
-pub fn activate<B: Backend, const D: usize>(a: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
-    match a {
-        Activation::Relu => activation::relu(x),
-        Activation::Tanh => kernels::tanh(x),
-        Activation::Sigmoid => kernels::sigmoid(x),
-        Activation::Elu => activation::elu(x, 1.0),
-        Activation::Selu => activation::selu(x),
-        Activation::Gelu => activation::gelu(x),
-        Activation::LeakyRelu => activation::leaky_relu(x, 0.01),
-        Activation::Linear => x,
-    }
-}
+pub use super::cpu::activation::activate;
+use super::cpu::norm::BatchNorm2d;
+use super::hparams::{Init, Regularizer};
 
 /// Keras' initializers in burn's terms: He = Kaiming with gain √2, LeCun = Kaiming with gain 1.
 pub fn initializer(init: &Init) -> Initializer {

@@ -8,10 +8,10 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::stage::FieldError;
-use crate::train::config::{check_dropout, Activation};
+use crate::train::cpu::matmul::dense;
+use crate::train::cpu::norm::BatchNorm2d;
+use crate::train::hparams::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
-use crate::train::matmul::dense;
-use crate::train::norm::BatchNorm2d;
 
 use super::{flat, CLASSES, INPUTS};
 

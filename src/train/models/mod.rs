@@ -12,7 +12,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::config::TrainConfig;
+use super::hparams::Init;
 use super::layers::{init_biases, initializer, materialize, renumber, Build};
 use crate::stage::FieldError;
 
@@ -74,11 +74,16 @@ impl ModelConfig {
     }
 }
 
-/// Builds the model of `cfg` with every parameter initialized now, in a fixed order, from
-/// the backend's generator (seed it first).
-pub fn init<B: Backend>(cfg: &TrainConfig, device: &B::Device) -> Model<B> {
-    let build = Build::new(initializer(&cfg.initializer));
-    let model = match &cfg.model {
+/// Builds `model` with every parameter initialized now, in a fixed order, from the
+/// backend's generator (seed it first): kernels by `kernel`, biases by `bias`.
+pub fn init<B: Backend>(
+    model: &ModelConfig,
+    kernel: &Init,
+    bias: &Init,
+    device: &B::Device,
+) -> Model<B> {
+    let build = Build::new(initializer(kernel));
+    let model = match model {
         ModelConfig::Linear(c) => Model::Linear(c.init(&build, device)),
         ModelConfig::Perceptron(c) => Model::Perceptron(c.init(&build, device)),
         ModelConfig::Mlp(c) => Model::Mlp(c.init(&build, device)),
@@ -88,7 +93,7 @@ pub fn init<B: Backend>(cfg: &TrainConfig, device: &B::Device) -> Model<B> {
         ModelConfig::Rnn(c) => Model::Rnn(c.init(&build, device)),
     };
     materialize(&model);
-    let model = init_biases(model, &cfg.bias_initializer, &[residual::GATE_BIAS], device);
+    let model = init_biases(model, bias, &[residual::GATE_BIAS], device);
     renumber(model)
 }
 

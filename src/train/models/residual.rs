@@ -3,8 +3,8 @@
 //! gates learn how much of each layer to carry. Both add a transformed signal to a carried
 //! one; they share the activation and the classifier head.
 
-use crate::train::conv::conv2d_module;
-use crate::train::gate::highway_mix;
+use crate::train::cpu::conv::conv2d_module;
+use crate::train::cpu::gate::highway_mix;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::AdaptiveAvgPool2dConfig;
@@ -14,10 +14,10 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::stage::FieldError;
-use crate::train::config::{check_dropout, Activation};
+use crate::train::cpu::matmul::dense;
+use crate::train::cpu::norm::BatchNorm2d;
+use crate::train::hparams::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
-use crate::train::matmul::dense;
-use crate::train::norm::BatchNorm2d;
 
 use super::{flat, CLASSES, INPUTS};
 

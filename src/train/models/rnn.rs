@@ -9,11 +9,11 @@ use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::stage::FieldError;
-use crate::train::config::check_dropout;
-use crate::train::kernels::{sigmoid, tanh};
+use crate::train::cpu::activation::{sigmoid, tanh};
+use crate::train::cpu::lstm;
+use crate::train::cpu::matmul::{dense, matmul};
+use crate::train::hparams::check_dropout;
 use crate::train::layers::Build;
-use crate::train::lstm;
-use crate::train::matmul::{dense, matmul};
 
 use super::CLASSES;
 
@@ -412,7 +412,7 @@ impl<B: Backend> Recurrent<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::device::CpuBackend as B;
+    use crate::train::cpu::CpuBackend as B;
     use burn::nn::gru::GruConfig;
     use burn::nn::lstm::LstmConfig;
     use burn::nn::{GateController, RnnConfig};
@@ -479,7 +479,7 @@ mod tests {
     /// burn's operations (its gradient arrives).
     #[test]
     fn steps_are_burns_permutation() {
-        use crate::train::device::CpuTrain as T;
+        use crate::train::cpu::CpuTrain as T;
         let device = Default::default();
         let x = Tensor::<B, 4>::random([2, 3, 4, 5], Distribution::Normal(0.0, 1.0), &device);
         for (read, theirs) in [
@@ -509,7 +509,7 @@ mod tests {
     /// and one of a single image; and without autodiff (evaluation) the same states.
     #[test]
     fn fused_lstm_matches_gate_by_gate() {
-        use crate::train::device::CpuTrain as T;
+        use crate::train::cpu::CpuTrain as T;
         use burn::module::AutodiffModule;
         let device = Default::default();
         for (batch, reverse) in [(5, false), (5, true), (1, false), (9, true)] {

@@ -31,10 +31,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::config::Activation;
+use super::activation::activate;
 use super::flex::{cast, tensor as flex, values};
-use super::layers::activate;
 use super::wide::wide;
+use crate::train::hparams::Activation;
 
 type Train = Autodiff<Flex>;
 
@@ -533,7 +533,7 @@ fn tracked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::device::{CpuBackend, CpuTrain};
+    use crate::train::cpu::{CpuBackend, CpuTrain};
     use burn::module::AutodiffModule;
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Distribution, ElementConversion};

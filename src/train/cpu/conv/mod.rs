@@ -14,9 +14,10 @@
 //!   (ResNet-20's would be ~0.5 GB a batch).
 //!
 //! Stride-1 convolutions with enough channels (all of ResNet's and ConvNet's but the first)
-//! skip the column matrix: [`Spread`] copies the image `kw` times instead of `kh·kw` and
-//! the products read the copies in place, one per kernel row; the input gradient is then
-//! the same correlation of the padded output gradient, with no `col2im`.
+//! skip the column matrix ([`columns`]): [`Spread`](spread::Spread) copies the image `kw`
+//! times instead of `kh·kw` and the products read the copies in place, one per kernel
+//! row; the input gradient is then the same correlation of the padded output gradient,
+//! with no `col2im`.
 //!
 //! Every image is one single-threaded product, so the batch, not each product, is shared
 //! between the cores. The weight gradient is summed in fixed groups of images, in order,
@@ -40,9 +41,14 @@ use burn::tensor::ops::{ConvOptions, PadMode};
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
+mod columns;
+mod spread;
+
 use super::flex::{cast, tensor, values};
 use super::matmul::{add, write, Mat};
 use super::wide::wide;
+use columns::{col2im, im2col};
+use spread::weights_by_row;
 
 type Train = Autodiff<Flex>;
 
@@ -161,397 +167,9 @@ impl Geometry {
     fn pointwise(&self) -> bool {
         (self.kh, self.kw, self.stride, self.pad) == (1, 1, [1, 1], [0, 0])
     }
-
-    /// The output columns `o` whose input column `o·stride + shift − pad` lies inside
-    /// `0..n`, as a range (`shift` is the kernel tap's offset, `j·dilation`).
-    fn inside(n_out: usize, n: usize, stride: usize, shift: usize, pad: usize) -> (usize, usize) {
-        let lo = pad.saturating_sub(shift).div_ceil(stride).min(n_out);
-        let hi = if n + pad > shift {
-            ((n + pad - shift - 1) / stride + 1).min(n_out)
-        } else {
-            0
-        };
-        (lo, hi.max(lo))
-    }
-
-    /// Calls `visit` for every row of the column matrix (every kernel tap of every input
-    /// channel) with the output pixels whose input lies inside the image; the others read
-    /// the padding.
-    fn taps(&self, mut visit: impl FnMut(Tap)) {
-        let [sh, sw] = self.stride;
-        let [ph, pw] = self.pad;
-        let [dh, dw] = self.dilation;
-        for c in 0..self.c_in {
-            for i in 0..self.kh {
-                let (oh_lo, oh_hi) = Geometry::inside(self.oh, self.h, sh, i * dh, ph);
-                for j in 0..self.kw {
-                    let (lo, hi) = Geometry::inside(self.ow, self.w, sw, j * dw, pw);
-                    visit(Tap {
-                        row: (c * self.kh + i) * self.kw + j,
-                        rows: (oh_lo, oh_hi),
-                        cols: (lo, hi),
-                        // Input row of output row oh: oh·sh + i·dh − ph (≥ 0 inside).
-                        plane: c * self.h * self.w,
-                        first_input_row: (oh_lo * sh + i * dh) as isize - ph as isize,
-                        first_input_col: (lo * sw + j * dw) as isize - pw as isize,
-                    });
-                }
-            }
-        }
-    }
 }
 
-impl Geometry {
-    /// Where consecutive output pixels read consecutive input pixels (stride 1, output as
-    /// wide as the input: `Same` padding), a tap's inside rows map onto the image as one
-    /// block: its range in the column row, and where it starts in the image.
-    fn block(&self, t: &Tap) -> Option<(std::ops::Range<usize>, usize)> {
-        if self.stride != [1, 1] || self.ow != self.w || t.rows.0 == t.rows.1 {
-            return None;
-        }
-        let (lo, hi) = t.cols;
-        let first = t.rows.0 * self.ow + lo;
-        let last = (t.rows.1 - 1) * self.ow + hi;
-        let from = t.plane as isize + t.first_input_row * self.w as isize + t.first_input_col;
-        Some((first..last, from as usize))
-    }
-}
-
-/// One row of the column matrix: which output pixels read the image, and from where.
-struct Tap {
-    row: usize,
-    /// Output rows and columns that fall inside the image.
-    rows: (usize, usize),
-    cols: (usize, usize),
-    /// Start of the input channel in the image.
-    plane: usize,
-    /// Input row and column read by the first output pixel inside.
-    first_input_row: isize,
-    first_input_col: isize,
-}
-
-/// `cols[r][oh·ow + ow] = x[c, oh·sh + i·dh − ph, ow·sw + j·dw − pw]` (0 in the padding),
-/// for `r = (c·kh + i)·kw + j`.
-fn im2col(g: &Geometry, x: &[f32], cols: &mut [f32]) {
-    let p = g.p();
-    let [sh, sw] = g.stride;
-    g.taps(|t| {
-        let row = &mut cols[t.row * p..][..p];
-        let (lo, hi) = t.cols;
-        if lo == hi {
-            row.fill(0.0);
-            return;
-        }
-        row[..t.rows.0 * g.ow].fill(0.0);
-        row[t.rows.1 * g.ow..].fill(0.0);
-        if let Some((block, from)) = g.block(&t) {
-            // One copy of the whole block; then the columns that read past a row's end
-            // (into its neighbour) become the padding they stand for.
-            row[block.clone()].copy_from_slice(&x[from..from + block.len()]);
-            zero_side_columns(g, &t, row);
-            return;
-        }
-        for (n, oh) in (t.rows.0..t.rows.1).enumerate() {
-            let out = &mut row[oh * g.ow..][..g.ow];
-            out[..lo].fill(0.0);
-            out[hi..].fill(0.0);
-            let ih = (t.first_input_row + (n * sh) as isize) as usize;
-            let src = &x[t.plane + ih * g.w + t.first_input_col as usize..];
-            let n = hi - lo;
-            match sw {
-                1 => out[lo..hi].copy_from_slice(&src[..n]),
-                2 => every_other(&mut out[lo..hi], &src[..2 * n - 1]),
-                _ => {
-                    for (o, s) in out[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
-                        *o = *s;
-                    }
-                }
-            }
-        }
-    });
-}
-
-wide! {
-    /// `out[i] = src[2·i]`: stride-2 convolutions' rows (ResNet's downsampling), with a
-    /// constant stride the compiler turns into shuffles instead of one load per value.
-    /// Eight at a time: ResNet's rows are 8 or 16 outputs wide, too short for the
-    /// compiler's own vector loop.
-    fn every_other(out: &mut [f32], src: &[f32]) {
-        assert_eq!(src.len(), 2 * out.len() - 1);
-        let whole = out.len() / 8 * 8;
-        let (body, tail) = out.split_at_mut(whole);
-        for (o, s) in body.chunks_exact_mut(8).zip(src.chunks(16)) {
-            let s = &s[..15];
-            for i in 0..8 {
-                o[i] = s[2 * i];
-            }
-        }
-        for (i, o) in tail.iter_mut().enumerate() {
-            *o = src[2 * (whole + i)];
-        }
-    }
-}
-
-/// Zeroes the columns left and right of a tap's inside columns, on its inside rows.
-fn zero_side_columns(g: &Geometry, t: &Tap, row: &mut [f32]) {
-    let (lo, hi) = t.cols;
-    zero_columns(&mut row[t.rows.0 * g.ow..t.rows.1 * g.ow], g.ow, lo, hi);
-}
-
-/// Zeroes columns `..lo` and `hi..` of the `width`-wide rows of `rows`, one column at a
-/// time down the rows: a 3×3 kernel's taps have one such column or none, and zeroing it
-/// row by row was a `memset` call per row (`perf`: 4% of ResNet-20's samples in `memset`).
-fn zero_columns(rows: &mut [f32], width: usize, lo: usize, hi: usize) {
-    for column in (0..lo).chain(hi..width) {
-        for v in rows[column..].iter_mut().step_by(width) {
-            *v = 0.0;
-        }
-    }
-}
-
-/// The adjoint of [`im2col`]: adds every column entry back onto the pixel it was read from.
-/// Overwrites the entries of `cols` that stand for padding.
-fn col2im(g: &Geometry, cols: &mut [f32], x: &mut [f32]) {
-    let p = g.p();
-    let [sh, sw] = g.stride;
-    g.taps(|t| {
-        let row = &mut cols[t.row * p..][..p];
-        let (lo, hi) = t.cols;
-        if lo == hi {
-            return;
-        }
-        if let Some((block, to)) = g.block(&t) {
-            // Padding entries would land on a neighbouring row's pixel: zero them, then
-            // add the whole block at once.
-            zero_side_columns(g, &t, row);
-            let len = block.len();
-            add_to(&mut x[to..to + len], &row[block]);
-            return;
-        }
-        for (n, oh) in (t.rows.0..t.rows.1).enumerate() {
-            let from = &row[oh * g.ow + lo..oh * g.ow + hi];
-            let ih = (t.first_input_row + (n * sh) as isize) as usize;
-            let dst = &mut x[t.plane + ih * g.w + t.first_input_col as usize..];
-            if sw == 1 {
-                add_to(&mut dst[..hi - lo], from);
-            } else {
-                for (d, f) in dst.iter_mut().step_by(sw).zip(from) {
-                    *d += *f;
-                }
-            }
-        }
-    });
-}
-
-wide! {
-    /// `dst += from`, element by element.
-    fn add_to(dst: &mut [f32], from: &[f32]) {
-        for (d, f) in dst.iter_mut().zip(from) {
-            *d += *f;
-        }
-    }
-}
-
-/// The fewest values a spread image's product reads per output value (`kw · c`) for a
-/// stride-1 convolution to go through [`Spread`]. Shallow products are slow: one core,
-/// 16 × k by k × 1024 (`cargo bench --bench products -- 16 k 1024`, one run each), ran
-/// at 60 GFLOP/s for k = 9 (an RGB stem's spread), 73 for 24, 88 for 48 and 96 for 144;
-/// the stem keeps its column matrix (k = 27: 84).
-const SPREAD_MIN_DEPTH: usize = 24;
-
-impl Geometry {
-    /// The forward (and weight gradient) of a stride-1 convolution as `kh` products of
-    /// the spread input, where that pays.
-    fn spread_forward(&self) -> Option<Spread> {
-        (self.stride == [1, 1] && !self.pointwise() && self.c_in * self.kw >= SPREAD_MIN_DEPTH)
-            .then(|| Spread::new(self.c_in, [self.h, self.w], self.pad, self))
-    }
-
-    /// The input gradient of a stride-1 convolution: the output gradient padded by the
-    /// kernel's span less the forward's padding (so not for a padding wider than that).
-    fn spread_backward(&self) -> Option<Spread> {
-        let [dh, dw] = self.dilation;
-        let (span_h, span_w) = ((self.kh - 1) * dh, (self.kw - 1) * dw);
-        let fits = self.pad[0] <= span_h && self.pad[1] <= span_w;
-        (self.stride == [1, 1]
-            && fits
-            && !self.pointwise()
-            && self.c_out * self.kw >= SPREAD_MIN_DEPTH)
-            .then(|| {
-                let pad = [span_h - self.pad[0], span_w - self.pad[1]];
-                Spread::new(self.c_out, [self.oh, self.ow], pad, self)
-            })
-    }
-}
-
-/// A stride-1 correlation read without a column matrix. The image is copied `kw` times,
-/// copy `j` shifted left by kernel column `j`'s offset and zero-padded, each as wide as
-/// the output and as high as the padded image: `[kw][c][h + 2·ph][ow]`. Kernel row `i`'s
-/// taps then read, for every output pixel `q = oh·ow + o`, the values `q + i·dh·ow` of
-/// every (copy, channel) plane, planes a fixed stride apart: one `[kw·c × oh·ow]` matrix
-/// inside the copies, which `gemm` reads in place. The convolution is `kh` products
-/// instead of one, from `kw` copies of the image instead of `kh·kw` (the column matrix's),
-/// with nothing computed twice and no padding computed at all.
-#[derive(Clone, Copy, Debug)]
-struct Spread {
-    /// Channels, height and width of the image read.
-    c: usize,
-    h: usize,
-    w: usize,
-    pad: [usize; 2],
-    kh: usize,
-    kw: usize,
-    dilation: [usize; 2],
-    /// Output height and width.
-    oh: usize,
-    ow: usize,
-}
-
-impl Spread {
-    fn new(c: usize, [h, w]: [usize; 2], pad: [usize; 2], g: &Geometry) -> Spread {
-        let [dh, dw] = g.dilation;
-        Spread {
-            c,
-            h,
-            w,
-            pad,
-            kh: g.kh,
-            kw: g.kw,
-            dilation: g.dilation,
-            oh: h + 2 * pad[0] - (g.kh - 1) * dh,
-            ow: w + 2 * pad[1] - (g.kw - 1) * dw,
-        }
-    }
-
-    /// Values in one (copy, channel) plane.
-    fn plane(&self) -> usize {
-        (self.h + 2 * self.pad[0]) * self.ow
-    }
-
-    /// Rows of each product: one per (copy, channel).
-    fn depth(&self) -> usize {
-        self.kw * self.c
-    }
-
-    fn len(&self) -> usize {
-        self.depth() * self.plane()
-    }
-
-    /// `out[j][c][r][o] = image[c][r − ph][o + j·dw − pw]`, 0 outside the image.
-    fn spread(&self, image: &[f32], out: &mut [f32]) {
-        let (h, w, ow, plane) = (self.h, self.w, self.ow, self.plane());
-        let [ph, pw] = self.pad;
-        assert_eq!(image.len(), self.c * h * w);
-        assert_eq!(out.len(), self.len());
-        for (j, copy) in out.chunks_exact_mut(self.c * plane).enumerate() {
-            // Input column of output column o: o + shift.
-            let shift = (j * self.dilation[1]) as isize - pw as isize;
-            let lo = (-shift).clamp(0, ow as isize) as usize;
-            let hi = (w as isize - shift).clamp(lo as isize, ow as isize) as usize;
-            for (plane, image) in copy.chunks_exact_mut(plane).zip(image.chunks_exact(h * w)) {
-                let (top, rest) = plane.split_at_mut(ph * ow);
-                let (inside, bottom) = rest.split_at_mut(h * ow);
-                top.fill(0.0);
-                bottom.fill(0.0);
-                if ow == w && lo < hi && h > 0 {
-                    // Rows as wide as the image's: one shifted copy of the whole plane,
-                    // then the columns that read a neighbouring row become padding.
-                    let (from, len) = ((lo as isize + shift) as usize, (h - 1) * ow + hi - lo);
-                    inside[lo..lo + len].copy_from_slice(&image[from..from + len]);
-                    zero_columns(inside, ow, lo, hi);
-                    continue;
-                }
-                for (row, from) in inside.chunks_exact_mut(ow).zip(image.chunks_exact(w)) {
-                    row[..lo].fill(0.0);
-                    row[hi..].fill(0.0);
-                    let first = (lo as isize + shift) as usize;
-                    row[lo..hi].copy_from_slice(&from[first..first + (hi - lo)]);
-                }
-            }
-        }
-    }
-
-    /// Kernel row `i`'s operand: `[kw·c × oh·ow]` inside the copies.
-    fn operand<'a>(&self, spread: &'a [f32], i: usize) -> Mat<'a> {
-        let first = i * self.dilation[0] * self.ow;
-        Mat::strided(
-            &spread[first..],
-            self.depth(),
-            self.oh * self.ow,
-            self.plane(),
-        )
-    }
-
-    /// `out = Σᵢ weights[i] · operand(i)`, `weights` as [`weights_by_row`] lays them out
-    /// for `c_out` output channels.
-    fn correlate(
-        &self,
-        spread: &[f32],
-        weights: &[f32],
-        c_out: usize,
-        out: &mut [MaybeUninit<f32>],
-    ) {
-        let size = c_out * self.depth();
-        assert_eq!(weights.len(), self.kh * size);
-        for (i, w_i) in weights.chunks_exact(size).enumerate() {
-            let (w_i, b) = (Mat::rows(w_i, c_out, self.depth()), self.operand(spread, i));
-            if i == 0 {
-                write(out, w_i, b, false);
-            } else {
-                // SAFETY: the first product wrote every value.
-                add(unsafe { assume_init(out) }, w_i, b, false);
-            }
-        }
-    }
-
-    /// [`correlate`](Spread::correlate) for every image of a batch, each spread in this
-    /// thread's scratch buffer: `out` holds `c_out · oh · ow` values an image, all written.
-    fn correlate_batch(
-        &self,
-        images: &[f32],
-        weights: &[f32],
-        c_out: usize,
-        out: &mut [MaybeUninit<f32>],
-    ) {
-        out.par_chunks_mut(c_out * self.oh * self.ow)
-            .zip(images.par_chunks(self.c * self.h * self.w))
-            .for_each(|(out, image)| {
-                scratch(self.len(), |spread| {
-                    self.spread(image, spread);
-                    self.correlate(spread, weights, c_out, out);
-                })
-            });
-    }
-}
-
-/// A filter bank `w[co][c][i][j]` as [`Spread::correlate`] multiplies it: `kh` row-major
-/// matrices `[co × (j, c)]`. `flipped`, for the input gradient: `[c × (j, co)]` holding
-/// `w[co][c][kh−1−i][kw−1−j]`.
-fn weights_by_row(w: &[f32], g: &Geometry, flipped: bool) -> Vec<f32> {
-    let (kh, kw) = (g.kh, g.kw);
-    let (rows, inner) = if flipped {
-        (g.c_in, g.c_out)
-    } else {
-        (g.c_out, g.c_in)
-    };
-    let mut out = vec![0f32; w.len()];
-    for (co, filter) in w.chunks_exact(g.c_in * kh * kw).enumerate() {
-        for (c, taps) in filter.chunks_exact(kh * kw).enumerate() {
-            for (t, v) in taps.iter().enumerate() {
-                let (i, j) = (t / kw, t % kw);
-                let (row, e, i, j) = if flipped {
-                    (c, co, kh - 1 - i, kw - 1 - j)
-                } else {
-                    (co, c, i, j)
-                };
-                out[((i * rows + row) * kw + j) * inner + e] = *v;
-            }
-        }
-    }
-    out
-}
-
-/// `y[n] = W · im2col(x[n])`, or through [`Spread`] where it applies.
+/// `y[n] = W · im2col(x[n])`, or through [`Spread`](spread::Spread) where it applies.
 fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geometry) -> FlexTensor {
     let (x, w) = (values(x), values(w));
     let (k, p) = (g.k(), g.p());
@@ -579,9 +197,9 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geometry) -> FlexTensor {
     tensor(y, [g.batch, g.c_out, g.oh, g.ow])
 }
 
-/// `x'[n] = col2im(Wᵀ · y'[n])`, or through [`Spread`] where it applies: a stride-1
-/// convolution's input gradient is the output gradient, padded, correlated with the
-/// kernel flipped and its channels swapped.
+/// `x'[n] = col2im(Wᵀ · y'[n])`, or through [`Spread`](spread::Spread) where it applies: a
+/// stride-1 convolution's input gradient is the output gradient, padded, correlated with
+/// the kernel flipped and its channels swapped.
 fn input_grad(dy: &[f32], w: &[f32], g: &Geometry) -> FlexTensor {
     let (k, p) = (g.k(), g.p());
     if let Some(s) = g.spread_backward() {
@@ -794,7 +412,7 @@ mod tests {
     /// autodiff and without it: 1×1, 2×2, 3×3 and 5×5 kernels, stride 1 and 2, dilation,
     /// symmetric, asymmetric and no padding, a batch that does not fill the last partial
     /// sum, and an input that is not contiguous; with 3 input channels (column matrices)
-    /// and with enough for stride 1 to go through [`Spread`], forward and backward.
+    /// and with enough for stride 1 to go through [`Spread`](spread::Spread), forward and backward.
     #[test]
     fn convolution_matches_burns() {
         let device = Default::default();
@@ -893,19 +511,6 @@ mod tests {
                     );
                 }
             }
-        }
-    }
-
-    /// The eight-at-a-time copy takes every other value, for rows shorter and longer than
-    /// eight (the convolution test's images are too small to reach its vector part).
-    #[test]
-    fn every_other_takes_the_even_positions() {
-        for n in 1..40 {
-            let src: Vec<f32> = (0..2 * n - 1).map(|i| i as f32).collect();
-            let mut out = vec![-1.0; n];
-            every_other(&mut out, &src);
-            let expected: Vec<f32> = src.iter().step_by(2).copied().collect();
-            assert_eq!(out, expected, "{n} values");
         }
     }
 

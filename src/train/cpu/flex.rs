@@ -1,4 +1,4 @@
-//! What the hand-written CPU kernels (`conv`, `matmul`, `norm`, `kernels`) share: recognizing
+//! What the hand-written CPU kernels share: recognizing
 //! the `flex` backend's types behind a generic `Backend`, and reading and making its tensors.
 //!
 //! Models stay generic over burn's `Backend`: the CPU types are recognized at run time

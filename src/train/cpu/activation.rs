@@ -17,9 +17,24 @@ use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
-use super::device::{CpuBackend, CpuTrain};
 use super::flex::cast;
 use super::wide::wide;
+use super::{CpuBackend, CpuTrain};
+use crate::train::hparams::Activation;
+
+/// A layer's activation, with σ and tanh through the kernels below.
+pub fn activate<B: Backend, const D: usize>(a: Activation, x: Tensor<B, D>) -> Tensor<B, D> {
+    match a {
+        Activation::Relu => activation::relu(x),
+        Activation::Tanh => tanh(x),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Elu => activation::elu(x, 1.0),
+        Activation::Selu => activation::selu(x),
+        Activation::Gelu => activation::gelu(x),
+        Activation::LeakyRelu => activation::leaky_relu(x, 0.01),
+        Activation::Linear => x,
+    }
+}
 
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     apply(x, Act::Sigmoid)

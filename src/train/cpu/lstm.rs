@@ -12,7 +12,7 @@
 //!   to three products over all steps: `dW = xᵀ · dG`, `dU = h₋₁ᵀ · dG`, `dx = dG · Wᵀ`.
 //!
 //! The gates are Keras' (input, forget, output, candidate; one bias each), laid side by side
-//! as `[inputs, 4 · hidden]`; σ and tanh are [`super::kernels`]' own, so the numbers are the
+//! as `[inputs, 4 · hidden]`; σ and tanh are [`super::activation`]' own, so the numbers are the
 //! gate-by-gate path's up to the order of the sums. Each share of the batch runs in a fixed
 //! order, so a machine gets the same bits on every run.
 
@@ -28,8 +28,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
+use super::activation::{map_any, Act};
 use super::flex::{cast, tensor, values};
-use super::kernels::{map_any, Act};
 use super::matmul::{add_rows, new_product, Mat, Packing};
 use super::wide::wide;
 

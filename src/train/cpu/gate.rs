@@ -24,11 +24,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
-use super::config::Activation;
+use super::activation::{activate, sigmoid, sigmoid_slice};
 use super::flex::{cast, tensor, values};
-use super::kernels::{sigmoid, sigmoid_slice};
-use super::layers::activate;
 use super::wide::wide;
+use crate::train::hparams::Activation;
 
 type Train = Autodiff<Flex>;
 
