@@ -44,6 +44,9 @@ pub enum Command {
     Clean(CleanArgs),
     /// Remove cache entries and objects that no current pipeline reaches; print bytes freed.
     Gc,
+    /// Run exactly one stage against the cache and exit: what a Slurm job runs on its node.
+    #[command(hide = true)]
+    StageJob(StageJobArgs),
 }
 
 #[derive(Args, Debug)]
@@ -53,9 +56,20 @@ pub struct BuildArgs {
     /// Parallel jobs (CPU slots) [default: number of cores].
     #[arg(short = 'j', long)]
     pub jobs: Option<usize>,
-    /// GPU slots: how many GPU stages may run at once.
-    #[arg(long, default_value_t = 1, env = "PIPE_GPUS")]
-    pub gpus: usize,
+    /// GPUs of this machine to use: GPU stages get device indices 0..N [default: the CUDA
+    /// devices this process sees, 1 when none].
+    #[arg(long, env = "PIPE_GPUS")]
+    pub gpus: Option<usize>,
+    /// How many GPU stages may share one GPU at once (small models use a sliver of one).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..), env = "PIPE_GPU_SHARE")]
+    pub gpu_share: u64,
+    /// Where stages run: `local` (this machine) or `slurm` (train and evaluate stages as
+    /// Slurm jobs, settings in slurm.ron; the cache must be on a file system the nodes share).
+    #[arg(long, default_value = "local", value_parser = ["local", "slurm"], env = "PIPE_EXECUTOR")]
+    pub executor: String,
+    /// With `--executor slurm`: how many jobs may be in the queue at once.
+    #[arg(long, default_value_t = 500)]
+    pub max_jobs: usize,
     /// Say what would run and why, and run nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
@@ -104,6 +118,17 @@ pub struct DagArgs {
 pub struct ListArgs {
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StageJobArgs {
+    /// The stage id (with its variant label).
+    pub id: String,
+    /// The key the submitting build computed; the job refuses to run under another.
+    #[arg(long)]
+    pub key: String,
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

@@ -36,7 +36,8 @@ impl Resources {
     pub const ONE_CPU: Resources = Resources { cpus: 1, gpus: 0 };
 }
 
-/// A config field that failed validation; the spec layer turns the path into file:line:column.
+/// A config field that failed validation; the pipeline language turns the path into
+/// file:line:column.
 #[derive(Debug, Clone)]
 pub struct FieldError {
     /// Dotted path inside the config, e.g. `optimizer.momentum`.
@@ -216,6 +217,7 @@ pub struct RunCtx<'a> {
     pub(crate) log: String,
     pub(crate) memo: &'a dyn FileDigest,
     pub(crate) progress: &'a dyn Progress,
+    pub(crate) gpus: Vec<usize>,
 }
 
 impl RunCtx<'_> {
@@ -249,6 +251,11 @@ impl RunCtx<'_> {
     /// (path, size, mtime, inode) so large inputs are read once.
     pub fn hash_file(&self, path: &Path) -> std::io::Result<String> {
         self.memo.hash_file(path)
+    }
+    /// The GPU device indices the scheduler gave this stage, as CUDA numbers them in this
+    /// process; empty for a stage that asked for no GPU.
+    pub fn gpus(&self) -> &[usize] {
+        &self.gpus
     }
     pub fn progress(&self, done: u64, total: u64, message: &str) {
         self.progress.set(done, total, message);

@@ -775,6 +775,60 @@ fn gpu_stages_share_the_gpu_slots() {
     assert!(x.1 <= y.0 || y.1 <= x.0, "GPU stages overlapped: {spans:?}");
 }
 
+/// Eight GPU stages on two GPUs shared by two stages each: every stage is handed a device
+/// index, both devices are used, and no device ever holds more than two at once.
+#[test]
+fn gpu_stages_get_device_indices_never_more_than_the_share_on_one() {
+    let p = Project::new();
+    let stages: String = (0..8)
+        .map(|i| {
+            format!(
+                r#"(name: "s{i}", kind: "fake", config: (gpu: true, sleep_ms: 300, value: "{i}")),"#
+            )
+        })
+        .collect();
+    p.write("pipelines/g.ron", &format!("Pipeline(stages: [{stages}])"));
+    let names: Vec<String> = (0..8).map(|i| format!("g:s{i}")).collect();
+    let mut args = vec!["build", "-j", "8", "--gpus", "2", "--gpu-share", "2"];
+    args.extend(names.iter().map(String::as_str));
+    p.ok(&args);
+    let runs = p.take_runs();
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    let spans: Vec<(usize, u64, u64)> = runs
+        .iter()
+        .map(|r| {
+            let gpus = r["gpus"].as_array().expect("the device index is recorded");
+            assert_eq!(gpus.len(), 1, "{r}");
+            let start = r["started_unix_ms"].as_u64().unwrap();
+            (
+                gpus[0].as_u64().unwrap() as usize,
+                start,
+                start + r["duration_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for d in 0..2 {
+        let on: Vec<_> = spans.iter().filter(|s| s.0 == d).collect();
+        assert!(!on.is_empty(), "device {d} was never used: {spans:?}");
+        for a in &on {
+            let at_once = on.iter().filter(|b| b.1 <= a.1 && a.1 < b.2).count();
+            assert!(
+                at_once <= 2,
+                "device {d} held {at_once} stages at once: {spans:?}"
+            );
+        }
+    }
+    let all_at_once = spans
+        .iter()
+        .map(|a| spans.iter().filter(|b| b.1 <= a.1 && a.1 < b.2).count())
+        .max()
+        .unwrap();
+    assert!(
+        all_at_once > 2,
+        "the share let stages run side by side: {spans:?}"
+    );
+}
+
 #[test]
 fn unknown_target_names_a_close_one() {
     let p = study();

@@ -2,13 +2,16 @@
 
 use std::collections::HashSet;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::{io, one_line, Error, Project};
 use crate::cli::{BuildArgs, Cli};
 use crate::engine::assess::{assess, Freshness};
+use crate::engine::executor::{Executor, InProcess};
 use crate::engine::noop;
 use crate::engine::scheduler::{build, BuildOptions, Outcome};
+use crate::engine::slurm::{Settings, Slurm};
 use crate::engine::ui::{outcome_line, Console};
 
 pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Error> {
@@ -41,12 +44,29 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
     let jobs = a.jobs.unwrap_or_else(crate::par::cores);
     let opts = BuildOptions {
         jobs,
-        gpus: a.gpus,
+        gpus: a
+            .gpus
+            .unwrap_or_else(|| crate::train::device::gpu_count().max(1)),
+        gpu_share: a.gpu_share as usize,
+        remote_jobs: a.max_jobs,
         keep_going: a.keep_going,
         force,
     };
+    let exec: &dyn Executor = if a.executor == "slurm" {
+        let settings = Settings::load(&p.root).map_err(Error::Usage)?;
+        let slurm: &'static Slurm = Box::leak(Box::new(Slurm::new(
+            settings,
+            &p.cache_dir,
+            cli.device.clone(),
+        )));
+        let exec: &'static &'static Slurm = Box::leak(Box::new(slurm));
+        cancel_on_signal(exec);
+        exec
+    } else {
+        &InProcess
+    };
     let ui = Console::new(a.verbose);
-    let summary = build(&p.plan, &cache, &p.root, &wanted, &opts, &ui);
+    let summary = build(&p.plan, &cache, &p.root, &wanted, &opts, &ui, exec);
     cache.save().map_err(io("cannot save the cache index"))?;
     let count = |f: fn(&Outcome) -> bool| summary.results.iter().filter(|(_, o)| f(o)).count();
     let built = count(|o| matches!(o, Outcome::Built { .. }));
@@ -97,4 +117,34 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM: cancel what runs elsewhere (Slurm jobs), say so, and exit 130.
+fn cancel_on_signal(exec: &'static dyn Executor) {
+    static SIGNALLED: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_signal(_: libc::c_int) {
+        SIGNALLED.store(true, Ordering::SeqCst);
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if SIGNALLED.load(Ordering::SeqCst) {
+            let ids = exec.cancel_all();
+            eprintln!(
+                "interrupted: cancelled {} Slurm job{}{}",
+                ids.len(),
+                if ids.len() == 1 { "" } else { "s" },
+                if ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", ids.join(", "))
+                }
+            );
+            std::process::exit(130);
+        }
+    });
 }

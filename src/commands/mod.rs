@@ -8,6 +8,7 @@ mod dag;
 mod explain;
 mod gc;
 mod list;
+mod stage_job;
 mod status;
 
 use std::cell::Cell;
@@ -195,6 +196,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::List(a) => list::run(&project, a),
         Command::Clean(a) => clean::run(&project, a),
         Command::Gc => gc::run(&project),
+        Command::StageJob(a) => stage_job::run(&project, a),
     }
 }
 
@@ -224,6 +226,7 @@ fn answer_again(command: &Command, answer: &noop::Answer) -> ExitCode {
                     key: Some(&s.key),
                     reasons: &[],
                     target: s.target.as_deref(),
+                    slurm_job: None,
                 })
                 .collect();
             print_json(&rows);
@@ -269,4 +272,7 @@ struct StatusRow<'a> {
     key: Option<&'a str>,
     reasons: &'a [String],
     target: Option<&'a str>,
+    /// The Slurm job building it now, if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slurm_job: Option<&'a str>,
 }

@@ -33,6 +33,11 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &StatusArgs) -> Result<ExitCode, Er
         };
         p.remember(cli, &cache, answer);
     }
+    let jobs = crate::engine::slurm::queued_by_key(&p.cache_dir.join("jobs"));
+    let job_of = |s: &Freshness| match s {
+        Freshness::Stale { key: Some(k), .. } => jobs.get(k),
+        _ => None,
+    };
     if a.json {
         let rows: Vec<StatusRow> = states
             .iter()
@@ -49,6 +54,7 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &StatusArgs) -> Result<ExitCode, Er
                     key,
                     reasons,
                     target: def.target.as_deref(),
+                    slurm_job: job_of(s).map(|(id, _)| id.as_str()),
                 }
             })
             .collect();
@@ -61,9 +67,15 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &StatusArgs) -> Result<ExitCode, Er
     for (n, s) in &states {
         let _ = match s {
             Freshness::Fresh(_) => writeln!(out, "fresh  {}", p.plan.nodes[*n].id),
-            Freshness::Stale { reasons, .. } => {
-                writeln!(out, "stale  {}: {}", p.plan.nodes[*n].id, one_line(reasons))
-            }
+            Freshness::Stale { reasons, .. } => match job_of(s) {
+                Some((id, state)) => writeln!(
+                    out,
+                    "{:<6} {}: Slurm job {id}",
+                    state.to_lowercase(),
+                    p.plan.nodes[*n].id
+                ),
+                None => writeln!(out, "stale  {}: {}", p.plan.nodes[*n].id, one_line(reasons)),
+            },
         };
     }
     let _ = writeln!(out, "{} fresh, {stale} stale", states.len() - stale);

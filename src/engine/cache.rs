@@ -75,6 +75,14 @@ pub struct RunRecord {
     pub outcome: String,
     pub duration_ms: u64,
     pub pid: u32,
+    #[serde(default)]
+    pub started_unix_ms: u64,
+    /// GPU device indices the stage was given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<usize>,
+    /// The Slurm job that ran it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, PartialEq)]
@@ -149,6 +157,34 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// This machine's name, as a file name may hold it.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    let name = if ok {
+        String::from_utf8_lossy(&buf[..end]).to_string()
+    } else {
+        String::new()
+    };
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "host".into()
+    } else {
+        name
+    }
 }
 
 fn dir_size(path: &Path) -> u64 {
@@ -376,29 +412,43 @@ impl Cache {
     pub fn tmp_dir(&self, key: &str) -> io::Result<PathBuf> {
         static SEQ: AtomicUsize = AtomicUsize::new(0);
         let dir = self.dir.join("tmp").join(format!(
-            "{}-{}-{}",
+            "{}-{}-{}-{}",
             &key[..16],
             std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            host_name()
         ));
         fs::create_dir_all(&dir)?;
         Ok(dir)
     }
 
-    /// Removes run folders left by processes that no longer exist.
+    /// Removes run folders left by processes of this machine that no longer exist (on a
+    /// cache shared by a cluster's nodes, another machine's folders are its own business).
     pub fn clean_tmp(&self) {
         let Ok(rd) = fs::read_dir(self.dir.join("tmp")) else {
             return;
         };
+        let here = host_name();
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            let mut parts = name.splitn(4, '-');
+            let pid = parts.nth(1).and_then(|p| p.parse::<u32>().ok());
+            if parts.nth(1).is_some_and(|h| h != here) {
+                continue;
+            }
             if let Some(pid) = pid {
                 if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
                     let _ = fs::remove_dir_all(e.path());
                 }
             }
         }
+    }
+
+    /// Where executors that run stages elsewhere keep their job files (`cache/jobs/`).
+    pub fn jobs_dir(&self) -> io::Result<PathBuf> {
+        let d = self.dir.join("jobs");
+        fs::create_dir_all(&d)?;
+        Ok(d)
     }
 
     pub fn scratch_dir(&self, key: &str) -> io::Result<PathBuf> {

@@ -4,9 +4,11 @@
 
 pub mod assess;
 pub mod cache;
+pub mod executor;
 pub mod fingerprint;
 pub mod memo;
 pub mod noop;
 pub mod outcome;
 pub mod scheduler;
+pub mod slurm;
 pub mod ui;

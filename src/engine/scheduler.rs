@@ -1,27 +1,34 @@
-//! Runs the stages a build needs, in dependency order, on a pool of workers.
+//! Decides *when* each stage a build needs runs: in dependency order, as soon as its inputs
+//! exist and a slot is free. *Where* it runs is the [`Executor`]'s business.
 //!
 //! Each ready stage's key is computed from its inputs' outputs the moment they exist; a key
 //! already in the cache is a hit, a key another worker is building waits for it (two
 //! studies sharing a run train it once), and the per-key file lock does the same across
-//! processes. CPU stages share `-j` slots and GPU stages the GPU slots. A failed stage fails
-//! only what depends on it; without `--keep-going` nothing new starts after a failure.
+//! processes. CPU stages share `-j` slots. GPU stages get device indices: `--gpus` devices,
+//! each shared by at most `--gpu-share` stages at once, the least loaded first. Stages the
+//! executor runs elsewhere (Slurm jobs) take no local slot, only one of `remote_jobs`. A
+//! failed stage fails only what depends on it; without `--keep-going` nothing new starts
+//! after a failure.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::Instant;
 
 use super::assess::{external, key_inputs};
-use super::cache::{now_ms, Built, Cache, Entry, Lookup, RunRecord};
-use super::fingerprint::KeyInputs;
+use super::cache::{Built, Cache, Lookup};
+use super::executor::{Env, Executor, Failure, Job, Ran};
 use super::ui::Ui;
 use crate::plan::Plan;
-use crate::stage::{Input, Progress, Resources, RunCtx};
+use crate::stage::Resources;
 
 pub struct BuildOptions {
     pub jobs: usize,
+    /// GPU devices of this machine, numbered `0..gpus`.
     pub gpus: usize,
+    /// How many stages may share one GPU at once.
+    pub gpu_share: usize,
+    /// How many stages may run elsewhere (as Slurm jobs) at once.
+    pub remote_jobs: usize,
     pub keep_going: bool,
     pub force: HashSet<usize>,
 }
@@ -41,16 +48,25 @@ impl Summary {
     }
 }
 
-struct Failure {
-    message: String,
-    log: String,
-}
-
 struct Msg {
     node: usize,
     key: String,
-    need: Resources,
-    result: Result<(Built, String, bool), Failure>,
+    slot: Slot,
+    result: Result<Ran, Failure>,
+}
+
+/// What a running stage holds, given back when it ends.
+enum Slot {
+    Local { cpus: usize, gpus: Vec<usize> },
+    Remote,
+}
+
+/// `want` distinct devices, each with fewer than `share` stages on it, the least loaded
+/// first (the lowest index among equals); `None` when there are not enough.
+fn pick_gpus(load: &[usize], share: usize, want: usize) -> Option<Vec<usize>> {
+    let mut free: Vec<usize> = (0..load.len()).filter(|&d| load[d] < share).collect();
+    free.sort_by_key(|&d| (load[d], d));
+    (free.len() >= want).then(|| free[..want].to_vec())
 }
 
 struct State<'a> {
@@ -109,7 +125,7 @@ impl State<'_> {
     }
 }
 
-/// Builds `wanted` and everything it needs.
+/// Builds `wanted` and everything it needs, each stage run by `exec`.
 pub fn build(
     plan: &Plan,
     cache: &Cache,
@@ -117,7 +133,9 @@ pub fn build(
     wanted: &[usize],
     opts: &BuildOptions,
     ui: &dyn Ui,
+    exec: &dyn Executor,
 ) -> Summary {
+    let env = Env { plan, cache, root };
     cache.clean_tmp();
     install_quiet_panic_hook();
     let order = plan.closure(wanted);
@@ -145,7 +163,10 @@ pub fn build(
         }
     }
     let jobs = opts.jobs.max(1);
-    let (mut free_cpus, mut free_gpus) = (jobs, opts.gpus);
+    let mut free_cpus = jobs;
+    let mut gpu_load = vec![0usize; opts.gpus];
+    let share = opts.gpu_share.max(1);
+    let mut remote_running = 0usize;
     let mut running = 0usize;
     let mut running_keys: HashSet<String> = HashSet::new();
     let mut parked: HashMap<String, Vec<usize>> = HashMap::new();
@@ -191,16 +212,37 @@ pub fn build(
                 }
             }
             let want = plan.variant(n).parsed.config.resources();
-            let need = Resources {
-                cpus: want.cpus.clamp(1, jobs),
-                gpus: want.gpus.min(opts.gpus),
+            let (need, slot) = if exec.remote(&env, n) {
+                if remote_running >= opts.remote_jobs.max(1) {
+                    deferred.push_back(n);
+                    continue;
+                }
+                remote_running += 1;
+                (want, Slot::Remote)
+            } else {
+                let need = Resources {
+                    cpus: want.cpus.clamp(1, jobs),
+                    gpus: want.gpus.min(opts.gpus),
+                };
+                let gpus = match pick_gpus(&gpu_load, share, need.gpus) {
+                    Some(g) if need.cpus <= free_cpus => g,
+                    _ => {
+                        deferred.push_back(n);
+                        continue;
+                    }
+                };
+                free_cpus -= need.cpus;
+                for &d in &gpus {
+                    gpu_load[d] += 1;
+                }
+                (
+                    need,
+                    Slot::Local {
+                        cpus: need.cpus,
+                        gpus,
+                    },
+                )
             };
-            if need.cpus > free_cpus || need.gpus > free_gpus {
-                deferred.push_back(n);
-                continue;
-            }
-            free_cpus -= need.cpus;
-            free_gpus -= need.gpus;
             running += 1;
             running_keys.insert(key.clone());
             let inputs: Vec<(usize, Built)> = plan.nodes[n]
@@ -210,24 +252,29 @@ pub fn build(
                 .collect();
             let tx = tx.clone();
             let id = plan.nodes[n].id.clone();
+            let env = &env;
             std::thread::Builder::new()
                 .name(format!("stage:{id}"))
                 .spawn_scoped(s, move || {
                     let progress = ui.start(&id);
-                    let result = run_stage(
-                        plan,
-                        cache,
-                        root,
-                        n,
-                        &ki,
-                        &inputs,
+                    let gpus: Vec<usize> = match &slot {
+                        Slot::Local { gpus, .. } => gpus.clone(),
+                        Slot::Remote => (0..need.gpus).collect(),
+                    };
+                    let job = Job {
+                        node: n,
+                        key_inputs: &ki,
+                        inputs: &inputs,
                         forced,
-                        progress.as_ref(),
-                    );
+                        resources: need,
+                        gpus: &gpus,
+                        progress: progress.as_ref(),
+                    };
+                    let result = exec.run(env, &job);
                     let _ = tx.send(Msg {
                         node: n,
                         key,
-                        need,
+                        slot,
                         result,
                     });
                 })
@@ -239,12 +286,23 @@ pub fn build(
         }
         let msg = rx.recv().expect("a worker is running");
         running -= 1;
-        free_cpus += msg.need.cpus;
-        free_gpus += msg.need.gpus;
+        match &msg.slot {
+            Slot::Local { cpus, gpus } => {
+                free_cpus += cpus;
+                for &d in gpus {
+                    gpu_load[d] -= 1;
+                }
+            }
+            Slot::Remote => remote_running -= 1,
+        }
         running_keys.remove(&msg.key);
         let twins = parked.remove(&msg.key).unwrap_or_default();
         match msg.result {
-            Ok((entry, log, ran)) => {
+            Ok(Ran {
+                built: entry,
+                log,
+                ran,
+            }) => {
                 let outcome = if ran {
                     Outcome::Built {
                         ms: entry.duration_ms,
@@ -288,126 +346,6 @@ pub fn build(
     Summary { results }
 }
 
-/// Runs one stage in a fresh folder and stores its outputs; `Ok(_, false)` when another
-/// process built the same key while this one waited for the lock.
-#[allow(clippy::too_many_arguments)]
-fn run_stage(
-    plan: &Plan,
-    cache: &Cache,
-    root: &Path,
-    n: usize,
-    ki: &KeyInputs,
-    inputs: &[(usize, Built)],
-    forced: bool,
-    progress: &dyn Progress,
-) -> Result<(Built, String, bool), Failure> {
-    let io_fail = |what: &str, e: std::io::Error| Failure {
-        message: format!("{what}: {e}"),
-        log: String::new(),
-    };
-    let node = &plan.nodes[n];
-    let def = plan.def(n);
-    let key = ki.key();
-    let _lock = cache
-        .lock(&key)
-        .map_err(|e| io_fail("cannot lock the cache", e))?;
-    if !forced {
-        if let Lookup::Hit(e) = cache.lookup(&node.id, &key) {
-            return Ok((*e, String::new(), false));
-        }
-    }
-    let tmp = cache
-        .tmp_dir(&key)
-        .map_err(|e| io_fail("cannot create a work folder", e))?;
-    let out = tmp.join("out");
-    std::fs::create_dir_all(&out).map_err(|e| io_fail("cannot create a work folder", e))?;
-    let mut ctx_inputs = Vec::new();
-    for (k, (i, entry)) in inputs.iter().enumerate() {
-        let dir = tmp.join("in").join(k.to_string());
-        cache
-            .link_outputs(entry, &dir)
-            .map_err(|e| io_fail("cannot lay out inputs", e))?;
-        let up = &plan.nodes[*i];
-        ctx_inputs.push(Input {
-            stage: up.id.clone(),
-            kind: plan.def(*i).kind.name(),
-            label: up.label.clone(),
-            coords: up.coords.clone(),
-            key: entry.key.clone(),
-            dir,
-        });
-    }
-    let scratch = cache
-        .scratch_dir(&key)
-        .map_err(|e| io_fail("cannot create a scratch folder", e))?;
-    let mut ctx = RunCtx {
-        out_dir: out.clone(),
-        scratch_dir: scratch.clone(),
-        inputs: ctx_inputs,
-        target: def.target.clone(),
-        root: root.to_path_buf(),
-        log: String::new(),
-        memo: &cache.memo,
-        progress,
-    };
-    let started = now_ms();
-    let clock = Instant::now();
-    let config = plan.variant(n).parsed.config.clone();
-    let result = match catch_unwind(AssertUnwindSafe(|| config.run(&mut ctx))) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("{e:#}")),
-        Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
-    };
-    let ms = clock.elapsed().as_millis() as u64;
-    let log = std::mem::take(&mut ctx.log);
-    let result = result.and_then(|()| match &def.target {
-        Some(t) => {
-            let name = Path::new(t).file_name().unwrap_or_default();
-            if out.join(name).is_file() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "the stage did not write its target file `{}`",
-                    name.to_string_lossy()
-                ))
-            }
-        }
-        None => Ok(()),
-    });
-    let stored = result.and_then(|()| {
-        cache
-            .store(&node.id, ki, &out, started, ms, log.clone())
-            .map_err(|e| format!("cannot store outputs: {e}"))
-    });
-    let _ = std::fs::remove_dir_all(&tmp);
-    let outcome = if stored.is_ok() { "built" } else { "failed" };
-    let _ = cache.log_run(&RunRecord {
-        stage: node.id.clone(),
-        key: key.clone(),
-        outcome: outcome.into(),
-        duration_ms: ms,
-        pid: std::process::id(),
-    });
-    match stored {
-        Ok(Entry { built, log, .. }) => {
-            let _ = std::fs::remove_dir_all(&scratch);
-            Ok((built, log, true))
-        }
-        // The scratch folder stays: a rerun of the same key resumes from it.
-        Err(message) => Err(Failure { message, log }),
-    }
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
-    }
-}
-
 /// A panicking stage is reported once, in its own failure line; the default hook would also
 /// print to stderr mid-build, interleaved with other stages.
 fn install_quiet_panic_hook() {
@@ -423,4 +361,148 @@ fn install_quiet_panic_hook() {
             }
         }));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::outcome::Outcome;
+    use crate::stage::Progress;
+
+    struct Quiet;
+    impl Progress for Quiet {
+        fn set(&self, _: u64, _: u64, _: &str) {}
+    }
+    impl Ui for Quiet {
+        fn start(&self, _: &str) -> Box<dyn Progress> {
+            Box::new(Quiet)
+        }
+        fn finish(&self, _: &str, _: &Outcome, _: &str) {}
+        fn note(&self, _: &str) {}
+    }
+
+    /// Runs nothing: records what each job was handed and how many ran at once, where.
+    #[derive(Default)]
+    struct Fake {
+        remote: bool,
+        running: Mutex<HashMap<Option<usize>, usize>>,
+        most: Mutex<HashMap<Option<usize>, usize>>,
+        handed: Mutex<Vec<(String, Vec<usize>)>>,
+    }
+
+    impl Executor for Fake {
+        fn run(&self, env: &Env, job: &Job) -> Result<Ran, Failure> {
+            let places: Vec<Option<usize>> = if job.gpus.is_empty() {
+                vec![None]
+            } else {
+                job.gpus.iter().map(|&g| Some(g)).collect()
+            };
+            for p in &places {
+                let mut r = self.running.lock().unwrap();
+                let n = r.entry(*p).or_default();
+                *n += 1;
+                let mut most = self.most.lock().unwrap();
+                let m = most.entry(*p).or_default();
+                *m = (*m).max(*n);
+            }
+            self.handed
+                .lock()
+                .unwrap()
+                .push((env.plan.nodes[job.node].id.clone(), job.gpus.to_vec()));
+            std::thread::sleep(Duration::from_millis(20));
+            for p in &places {
+                *self.running.lock().unwrap().get_mut(p).unwrap() -= 1;
+            }
+            let key = job.key_inputs.key();
+            Ok(Ran {
+                built: Built {
+                    output_hash: format!("out-{key}"),
+                    key,
+                    outputs: Vec::new(),
+                    duration_ms: 20,
+                },
+                log: String::new(),
+                ran: true,
+            })
+        }
+        fn remote(&self, _: &Env, _: usize) -> bool {
+            self.remote
+        }
+    }
+
+    fn plan(stages: &str) -> Plan {
+        let text = format!("Pipeline(stages: [{stages}])");
+        let spec = crate::pipeline::load_files(
+            vec![(std::path::PathBuf::from("t.ron"), text)],
+            &crate::stages::all(),
+        )
+        .unwrap();
+        Plan::new(spec).unwrap()
+    }
+
+    fn run(plan: &Plan, exec: &Fake, opts: BuildOptions) -> Summary {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&dir.path().join("cache")).unwrap();
+        let all: Vec<usize> = (0..plan.nodes.len()).collect();
+        build(plan, &cache, dir.path(), &all, &opts, &Quiet, exec)
+    }
+
+    fn opts(jobs: usize, gpus: usize, gpu_share: usize, remote_jobs: usize) -> BuildOptions {
+        BuildOptions {
+            jobs,
+            gpus,
+            gpu_share,
+            remote_jobs,
+            keep_going: false,
+            force: HashSet::new(),
+        }
+    }
+
+    #[test]
+    fn gpu_stages_get_devices_within_the_share_and_cpu_stages_none() {
+        let stages: String = (0..6)
+            .map(|i| format!(r#"(name: "g{i}", kind: "fake", config: (gpu: true, value: "{i}")),"#))
+            .chain([r#"(name: "c", kind: "fake", config: (value: "cpu")),"#.to_string()])
+            .collect();
+        let p = plan(&stages);
+        for share in [1, 2] {
+            let exec = Fake::default();
+            let s = run(&p, &exec, opts(8, 2, share, 1));
+            assert!(!s.failed());
+            let most = exec.most.lock().unwrap();
+            assert_eq!(most.get(&Some(0)), Some(&share), "device 0 at most {share}");
+            assert_eq!(most.get(&Some(1)), Some(&share), "device 1 at most {share}");
+            let handed = exec.handed.lock().unwrap();
+            for (id, gpus) in handed.iter() {
+                assert_eq!(gpus.len(), usize::from(id != "t:c"), "{id}: {gpus:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn remote_stages_take_no_local_slot_only_one_of_the_remote_ones() {
+        let stages: String = (0..6)
+            .map(|i| format!(r#"(name: "r{i}", kind: "fake", config: (value: "{i}")),"#))
+            .collect();
+        let p = plan(&stages);
+        let exec = Fake {
+            remote: true,
+            ..Fake::default()
+        };
+        let s = run(&p, &exec, opts(1, 1, 1, 4));
+        assert!(!s.failed());
+        assert_eq!(exec.most.lock().unwrap().get(&None), Some(&4));
+    }
+
+    #[test]
+    fn the_least_loaded_devices_are_picked() {
+        assert_eq!(pick_gpus(&[1, 0, 1], 2, 1), Some(vec![1]));
+        assert_eq!(pick_gpus(&[1, 0, 2], 2, 2), Some(vec![1, 0]));
+        assert_eq!(pick_gpus(&[2, 2], 2, 1), None);
+        assert_eq!(pick_gpus(&[], 1, 0), Some(vec![]));
+    }
 }

@@ -35,12 +35,11 @@ impl StageConfig for EvaluateConfig {
         let train_input = input_of(ctx.inputs(), "train", "evaluate")?;
         let (trained, train_key) = (train_input.dir.clone(), train_input.key.clone());
         let data = Dataset::load(&input_of(ctx.inputs(), "normalize", "evaluate")?.dir)?;
+        let gpu = device::cuda_device(ctx.gpus().first().copied().unwrap_or(0));
         let e = match device::resolve(self.device)? {
             Backend::Cpu => evaluate::<CpuBackend>(&trained, &data, &Default::default())?,
-            Backend::Cuda => evaluate::<GpuBackend>(&trained, &data, &Default::default())?,
-            Backend::CudaUnfused => {
-                evaluate::<GpuUnfusedBackend>(&trained, &data, &Default::default())?
-            }
+            Backend::Cuda => evaluate::<GpuBackend>(&trained, &data, &gpu)?,
+            Backend::CudaUnfused => evaluate::<GpuUnfusedBackend>(&trained, &data, &gpu)?,
         };
         std::fs::write(
             ctx.out_dir().join("evaluation.json"),

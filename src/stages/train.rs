@@ -25,15 +25,28 @@ pub fn input_of<'a>(inputs: &'a [Input], kind: &str, stage: &str) -> anyhow::Res
     }
 }
 
-/// [`fit`] on `B`'s default device: one function type for every backend.
-fn fit_on<B: AutodiffBackend>(
+/// [`fit`] on the CPU.
+fn fit_cpu(
     cfg: &TrainConfig,
     data: &Dataset,
     backend: &str,
+    _gpu: usize,
     dirs: &Dirs,
     report: &mut dyn Report,
 ) -> anyhow::Result<Summary> {
-    fit::<B>(cfg, data, &Default::default(), backend, dirs, report)
+    fit::<CpuTrain>(cfg, data, &Default::default(), backend, dirs, report)
+}
+
+/// [`fit`] on CUDA device `gpu`: one function type for both CUDA backends.
+fn fit_cuda<B: AutodiffBackend<Device = burn::backend::cuda::CudaDevice>>(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    backend: &str,
+    gpu: usize,
+    dirs: &Dirs,
+    report: &mut dyn Report,
+) -> anyhow::Result<Summary> {
+    fit::<B>(cfg, data, &device::cuda_device(gpu), backend, dirs, report)
 }
 
 struct Progress<'a, 'b>(&'a mut RunCtx<'b>);
@@ -99,13 +112,17 @@ impl StageConfig for TrainConfig {
             scratch: &scratch,
             out: &out,
         };
+        let gpu = ctx.gpus().first().copied().unwrap_or(0);
+        if backend != Backend::Cpu {
+            ctx.log(format!("on CUDA device {gpu}"));
+        }
         let mut report = Progress(ctx);
         let fit_here = match backend {
-            Backend::Cpu => fit_on::<CpuTrain>,
-            Backend::Cuda => fit_on::<GpuTrain>,
-            Backend::CudaUnfused => fit_on::<GpuUnfusedTrain>,
+            Backend::Cpu => fit_cpu,
+            Backend::Cuda => fit_cuda::<GpuTrain>,
+            Backend::CudaUnfused => fit_cuda::<GpuUnfusedTrain>,
         };
-        let summary = fit_here(self, &data, backend.name(), &dirs, &mut report)?;
+        let summary = fit_here(self, &data, backend.name(), gpu, &dirs, &mut report)?;
         ctx.log(format!(
             "{} ({} parameters) on {}: {} epochs, {:.0} images/s{}",
             summary.family,

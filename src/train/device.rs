@@ -180,6 +180,28 @@ pub fn cuda_usable() -> bool {
     })
 }
 
+/// How many CUDA devices this process sees (`CUDA_VISIBLE_DEVICES` applied), 0 without a
+/// driver: the default of `--gpus`. Asks the driver only, compiles nothing.
+pub fn gpu_count() -> usize {
+    // SAFETY: only loads the driver library and checks for its symbols.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return 0;
+    }
+    let ask = || -> Option<usize> {
+        cudarc::driver::result::init().ok()?;
+        cudarc::driver::result::device::get_count()
+            .ok()
+            .map(|n| n.max(0) as usize)
+    };
+    std::panic::catch_unwind(ask).ok().flatten().unwrap_or(0)
+}
+
+/// The CUDA device with this index (as this process numbers them: under Slurm, within the
+/// job's `CUDA_VISIBLE_DEVICES`).
+pub fn cuda_device(index: usize) -> burn::backend::cuda::CudaDevice {
+    burn::backend::cuda::CudaDevice::new(index)
+}
+
 pub fn resolve(choice: DeviceChoice) -> anyhow::Result<Backend> {
     let choice = match std::env::var(DEVICE_ENV).ok().as_deref().map(str::trim) {
         Some("cpu") => DeviceChoice::Cpu,

@@ -1,0 +1,99 @@
+//! `pipe stage-job ID --key KEY` (hidden): what a Slurm job runs on its node. It runs that
+//! one stage against the shared cache exactly as a local build would (same key, same lock,
+//! entry written last) and exits 0 when the key is built, 1 when the stage failed. It
+//! refuses to run when this node keys the stage differently from the build that submitted
+//! it (an edited pipeline, another backend), so nothing is stored under a wrong key.
+
+use std::collections::{HashMap, HashSet};
+use std::process::ExitCode;
+
+use super::{io, Error, Project};
+use crate::cli::StageJobArgs;
+use crate::engine::assess::{assess, external, key_inputs, Freshness};
+use crate::engine::cache::Built;
+use crate::engine::executor::{run_stage, Env, Job};
+use crate::stage::Progress;
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn set(&self, _: u64, _: u64, _: &str) {}
+}
+
+pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
+    let plan = &p.plan;
+    let n = *plan
+        .by_id
+        .get(&a.id)
+        .ok_or_else(|| Error::Usage(format!("no stage `{}` in the pipelines", a.id)))?;
+    let cache = std::mem::ManuallyDrop::new(p.cache()?);
+    let inputs = &plan.nodes[n].inputs;
+    let upstream = plan.closure(inputs);
+    let mut built: HashMap<usize, Built> = HashMap::new();
+    for (i, state) in assess(plan, &cache, &p.root, &upstream, &HashSet::new()) {
+        if let Freshness::Fresh(b) = state {
+            built.insert(i, *b);
+        }
+    }
+    let missing: Vec<&str> = inputs
+        .iter()
+        .filter(|i| !built.contains_key(i))
+        .map(|&i| plan.nodes[i].id.as_str())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("error: inputs not built: {}", missing.join(", "));
+        return Ok(ExitCode::from(1));
+    }
+    let ext = external(plan, &cache, &p.root, n).map_err(Error::Usage)?;
+    let ki = key_inputs(plan, n, ext, |i| {
+        built.get(&i).map(|b| b.output_hash.clone())
+    })
+    .expect("every input is built");
+    if ki.key() != a.key {
+        eprintln!(
+            "error: this node keys `{}` as {}, the build that submitted it as {}: the \
+             pipelines, the data or the backend differ here (the backend is part of a train \
+             stage's key; pass the same --device)",
+            a.id,
+            &ki.key()[..12],
+            &a.key[..a.key.len().min(12)]
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let input_entries: Vec<(usize, Built)> =
+        inputs.iter().map(|&i| (i, built[&i].clone())).collect();
+    let resources = plan.variant(n).parsed.config.resources();
+    let gpus: Vec<usize> = (0..resources.gpus).collect();
+    let env = Env {
+        plan,
+        cache: &cache,
+        root: &p.root,
+    };
+    let job = Job {
+        node: n,
+        key_inputs: &ki,
+        inputs: &input_entries,
+        forced: a.force,
+        resources,
+        gpus: &gpus,
+        progress: &Quiet,
+    };
+    let result = run_stage(&env, &job);
+    cache.save().map_err(io("cannot save the cache index"))?;
+    match result {
+        Ok(r) => {
+            print!("{}", r.log);
+            println!(
+                "{} {}",
+                if r.ran { "built" } else { "fresh" },
+                plan.nodes[n].id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(f) => {
+            print!("{}", f.log);
+            eprintln!("failed {}: {}", plan.nodes[n].id, f.message);
+            Ok(ExitCode::from(1))
+        }
+    }
+}

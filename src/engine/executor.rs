@@ -1,0 +1,204 @@
+//! Where a stage runs. The scheduler decides *when* a stage starts (its inputs exist, a
+//! slot is free) and hands it to an [`Executor`], which decides *where*: in this process
+//! ([`InProcess`]) or as a Slurm job ([`super::slurm`]).
+//!
+//! As in Bazel's spawn strategies and Snakemake's executor plugins, the interface is a job
+//! in, an ending out. One call runs a job to its end on a worker thread the scheduler
+//! gives it; how the executor waits (a thread of its own, one `squeue` for all its jobs)
+//! is its business, so the scheduler stays one loop over a channel, and a fake executor
+//! (tests/engine.rs drives the real binary; the scheduler's own tests use [`Executor`]
+//! fakes) needs a dozen lines.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::time::Instant;
+
+use super::cache::{now_ms, Built, Cache, Entry, Lookup, RunRecord};
+use super::fingerprint::KeyInputs;
+use crate::plan::Plan;
+use crate::stage::{Input, Progress, Resources, RunCtx};
+
+/// What every job of one build shares.
+pub struct Env<'a> {
+    pub plan: &'a Plan,
+    pub cache: &'a Cache,
+    pub root: &'a Path,
+}
+
+/// One stage to run, with everything decided for it.
+pub struct Job<'a> {
+    pub node: usize,
+    pub key_inputs: &'a KeyInputs,
+    /// Each input's node and its stored outputs.
+    pub inputs: &'a [(usize, Built)],
+    /// Run even if the key is in the cache (`--force`).
+    pub forced: bool,
+    /// The slots the scheduler counted for it.
+    pub resources: Resources,
+    /// GPU device indices handed to it (as CUDA numbers them in the process that runs it);
+    /// empty for a CPU stage.
+    pub gpus: &'a [usize],
+    pub progress: &'a dyn Progress,
+}
+
+/// A job that ended well: its stored outputs and log.
+pub struct Ran {
+    pub built: Built,
+    pub log: String,
+    /// `false` when another process had built the key meanwhile.
+    pub ran: bool,
+}
+
+/// A job that ended badly: why, and what it logged.
+pub struct Failure {
+    pub message: String,
+    pub log: String,
+}
+
+pub trait Executor: Sync {
+    /// Runs `job` to its end (blocking the calling worker thread).
+    fn run(&self, env: &Env, job: &Job) -> Result<Ran, Failure>;
+    /// Whether `node` runs off this machine, and so takes none of its CPU and GPU slots.
+    fn remote(&self, _env: &Env, _node: usize) -> bool {
+        false
+    }
+    /// Stops everything this executor runs elsewhere (Ctrl-C, SIGTERM); returns what it
+    /// stopped, for the message. Stages in this process end with it.
+    fn cancel_all(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Every stage as a thread of this process.
+pub struct InProcess;
+
+impl Executor for InProcess {
+    fn run(&self, env: &Env, job: &Job) -> Result<Ran, Failure> {
+        run_stage(env, job)
+    }
+}
+
+/// Runs one stage here, in a fresh folder, and stores its outputs under the key's lock;
+/// `ran: false` when another process built the same key while this one waited for the lock.
+/// What a Slurm job runs on its node, too.
+pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
+    let (plan, cache, root) = (env.plan, env.cache, env.root);
+    let (n, ki, inputs, forced) = (job.node, job.key_inputs, job.inputs, job.forced);
+    let io_fail = |what: &str, e: std::io::Error| Failure {
+        message: format!("{what}: {e}"),
+        log: String::new(),
+    };
+    let node = &plan.nodes[n];
+    let def = plan.def(n);
+    let key = ki.key();
+    let _lock = cache
+        .lock(&key)
+        .map_err(|e| io_fail("cannot lock the cache", e))?;
+    if !forced {
+        if let Lookup::Hit(e) = cache.lookup(&node.id, &key) {
+            return Ok(Ran {
+                built: *e,
+                log: String::new(),
+                ran: false,
+            });
+        }
+    }
+    let tmp = cache
+        .tmp_dir(&key)
+        .map_err(|e| io_fail("cannot create a work folder", e))?;
+    let out = tmp.join("out");
+    std::fs::create_dir_all(&out).map_err(|e| io_fail("cannot create a work folder", e))?;
+    let mut ctx_inputs = Vec::new();
+    for (k, (i, entry)) in inputs.iter().enumerate() {
+        let dir = tmp.join("in").join(k.to_string());
+        cache
+            .link_outputs(entry, &dir)
+            .map_err(|e| io_fail("cannot lay out inputs", e))?;
+        let up = &plan.nodes[*i];
+        ctx_inputs.push(Input {
+            stage: up.id.clone(),
+            kind: plan.def(*i).kind.name(),
+            label: up.label.clone(),
+            coords: up.coords.clone(),
+            key: entry.key.clone(),
+            dir,
+        });
+    }
+    let scratch = cache
+        .scratch_dir(&key)
+        .map_err(|e| io_fail("cannot create a scratch folder", e))?;
+    let mut ctx = RunCtx {
+        out_dir: out.clone(),
+        scratch_dir: scratch.clone(),
+        inputs: ctx_inputs,
+        target: def.target.clone(),
+        root: root.to_path_buf(),
+        log: String::new(),
+        memo: &cache.memo,
+        progress: job.progress,
+        gpus: job.gpus.to_vec(),
+    };
+    let started = now_ms();
+    let clock = Instant::now();
+    let config = plan.variant(n).parsed.config.clone();
+    let result = match catch_unwind(AssertUnwindSafe(|| config.run(&mut ctx))) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+    };
+    let ms = clock.elapsed().as_millis() as u64;
+    let log = std::mem::take(&mut ctx.log);
+    let result = result.and_then(|()| match &def.target {
+        Some(t) => {
+            let name = Path::new(t).file_name().unwrap_or_default();
+            if out.join(name).is_file() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the stage did not write its target file `{}`",
+                    name.to_string_lossy()
+                ))
+            }
+        }
+        None => Ok(()),
+    });
+    let stored = result.and_then(|()| {
+        cache
+            .store(&node.id, ki, &out, started, ms, log.clone())
+            .map_err(|e| format!("cannot store outputs: {e}"))
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    let outcome = if stored.is_ok() { "built" } else { "failed" };
+    let _ = cache.log_run(&RunRecord {
+        stage: node.id.clone(),
+        key: key.clone(),
+        outcome: outcome.into(),
+        duration_ms: ms,
+        pid: std::process::id(),
+        started_unix_ms: started,
+        gpus: job.gpus.to_vec(),
+        slurm_job: std::env::var("SLURM_JOB_ID").ok(),
+    });
+    match stored {
+        Ok(Entry { built, log, .. }) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            Ok(Ran {
+                built,
+                log,
+                ran: true,
+            })
+        }
+        // The scratch folder stays: a rerun of the same key resumes from it.
+        Err(message) => Err(Failure { message, log }),
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}

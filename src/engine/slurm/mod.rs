@@ -1,0 +1,409 @@
+//! The Slurm executor: a stage of a chosen kind (train and evaluate by default) becomes one
+//! `sbatch --parsable` job that runs this same binary on a node, against the shared cache,
+//! for exactly that stage (`pipe stage-job ID --key KEY`): the same key, the same lock, the
+//! entry written last. Other stages run in this process.
+//!
+//! How it follows a job, as Nextflow does: one `squeue --me` per round for all jobs; a job
+//! gone from the queue is over, and the exit-code file its script writes as its very last
+//! act (`cache/jobs/<job>.exit`) is the last word; without it (the job was killed) the
+//! final state comes from `sacct` where accounting exists, else `scontrol show job`. A job
+//! briefly missing everywhere is waited for, not failed. A job that ends in TIMEOUT or
+//! PREEMPTED after its scratch folder (where training checkpoints) changed is submitted
+//! again, so a run longer than the partition's limit goes on from its checkpoint.
+//!
+//! Settings (partition, account, time, memory, extra arguments, per kind) come from
+//! `slurm.ron` in the project root (see [`Settings`]); they never reach a key.
+
+mod query;
+mod settings;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::cache::{write_atomic, Lookup};
+use super::executor::{Env, Executor, Failure, InProcess, Job, Ran};
+pub use query::queued_by_key;
+use query::{exit_file, final_state, node_cpus, squeue, TERMINAL};
+pub use settings::{Request, Settings, SETTINGS_FILE};
+
+/// How a job ended.
+#[derive(Clone, Debug, PartialEq)]
+enum End {
+    /// The exit code its script recorded.
+    Exit(i32),
+    /// Killed before it could record one: Slurm's state (TIMEOUT, OUT_OF_MEMORY, …).
+    State(String),
+}
+
+#[derive(Default)]
+struct Jobs {
+    /// Job id → its ending, once known.
+    watched: HashMap<String, Option<End>>,
+    /// Job id → rounds it has been missing from the queue with no final state anywhere.
+    missing: HashMap<String, u32>,
+    poller: bool,
+}
+
+/// The Slurm executor; `local` runs the stages that are not jobs.
+pub struct Slurm {
+    settings: Settings,
+    /// The binary jobs run: this one (it must be on the shared file system).
+    bin: PathBuf,
+    /// `--device` given to the driver, passed on so a job keys its stage the same way.
+    device: Option<String>,
+    cache_dir: PathBuf,
+    jobs: Mutex<Jobs>,
+    changed: Condvar,
+}
+
+impl Slurm {
+    pub fn new(settings: Settings, cache_dir: &Path, device: Option<String>) -> Slurm {
+        let bin = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("pipe"));
+        Slurm {
+            settings,
+            bin,
+            device,
+            cache_dir: cache_dir.to_path_buf(),
+            jobs: Mutex::new(Jobs::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn is_job(&self, env: &Env, node: usize) -> bool {
+        let kind = env.plan.def(node).kind.name();
+        self.settings.kinds.iter().any(|k| k == kind)
+    }
+
+    /// Submits `job` and returns its Slurm job id.
+    fn submit(&self, env: &Env, job: &Job, jobs_dir: &Path, key: &str) -> Result<String, String> {
+        let node = &env.plan.nodes[job.node];
+        let kind = env.plan.def(job.node).kind.name();
+        let req = self.settings.request(kind);
+        let script = jobs_dir.join(format!("{key}.sh"));
+        let q = |p: &Path| shell_quote(&p.to_string_lossy());
+        let device = self
+            .device
+            .as_deref()
+            .map(|d| format!(" --device {}", shell_quote(d)))
+            .unwrap_or_default();
+        let force = if job.forced { " --force" } else { "" };
+        let text = format!(
+            "#!/bin/sh\n\
+             # pipe: stage {id}, key {key}\n\
+             {bin} --dir {root} --cache {cache}{device} stage-job {qid} --key {key}{force}\n\
+             code=$?\n\
+             printf '%s\\n' \"$code\" > {jobs}/\"$SLURM_JOB_ID\".exit.tmp && \
+             mv {jobs}/\"$SLURM_JOB_ID\".exit.tmp {jobs}/\"$SLURM_JOB_ID\".exit\n\
+             exit $code\n",
+            id = node.id,
+            bin = q(&self.bin),
+            root = q(env.root),
+            cache = q(&self.cache_dir),
+            qid = shell_quote(&node.id),
+            jobs = q(jobs_dir),
+        );
+        write_atomic(&script, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", script.display()))?;
+        let cpus = req.cpus.unwrap_or(if job.resources.cpus > 64 {
+            // A stage that would take every core here (CPU training) gets 4, or all a
+            // node has where nodes are smaller.
+            node_cpus().map_or(4, |n| n.min(4))
+        } else {
+            job.resources.cpus.max(1)
+        });
+        let gpus = req.gpus.unwrap_or(job.resources.gpus);
+        let mut cmd = Command::new("sbatch");
+        cmd.arg("--parsable")
+            .arg(format!("--job-name=pipe:{}", node.id))
+            .arg(format!("--output={}/%j.log", jobs_dir.display()))
+            .arg(format!("--chdir={}", env.root.display()))
+            .arg(format!("--cpus-per-task={cpus}"));
+        if gpus > 0 {
+            cmd.arg(format!("--gres=gpu:{gpus}"));
+        }
+        for (flag, v) in [
+            ("--partition", &req.partition),
+            ("--account", &req.account),
+            ("--time", &req.time),
+            ("--mem", &req.mem),
+        ] {
+            if let Some(v) = v {
+                cmd.arg(format!("{flag}={v}"));
+            }
+        }
+        cmd.args(&req.extra).arg(&script);
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run sbatch: {e} (is Slurm's client installed?)"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "sbatch refused the job: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        // `--parsable` prints `id` or `id;cluster`.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let id = text.trim().split(';').next().unwrap_or("").to_string();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!("sbatch answered `{}`, not a job id", text.trim()));
+        }
+        let _ = write_atomic(&jobs_dir.join(format!("{key}.job")), id.as_bytes());
+        Ok(id)
+    }
+
+    /// A job another driver submitted for `key` that Slurm still runs: followed, not
+    /// submitted again.
+    fn adoptable(&self, jobs_dir: &Path, key: &str) -> Option<String> {
+        let id = std::fs::read_to_string(jobs_dir.join(format!("{key}.job"))).ok()?;
+        let id = id.trim().to_string();
+        let queue = squeue().ok()?;
+        queue
+            .get(&id)
+            .filter(|s| !TERMINAL.contains(&s.as_str()))
+            .map(|_| id)
+    }
+
+    /// Blocks until job `id` has ended.
+    fn wait(&'static self, id: &str) -> End {
+        let mut jobs = self.jobs.lock().unwrap();
+        jobs.watched.insert(id.to_string(), None);
+        if !jobs.poller {
+            jobs.poller = true;
+            std::thread::Builder::new()
+                .name("slurm-poller".into())
+                .spawn(move || self.poll())
+                .expect("spawn the Slurm poller");
+        }
+        loop {
+            if let Some(Some(end)) = jobs.watched.get(id) {
+                let end = end.clone();
+                jobs.watched.remove(id);
+                return end;
+            }
+            jobs = self.changed.wait(jobs).unwrap();
+        }
+    }
+
+    /// One `squeue` a round for every job followed, then the ending of each one gone.
+    fn poll(&self) {
+        let jobs_dir = self.cache_dir.join("jobs");
+        loop {
+            std::thread::sleep(Duration::from_millis(self.settings.poll_ms));
+            let open: Vec<String> = {
+                let jobs = self.jobs.lock().unwrap();
+                jobs.watched
+                    .iter()
+                    .filter(|(_, e)| e.is_none())
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            };
+            if open.is_empty() {
+                continue;
+            }
+            let Ok(queue) = squeue() else { continue };
+            let mut ended = Vec::new();
+            let mut gone = Vec::new();
+            for id in &open {
+                if let Some(code) = exit_file(&jobs_dir, id) {
+                    ended.push((id.clone(), End::Exit(code)));
+                    continue;
+                }
+                match queue.get(id) {
+                    Some(state) if !TERMINAL.contains(&state.as_str()) => {}
+                    _ => match final_state(id) {
+                        // The script may have written its exit code since the look above.
+                        Some(_) if exit_file(&jobs_dir, id).is_some() => {
+                            let code = exit_file(&jobs_dir, id).unwrap_or(1);
+                            ended.push((id.clone(), End::Exit(code)));
+                        }
+                        Some(state) => ended.push((id.clone(), End::State(state))),
+                        None => gone.push(id.clone()),
+                    },
+                }
+            }
+            let mut jobs = self.jobs.lock().unwrap();
+            for id in gone {
+                let rounds = jobs.missing.entry(id.clone()).or_default();
+                *rounds += 1;
+                // Queue and records both lag now and then: a job is lost only after a
+                // minute without a trace.
+                if u64::from(*rounds) * self.settings.poll_ms > 60_000 {
+                    jobs.watched.insert(
+                        id,
+                        Some(End::State(
+                            "LOST (no trace in squeue, sacct or scontrol)".into(),
+                        )),
+                    );
+                }
+            }
+            for (id, end) in ended {
+                jobs.missing.remove(&id);
+                jobs.watched.insert(id, Some(end));
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    fn followed(&self) -> Vec<String> {
+        let jobs = self.jobs.lock().unwrap();
+        jobs.watched
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+impl Executor for &'static Slurm {
+    fn run(&self, env: &Env, job: &Job) -> Result<Ran, Failure> {
+        if !self.is_job(env, job.node) {
+            return InProcess.run(env, job);
+        }
+        let fail = |message: String, log: String| Failure { message, log };
+        let key = job.key_inputs.key();
+        let id_of_stage = &env.plan.nodes[job.node].id;
+        let jobs_dir = env
+            .cache
+            .jobs_dir()
+            .map_err(|e| fail(format!("cannot create cache/jobs: {e}"), String::new()))?;
+        let scratch = env.cache.scratch_dir(&key).map_err(|e| {
+            fail(
+                format!("cannot create a scratch folder: {e}"),
+                String::new(),
+            )
+        })?;
+        let mut resubmitted = 0;
+        let mut log = String::new();
+        loop {
+            let before = listing(&scratch);
+            let id = match self.adoptable(&jobs_dir, &key) {
+                Some(id) => {
+                    log.push_str(&format!(
+                        "following Slurm job {id}, submitted by another build\n"
+                    ));
+                    id
+                }
+                None => self
+                    .submit(env, job, &jobs_dir, &key)
+                    .map_err(|e| fail(e, log.clone()))?,
+            };
+            job.progress.set(0, 0, &format!("Slurm job {id}"));
+            let started = Instant::now();
+            let end = self.wait(id.as_str());
+            // Only a job still running is worth a look from `status` or another build.
+            let _ = std::fs::remove_file(jobs_dir.join(format!("{key}.job")));
+            let tail = log_tail(&jobs_dir.join(format!("{id}.log")), 20);
+            match end {
+                End::Exit(0) => {
+                    return match env.cache.lookup(id_of_stage, &key) {
+                        Lookup::Hit(built) => {
+                            let stage_log = env
+                                .cache
+                                .load_entry(&key)
+                                .map(|e| e.log)
+                                .unwrap_or_default();
+                            log.push_str(&format!(
+                                "Slurm job {id}: {:.1}s\n{stage_log}",
+                                started.elapsed().as_secs_f64()
+                            ));
+                            Ok(Ran {
+                                built: *built,
+                                log,
+                                ran: true,
+                            })
+                        }
+                        _ => Err(fail(
+                            format!("Slurm job {id} ended well but stored no outputs"),
+                            tail,
+                        )),
+                    };
+                }
+                End::Exit(code) => {
+                    return Err(fail(format!("Slurm job {id} failed (exit {code})"), tail));
+                }
+                End::State(state)
+                    if (state.starts_with("TIMEOUT") || state.starts_with("PREEMPTED"))
+                        && resubmitted < self.settings.resubmit
+                        && listing(&scratch) != before =>
+                {
+                    resubmitted += 1;
+                    log.push_str(&format!(
+                        "Slurm job {id} ended {state} after progress; submitted again ({resubmitted} of {})\n",
+                        self.settings.resubmit
+                    ));
+                }
+                End::State(state) => {
+                    return Err(fail(format!("Slurm job {id} ended {state}"), tail));
+                }
+            }
+        }
+    }
+
+    fn remote(&self, env: &Env, node: usize) -> bool {
+        self.is_job(env, node)
+    }
+
+    fn cancel_all(&self) -> Vec<String> {
+        let ids = self.followed();
+        if !ids.is_empty() {
+            let _ = Command::new("scancel").args(&ids).status();
+        }
+        ids
+    }
+}
+
+/// Names, sizes and modification times under `dir`: changes when a run checkpoints.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut v: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((e.into_path(), m.len(), m.modified().ok()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    let from = all.len().saturating_sub(lines);
+    let mut out = all[from..].join("\n");
+    if !out.is_empty() {
+        out = format!("last lines of {}:\n{out}", path.display());
+    }
+    out
+}
+
+/// `s` as one POSIX shell word.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=@+,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_the_shell() {
+        assert_eq!(shell_quote("quick/momentum:fit"), "quick/momentum:fit");
+        assert_eq!(
+            shell_quote("a:fit[optimizer.lr=0.1]"),
+            "'a:fit[optimizer.lr=0.1]'"
+        );
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+}

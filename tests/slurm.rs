@@ -1,0 +1,346 @@
+//! The Slurm executor on a real one-node Slurm cluster (tests/slurm/cluster.sh starts it:
+//! munged, slurmctld, slurmd as plain processes, two fake GPUs). Where Slurm is not
+//! installed the tests say so and pass, unless `PIPE_REQUIRE_SLURM` is set (CI sets it
+//! after installing Debian's packages), which makes them fail instead.
+
+mod util;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use util::{learnable, Project};
+
+/// Starts the cluster once per test process; `false` (after saying why) where there is none.
+fn slurm() -> bool {
+    static UP: OnceLock<Result<(), String>> = OnceLock::new();
+    let up = UP.get_or_init(|| {
+        let dir = std::env::var("PIPE_SLURM_DIR").unwrap_or_else(|_| "/tmp/pipe-slurm".into());
+        std::env::set_var("SLURM_CONF", format!("{dir}/slurm.conf"));
+        // Every build here goes through Slurm unless it says `--executor local`.
+        std::env::set_var("PIPE_EXECUTOR", "slurm");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slurm/cluster.sh");
+        match Command::new("bash").arg(script).arg("start").output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    match up {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(
+                std::env::var_os("PIPE_REQUIRE_SLURM").is_none(),
+                "a Slurm cluster is required (PIPE_REQUIRE_SLURM): {why}"
+            );
+            eprintln!("no Slurm cluster here, test not run: {why}");
+            false
+        }
+    }
+}
+
+fn scontrol_job(id: &str) -> String {
+    let o = Command::new("scontrol")
+        .args(["show", "job", "-o", id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Every run of the build log that went through Slurm: (stage, job id).
+fn slurm_runs(p: &Project) -> Vec<(String, String)> {
+    p.take_runs()
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["stage"].as_str()?.to_string(),
+                r["slurm_job"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn fake_project(stages: &str, settings: &str) -> Project {
+    let p = Project::new();
+    p.write("pipelines/f.ron", &format!("Pipeline(stages: [{stages}])"));
+    p.write("slurm.ron", settings);
+    p
+}
+
+const TRAIN_STUDY: &str = r#"Pipeline(stages: [
+    (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+    (name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: 40)),
+    (name: "mlp", kind: "train", inputs: ["data"],
+     config: (model: Mlp(hidden: [32]), epochs: 2, batch_size: 16, seed: 5),
+     vary: {"optimizer.lr": [0.05]}),
+    (name: "eval", kind: "evaluate", inputs: ["mlp", "data"]),
+])"#;
+
+#[test]
+fn a_study_built_through_slurm_trains_the_same_weights_as_a_local_build() {
+    if !slurm() {
+        return;
+    }
+    let build = |executor: &str| {
+        let p = Project::new();
+        learnable(&p.path().join("src-data"), 30, 20);
+        p.write("pipelines/s.ron", TRAIN_STUDY);
+        p.write("slurm.ron", "Slurm(poll_ms: 200)");
+        p.ok(&["--device", "cpu", "build", "--executor", executor, "s:eval"]);
+        p
+    };
+    let (local, remote) = (build("local"), build("slurm"));
+    let status = |p: &Project| -> serde_json::Value {
+        serde_json::from_str(&p.ok(&["--device", "cpu", "status", "--json"]).stdout).unwrap()
+    };
+    let (a, b) = (status(&local), status(&remote));
+    for (x, y) in a.as_array().unwrap().iter().zip(b.as_array().unwrap()) {
+        assert_eq!(x["state"], "fresh", "{x}");
+        assert_eq!(y["state"], "fresh", "{y}");
+        // Train's outputs hold wall-clock seconds, so evaluate's keys differ; every key
+        // up to training is the same.
+        if x["kind"] != "evaluate" {
+            assert_eq!(x["key"], y["key"], "{} keyed alike", x["stage"]);
+        }
+    }
+    for stage in ["s:mlp", "s:mlp[optimizer.lr=0.05]"] {
+        let w = |p: &Project| std::fs::read(p.outputs(stage).join("model.bin")).unwrap();
+        assert!(w(&local) == w(&remote), "{stage}: model.bin byte-identical");
+    }
+    for stage in ["s:eval", "s:eval[optimizer.lr=0.05]"] {
+        let e = |p: &Project| {
+            let v: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(p.outputs(stage).join("evaluation.json")).unwrap(),
+            )
+            .unwrap();
+            v["final"].clone()
+        };
+        assert_eq!(e(&local), e(&remote), "{stage}: the same test scores");
+    }
+    // Train and evaluate went through Slurm, and Slurm's own records show those jobs;
+    // download and normalize ran on this machine.
+    let runs = slurm_runs(&remote);
+    let mut stages: Vec<&str> = runs.iter().map(|(s, _)| s.as_str()).collect();
+    stages.sort();
+    assert_eq!(
+        stages,
+        [
+            "s:eval",
+            "s:eval[optimizer.lr=0.05]",
+            "s:mlp",
+            "s:mlp[optimizer.lr=0.05]"
+        ]
+    );
+    for (stage, id) in &runs {
+        let record = scontrol_job(id);
+        assert!(
+            record.contains(&format!("JobName=pipe:{stage}"))
+                && record.contains("JobState=COMPLETED"),
+            "{stage}: Slurm knows job {id}: {record}"
+        );
+    }
+    assert!(slurm_runs(&local).is_empty());
+}
+
+#[test]
+fn a_failed_job_fails_its_stage_alone_with_the_tail_of_its_log() {
+    if !slurm() {
+        return;
+    }
+    let p = fake_project(
+        r#"(name: "v", kind: "fake", config: (value: "v"), vary: {"fail": [true]}),"#,
+        r#"Slurm(kinds: ["fake"], poll_ms: 200)"#,
+    );
+    let r = p.pipe(&["build", "-k", "f:v", "f:v[fail=true]"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("built   f:v "), "{r:?}");
+    assert!(
+        r.stdout.contains("FAILED  f:v[fail=true]: Slurm job ")
+            && r.stdout.contains("failed (exit 1)"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("last lines of"),
+        "the job log's tail: {r:?}"
+    );
+}
+
+/// The job file of the only job submitted for `p`, once there is one.
+/// A build in the background, its output captured.
+fn spawn(p: &Project, args: &[&str]) -> std::process::Child {
+    p.cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_job(p: &Project) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = p.path().join("cache/jobs");
+        if let Ok(rd) = std::fs::read_dir(&jobs) {
+            for e in rd.flatten() {
+                if e.path().extension().is_some_and(|x| x == "job") {
+                    return std::fs::read_to_string(e.path())
+                        .unwrap()
+                        .trim()
+                        .to_string();
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no job was submitted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_cancelled_job_fails_its_stage_with_slurms_state() {
+    if !slurm() {
+        return;
+    }
+    let p = fake_project(
+        r#"(name: "slow", kind: "fake", config: (sleep_ms: 120000)),"#,
+        r#"Slurm(kinds: ["fake"], poll_ms: 200)"#,
+    );
+    let child = spawn(&p, &["build", "f:slow"]);
+    let id = wait_for_job(&p);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = p.ok(&["status"]).stdout;
+        if status.contains(&format!("f:slow: Slurm job {id}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status shows the job: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(Command::new("scancel").arg(&id).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Slurm job {id} ended CANCELLED")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sigterm_on_the_driver_cancels_its_jobs() {
+    if !slurm() {
+        return;
+    }
+    let p = fake_project(
+        r#"(name: "slow", kind: "fake", config: (sleep_ms: 120000, value: "term")),"#,
+        r#"Slurm(kinds: ["fake"], poll_ms: 200)"#,
+    );
+    let child = spawn(&p, &["build", "f:slow"]);
+    let id = wait_for_job(&p);
+    // Followed by the poller once submitted; give it a round.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cancelled 1 Slurm job ({id})")),
+        "{stderr}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !scontrol_job(&id).contains("JobState=CANCELLED") {
+        assert!(Instant::now() < deadline, "{}", scontrol_job(&id));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn two_drivers_on_one_cache_run_each_stage_once() {
+    if !slurm() {
+        return;
+    }
+    let p = fake_project(
+        r#"(name: "v", kind: "fake", config: (sleep_ms: 1500, value: "twice"), vary: {"optimizer.lr": [0.1, 0.2]}),"#,
+        r#"Slurm(kinds: ["fake"], poll_ms: 200)"#,
+    );
+    let targets = [
+        "build",
+        "f:v",
+        "f:v[optimizer.lr=0.1]",
+        "f:v[optimizer.lr=0.2]",
+    ];
+    let drivers: Vec<_> = (0..2)
+        .map(|_| {
+            let c = spawn(&p, &targets);
+            std::thread::sleep(Duration::from_millis(300));
+            c
+        })
+        .collect();
+    for d in drivers {
+        let out = d.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let built: Vec<String> = p
+        .take_runs()
+        .iter()
+        .filter(|r| r["outcome"] == "built")
+        .map(|r| r["stage"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = built.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 3, "{built:?}");
+    assert_eq!(built.len(), 3, "each stage ran once: {built:?}");
+}
+
+#[test]
+fn gpu_stages_ask_slurm_for_gres() {
+    if !slurm() {
+        return;
+    }
+    let p = fake_project(
+        r#"(name: "g", kind: "fake", config: (gpu: true, value: "gres")),"#,
+        r#"Slurm(kinds: ["fake"], poll_ms: 200)"#,
+    );
+    p.ok(&["build", "f:g"]);
+    let runs = slurm_runs(&p);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let record = scontrol_job(&runs[0].1);
+    assert!(record.contains("gpu:1"), "asked for one GPU: {record}");
+}
+
+/// A 1-minute limit against a run of ~80 s in checkpointed steps: the job ends in TIMEOUT,
+/// is submitted again, and goes on from its checkpoint to the end.
+#[test]
+fn a_job_past_its_time_limit_is_resubmitted_and_resumes() {
+    if !slurm() {
+        return;
+    }
+    // 120 s of steps against a 1-minute limit: slurmctld checks limits every 30 s, so the
+    // job is killed between 60 and 90 s, always before it could finish.
+    let p = fake_project(
+        r#"(name: "long", kind: "fake", config: (steps: 30, sleep_ms: 4000, value: "long")),"#,
+        r#"Slurm(kinds: ["fake"], time: "1", poll_ms: 500)"#,
+    );
+    let r = p.ok(&["build", "f:long"]);
+    assert!(
+        r.stdout
+            .contains("ended TIMEOUT after progress; submitted again (1 of 3)"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("resumed at step "),
+        "went on from its checkpoint: {r:?}"
+    );
+    let runs = slurm_runs(&p);
+    assert_eq!(runs.len(), 1, "only the second job got to store: {runs:?}");
+    let out = std::fs::read_to_string(p.outputs("f:long").join("out.txt")).unwrap();
+    assert!(out.starts_with("config "), "{out}");
+}
