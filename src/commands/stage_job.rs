@@ -12,13 +12,7 @@ use crate::cli::StageJobArgs;
 use crate::engine::assess::{assess, external, key_inputs, Freshness};
 use crate::engine::cache::Built;
 use crate::engine::executor::{run_stage, Env, Job};
-use crate::stage::Progress;
-
-struct Quiet;
-
-impl Progress for Quiet {
-    fn set(&self, _: u64, _: u64, _: &str) {}
-}
+use crate::engine::ui::Silent;
 
 pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
     let plan = &p.plan;
@@ -76,7 +70,7 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
         forced: a.force,
         resources,
         gpus: &gpus,
-        progress: &Quiet,
+        progress: &Silent,
     };
     let result = run_stage(&env, &job);
     cache.save().map_err(io("cannot save the cache index"))?;

@@ -108,7 +108,8 @@ impl Drop for Bar {
     }
 }
 
-struct Silent;
+/// Progress nobody sees: a stage off a terminal, or in a Slurm job.
+pub struct Silent;
 impl Progress for Silent {
     fn set(&self, _: u64, _: u64, _: &str) {}
 }

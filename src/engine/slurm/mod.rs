@@ -192,14 +192,7 @@ impl Slurm {
         let jobs_dir = self.cache_dir.join("jobs");
         loop {
             std::thread::sleep(Duration::from_millis(self.settings.poll_ms));
-            let open: Vec<String> = {
-                let jobs = self.jobs.lock().unwrap();
-                jobs.watched
-                    .iter()
-                    .filter(|(_, e)| e.is_none())
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            };
+            let open = self.followed();
             if open.is_empty() {
                 continue;
             }
@@ -213,13 +206,12 @@ impl Slurm {
                 }
                 match queue.get(id) {
                     Some(state) if !TERMINAL.contains(&state.as_str()) => {}
-                    _ => match final_state(id) {
-                        // The script may have written its exit code since the look above.
-                        Some(_) if exit_file(&jobs_dir, id).is_some() => {
-                            let code = exit_file(&jobs_dir, id).unwrap_or(1);
-                            ended.push((id.clone(), End::Exit(code)));
-                        }
-                        Some(state) => ended.push((id.clone(), End::State(state))),
+                    // The script may have written its exit code since the look above.
+                    _ => match exit_file(&jobs_dir, id)
+                        .map(End::Exit)
+                        .or_else(|| final_state(id).map(End::State))
+                    {
+                        Some(end) => ended.push((id.clone(), end)),
                         None => gone.push(id.clone()),
                     },
                 }
@@ -247,6 +239,7 @@ impl Slurm {
         }
     }
 
+    /// Jobs submitted or adopted whose end is not known yet.
     fn followed(&self) -> Vec<String> {
         let jobs = self.jobs.lock().unwrap();
         jobs.watched
