@@ -16,7 +16,7 @@ profile. Each tool runs as its documentation shows, with its defaults:
 
 Snakemake's one non-default flag: the plugin checks job states with `sacct` whenever `sacct` is on
 the PATH, and on a cluster without accounting (slurmdbd), like this one, `sacct` answers
-"accounting storage is disabled" and Snakemake never sees a job end (it waited 48 minutes on
+"accounting storage is disabled" and Snakemake never sees a job end (it waited 49 minutes on
 one 1-second job before we stopped it). `--slurm-status-command squeue` is the plugin's own
 alternative, and its log says squeue "should work reliably" here (MinJobAge 600 s).
 
