@@ -200,20 +200,13 @@ impl Slurm {
             let mut ended = Vec::new();
             let mut gone = Vec::new();
             for id in &open {
-                if let Some(code) = exit_file(&jobs_dir, id) {
-                    ended.push((id.clone(), End::Exit(code)));
-                    continue;
-                }
-                match queue.get(id) {
-                    Some(state) if !TERMINAL.contains(&state.as_str()) => {}
-                    // The script may have written its exit code since the look above.
-                    _ => match exit_file(&jobs_dir, id)
-                        .map(End::Exit)
-                        .or_else(|| final_state(id).map(End::State))
-                    {
-                        Some(end) => ended.push((id.clone(), end)),
-                        None => gone.push(id.clone()),
-                    },
+                let in_queue = queue
+                    .get(id)
+                    .is_some_and(|state| !TERMINAL.contains(&state.as_str()));
+                match ending(&jobs_dir, id, in_queue) {
+                    Some(end) => ended.push((id.clone(), end)),
+                    None if in_queue => {}
+                    None => gone.push(id.clone()),
                 }
             }
             let mut jobs = self.jobs.lock().unwrap();
@@ -247,6 +240,24 @@ impl Slurm {
             .filter(|(_, e)| e.is_none())
             .map(|(id, _)| id.clone())
             .collect()
+    }
+}
+
+/// How a job ended, `None` while that is not known yet. The exit code the script wrote is
+/// the last word, except a death by signal (code 128 + n): scancel, a time limit and
+/// preemption all kill with SIGTERM, and only Slurm's state tells them apart, so such a job
+/// waits for that state while Slurm still holds it in the queue.
+fn ending(jobs_dir: &Path, id: &str, in_queue: bool) -> Option<End> {
+    match exit_file(jobs_dir, id) {
+        Some(code) if code < 128 => Some(End::Exit(code)),
+        Some(_) if in_queue => None,
+        Some(code) => Some(
+            final_state(id)
+                .filter(|state| !state.starts_with("COMPLETED"))
+                .map_or(End::Exit(code), End::State),
+        ),
+        None if in_queue => None,
+        None => final_state(id).map(End::State),
     }
 }
 
