@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pipe::dataset::{RECORD_BYTES, TEST_FILE, TRAIN_FILES};
-use pipe::stages::normalize::{normalize, NormalizeConfig, Scaling, SplitMix64};
+use pipe::rng::SplitMix64;
+use pipe::stages::normalize::{normalize, NormalizeConfig, Scaling};
 
 fn write_full_size(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
