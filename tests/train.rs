@@ -224,6 +224,10 @@ fn invalid_hyperparameters_are_refused_at_load_time_naming_the_field() {
             "initializer: Uniform(0.5, 0.1)",
             "stages[2].config.initializer: Uniform(0.5, 0.1): min must be below max",
         ),
+        (
+            "bias_initializer: Orthogonal",
+            "stages[2].config.bias_initializer: Orthogonal needs a matrix",
+        ),
     ];
     for (field, expected) in cases {
         let config = if field.starts_with("model:") {
@@ -301,3 +305,95 @@ fn asking_for_cuda_without_a_gpu_is_a_clear_error_and_cpu_is_keyed_apart() {
         "flex-cpu"
     );
 }
+
+/// Every kernel initializer on every family (dense, convolution, residual with batch
+/// norm, highway, and the three recurrent cells' input and recurrent kernels), and every
+/// bias initializer that has a vector form: one epoch each, finite loss, saved weights.
+#[test]
+fn every_initializer_trains_every_family() {
+    let inits = [
+        "GlorotUniform",
+        "GlorotNormal",
+        "HeUniform",
+        "HeNormal",
+        "LecunUniform",
+        "LecunNormal",
+        "Orthogonal",
+        "Zeros",
+        "Ones",
+        "Constant(0.05)",
+        "Uniform(-0.05, 0.05)",
+        "Normal(0.0, 0.05)",
+    ];
+    let families = [
+        ("linear", "Linear()"),
+        ("perceptron", "Perceptron(hidden: 16)"),
+        ("mlp", "Mlp(hidden: [16, 8], batch_norm: true)"),
+        (
+            "convnet",
+            "ConvNet(blocks: [(filters: 4), (filters: 4, batch_norm: true)], dense: [8])",
+        ),
+        ("resnet", "ResNet(depth: 8, width: 4)"),
+        ("highway", "Highway(depth: 2, width: 16)"),
+        ("lstm", "Rnn(cell: Lstm, hidden: 8)"),
+        ("gru", "Rnn(cell: Gru, hidden: 8, bidirectional: true)"),
+        ("simple", "Rnn(cell: Simple, hidden: 8, layers: 2)"),
+    ];
+    let list = inits.join(", ");
+    let biases = inits
+        .iter()
+        .filter(|i| **i != "Orthogonal")
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut stages = String::new();
+    for (name, model) in families {
+        stages.push_str(&format!(
+            r#"(name: "{name}", kind: "train", inputs: ["data"], config: (model: {model}, epochs: 1, batch_size: 10),
+                vary: {{"initializer": [{list}]}}),
+               (name: "{name}_bias", kind: "train", inputs: ["data"], config: (model: {model}, epochs: 1, batch_size: 10),
+                vary: {{"bias_initializer": [{biases}]}}),"#
+        ));
+    }
+    let p = project(4, 10, &stages);
+    let targets: Vec<String> = families
+        .iter()
+        .flat_map(|(n, _)| [format!("t:{n}"), format!("t:{n}_bias")])
+        .collect();
+    let mut args = vec!["build", "-k"];
+    args.extend(targets.iter().map(String::as_str));
+    p.ok(&args);
+    let mut checked = 0;
+    for (name, _) in families {
+        for (stage, field, values) in [
+            (name.to_string(), "initializer", inits.to_vec()),
+            (
+                format!("{name}_bias"),
+                "bias_initializer",
+                inits.iter().filter(|i| **i != "Orthogonal").copied().collect(),
+            ),
+        ] {
+            for init in values {
+                // The value equal to the base config is the base variant.
+                let variant = match (field, init) {
+                    ("initializer", "GlorotUniform") | ("bias_initializer", "Zeros") => {
+                        format!("t:{stage}")
+                    }
+                    _ => format!("t:{stage}[{field}={}]", init.replace(", ", ",")),
+                };
+                let dir = output(&p, &variant);
+                let m = metrics(&dir);
+                let loss = m[0]["train_loss"].as_f64();
+                assert!(
+                    loss.is_some_and(f64::is_finite),
+                    "{variant}: a finite loss after one epoch, got {:?}",
+                    m[0]["train_loss"]
+                );
+                assert!(dir.join("model.bin").is_file(), "{variant}: weights saved");
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 9 * (12 + 11));
+}
+

@@ -222,6 +222,12 @@ impl TrainConfig {
         }
         check_init("initializer", &self.initializer)?;
         check_init("bias_initializer", &self.bias_initializer)?;
+        if self.bias_initializer == Init::Orthogonal {
+            return Err(FieldError::new(
+                "bias_initializer",
+                "Orthogonal needs a matrix; a bias is a vector (use Zeros, Constant, Uniform or Normal)",
+            ));
+        }
         self.model.check()
     }
 }

@@ -81,9 +81,16 @@ impl Build {
         d_out: usize,
         device: &B::Device,
     ) -> burn::nn::Linear<B> {
-        LinearConfig::new(d_in, d_out)
-            .with_initializer(self.kernel.clone())
-            .init(device)
+        let config = LinearConfig::new(d_in, d_out).with_initializer(self.kernel.clone());
+        // burn gives the bias the kernel's initializer, and an orthogonal matrix has no
+        // one-dimensional form (it panics). The bias is replaced by [`init_biases`] anyway;
+        // the other initializers keep burn's bias so their seeds draw what they always drew.
+        if !matches!(self.kernel, Initializer::Orthogonal { .. }) {
+            return config.init(device);
+        }
+        let mut linear = config.with_bias(false).init(device);
+        linear.bias = Some(Initializer::Zeros.init_with([d_out], Some(d_in), Some(d_out), device));
+        linear
     }
 }
 
