@@ -170,12 +170,47 @@ fn a_killed_run_resumes_and_ends_bitwise_identical_to_an_uninterrupted_one() {
             "{f} differs"
         );
     }
+    assert_eq!(
+        std::fs::read(resumed.join("summary.json")).unwrap(),
+        std::fs::read(reference.join("summary.json")).unwrap(),
+        "summary.json: how the run went, not when it was interrupted"
+    );
     assert!(
-        json(resumed.join("summary.json"))["resumed_from_epoch"]
+        json(resumed.join("volatile/timing.json"))["resumed_from_epoch"]
             .as_u64()
             .unwrap()
             >= 3
     );
+}
+
+/// Retraining to the same bytes is an early cutoff: the run's times live under
+/// `volatile/`, outside what the evaluation keys on, so it stays fresh.
+#[test]
+fn a_forced_retrain_with_identical_weights_leaves_the_evaluation_fresh() {
+    let p = project(
+        40,
+        20,
+        r#"(name: "m", kind: "train", inputs: ["data"], config: (model: Mlp(hidden: [16]), epochs: 2, batch_size: 16)),
+           (name: "m_eval", kind: "evaluate", inputs: ["m", "data"]),"#,
+    );
+    p.ok(&["build", "t:m_eval"]);
+    let first = output(&p, "t:m");
+    let metrics_text = std::fs::read_to_string(first.join("metrics.jsonl")).unwrap();
+    assert!(!metrics_text.contains("seconds"), "{metrics_text}");
+    let timing = json(first.join("volatile/timing.json"));
+    assert_eq!(timing["epoch_seconds"].as_array().unwrap().len(), 2);
+    p.take_runs();
+    p.ok(&["build", "--force", "t:m", "t:m_eval"]);
+    assert_eq!(p.ran(), ["t:m"], "only the forced stage ran");
+    let again = output(&p, "t:m");
+    for f in ["model.bin", "best.bin", "metrics.jsonl", "summary.json", "config.json"] {
+        assert!(
+            std::fs::read(again.join(f)).unwrap() == std::fs::read(first.join(f)).unwrap(),
+            "{f} differs after retraining"
+        );
+    }
+    let status = p.ok(&["status", "t:m_eval"]).stdout;
+    assert!(status.contains("0 stale"), "{status}");
 }
 
 #[test]

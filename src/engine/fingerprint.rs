@@ -129,9 +129,19 @@ impl KeyInputs {
     }
 }
 
-/// blake3 over a stage's output listing: `path\0hash\n` per file, sorted by path.
+/// Outputs under this folder record facts of one execution (wall-clock times, event files
+/// stamped with the time of day): stored, linked and materialized like any output, but left
+/// out of [`output_hash`], so a rerun that reproduces every other byte leaves its dependents
+/// fresh (the early cutoff) while the timings of the run that made them stay on record.
+pub const VOLATILE: &str = "volatile/";
+
+/// blake3 over a stage's output listing: `path\0hash\n` per file, sorted by path; files
+/// under [`VOLATILE`] are not part of it.
 pub fn output_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut files: Vec<_> = files.into_iter().collect();
+    let mut files: Vec<_> = files
+        .into_iter()
+        .filter(|(path, _)| !path.starts_with(VOLATILE))
+        .collect();
     files.sort();
     let mut h = blake3::Hasher::new();
     for (path, hash) in files {
@@ -272,6 +282,17 @@ mod tests {
                 hash: input.into(),
             }],
         }
+    }
+
+    #[test]
+    fn volatile_outputs_do_not_enter_the_output_hash() {
+        let plain = output_hash([("model.bin", "m"), ("metrics.jsonl", "x")]);
+        let timed = |t| output_hash([("model.bin", "m"), ("volatile/timing.json", t), ("metrics.jsonl", "x")]);
+        assert_eq!(timed("t1"), plain);
+        assert_eq!(timed("t1"), timed("t2"));
+        assert_ne!(output_hash([("model.bin", "m"), ("metrics.jsonl", "y")]), plain);
+        // Only the top-level folder is volatile.
+        assert_ne!(output_hash([("model.bin", "m"), ("metrics.jsonl", "x"), ("a/volatile/t", "t")]), plain);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::train::evaluate::Evaluation;
-use crate::train::fit::{EpochMetrics, Summary};
+use crate::train::fit::{EpochMetrics, Summary, Timing};
 use plot::{line_chart, Series};
 
 /// One variant, as its evaluate stage left it.
@@ -27,6 +27,7 @@ pub struct Run {
     pub metrics: Vec<EpochMetrics>,
     pub summary: Summary,
     pub eval: Evaluation,
+    pub timing: Timing,
     pub dir: PathBuf,
 }
 
@@ -55,6 +56,7 @@ impl Run {
                 .to_string(),
             summary: serde_json::from_slice(&read("summary.json")?)?,
             eval: serde_json::from_slice(&read("evaluation.json")?)?,
+            timing: Timing::of(dir, &metrics),
             metrics,
             dir: dir.to_path_buf(),
         })
@@ -128,8 +130,9 @@ pub fn stats(run: &Run) -> Stats {
     let tail: Vec<f64> = val.iter().rev().take(5).map(|(_, a)| *a).collect();
     let timed: Vec<f64> = m
         .iter()
-        .filter(|e| e.train_loss.is_finite())
-        .map(|e| e.seconds)
+        .zip(&run.timing.epoch_seconds)
+        .filter(|(e, _)| e.train_loss.is_finite())
+        .map(|(_, s)| *s)
         .collect();
     Stats {
         best_val_acc: best.map(|b| b.1),
@@ -532,13 +535,13 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
             r.summary.backend,
             r.summary.epochs_run,
             r.summary.parameters,
-            r.summary.train_images_per_second
+            r.timing.train_images_per_second
         )?;
     }
     // TensorBoard: one folder per variant, named by its varied value.
     let mut tb = false;
     for r in runs.iter() {
-        let from = r.dir.join("tensorboard");
+        let from = r.dir.join(crate::train::tensorboard::DIR);
         if from.is_dir() {
             let to = assets.join("tensorboard").join(slug(&r.label));
             std::fs::create_dir_all(&to)?;

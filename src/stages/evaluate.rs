@@ -10,6 +10,7 @@ use crate::stage::{KeyCtx, Kind, RunCtx, StageConfig};
 use crate::train::config::DeviceChoice;
 use crate::train::device::{self, Backend, CpuBackend, GpuBackend, GpuUnfusedBackend};
 use crate::train::evaluate::evaluate;
+use crate::train::tensorboard::DIR as TENSORBOARD;
 
 pub static EVALUATE: Kind<EvaluateConfig> = Kind::new("evaluate", 4);
 
@@ -46,21 +47,15 @@ impl StageConfig for EvaluateConfig {
             serde_json::to_vec_pretty(&e)?,
         )?;
         // The report reads everything about a variant from here: the run's curves, summary,
-        // config, its key, and its TensorBoard events.
+        // config, its key, and (volatile, as in the train output) its timing and TensorBoard
+        // events.
         for f in ["metrics.jsonl", "summary.json", "config.json"] {
             std::fs::copy(trained.join(f), ctx.out_dir().join(f))?;
         }
         std::fs::write(ctx.out_dir().join("train_key.txt"), &train_key)?;
-        let tb = trained.join("tensorboard");
-        if tb.is_dir() {
-            std::fs::create_dir_all(ctx.out_dir().join("tensorboard"))?;
-            for e in std::fs::read_dir(&tb)? {
-                let e = e?;
-                std::fs::copy(
-                    e.path(),
-                    ctx.out_dir().join("tensorboard").join(e.file_name()),
-                )?;
-            }
+        // Runs from before the volatile folder kept their events in `tensorboard/`.
+        for (from, to) in [("volatile", "volatile"), ("tensorboard", TENSORBOARD)] {
+            copy_tree(&trained.join(from), &ctx.out_dir().join(to))?;
         }
         ctx.log(format!(
             "test accuracy {:.4} (final), {:.4} (best validation, epoch {})",
@@ -72,4 +67,17 @@ impl StageConfig for EvaluateConfig {
         ));
         Ok(())
     }
+}
+
+/// Copies the files under `from` (if it exists) to the same places under `to`.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    for e in walkdir::WalkDir::new(from).into_iter().flatten() {
+        if e.file_type().is_file() {
+            let rel = e.path().strip_prefix(from).expect("walked under from");
+            let dest = to.join(rel);
+            std::fs::create_dir_all(dest.parent().expect("joined path has a parent"))?;
+            std::fs::copy(e.path(), dest)?;
+        }
+    }
+    Ok(())
 }

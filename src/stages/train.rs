@@ -52,14 +52,14 @@ fn fit_cuda<B: AutodiffBackend<Device = burn::backend::cuda::CudaDevice>>(
 struct Progress<'a, 'b>(&'a mut RunCtx<'b>);
 
 impl Report for Progress<'_, '_> {
-    fn epoch(&mut self, m: &EpochMetrics, epochs: usize) {
+    fn epoch(&mut self, m: &EpochMetrics, seconds: f64, epochs: usize) {
         let val = m
             .val_acc
             .map(|a| format!(", val acc {a:.4}"))
             .unwrap_or_default();
         let line = format!(
             "epoch {}/{epochs}: loss {:.4}, acc {:.4}{val}, {:.1}s",
-            m.epoch, m.train_loss, m.train_acc, m.seconds
+            m.epoch, m.train_loss, m.train_acc, seconds
         );
         self.0.progress(m.epoch as u64, epochs as u64, &line);
         let every = epochs.div_ceil(10).max(1);
@@ -129,7 +129,7 @@ impl StageConfig for TrainConfig {
             summary.parameters,
             summary.backend,
             summary.epochs_run,
-            summary.train_images_per_second,
+            summary.timing.train_images_per_second,
             summary
                 .diverged_at_epoch
                 .map(|e| format!(", DIVERGED at epoch {e}"))

@@ -26,7 +26,8 @@ use super::models::{init, Model};
 use crate::dataset::{Dataset, Split};
 use crate::rng::SplitMix64;
 
-pub use super::metrics::EpochMetrics;
+pub use super::metrics::{EpochMetrics, Timing};
+use super::metrics::failed_to_learn;
 
 /// `summary.json`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -37,16 +38,21 @@ pub struct Summary {
     pub epochs_run: usize,
     /// The epoch whose loss became NaN or infinite; training stopped there.
     pub diverged_at_epoch: Option<usize>,
+    /// Why a run that did not diverge still failed to learn (see
+    /// [`super::metrics::failed_to_learn`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_to_learn: Option<String>,
     pub best_epoch: Option<usize>,
     pub best_val_acc: Option<f64>,
-    pub train_images_per_second: f64,
-    pub resumed_from_epoch: Option<usize>,
     pub seed: u64,
     /// Split name → images, as the normalize stage made them.
     #[serde(default)]
     pub data_sizes: Vec<(String, usize)>,
     #[serde(default)]
     pub scaling: String,
+    /// Written apart, to `volatile/timing.json`: not part of what dependents key on.
+    #[serde(skip)]
+    pub timing: Timing,
 }
 
 /// What a checkpoint records besides the weights and optimizer state.
@@ -60,11 +66,14 @@ struct State {
     best_val_acc: Option<f64>,
     train_seconds: f64,
     train_images: usize,
+    /// Wall time of each epoch (kept out of `metrics`, whose bytes must not depend on it).
+    #[serde(default)]
+    epoch_seconds: Vec<f64>,
 }
 
 /// Events for the progress display.
 pub trait Report {
-    fn epoch(&mut self, m: &EpochMetrics, epochs: usize);
+    fn epoch(&mut self, m: &EpochMetrics, seconds: f64, epochs: usize);
     fn note(&mut self, line: String);
 }
 
@@ -205,6 +214,7 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         }
         let mut loss_sum: Option<Tensor<B::InnerBackend, 1>> = None;
         let mut correct_sum: Option<Tensor<B::InnerBackend, 1, burn::tensor::Int>> = None;
+        let mut penalty_sum: Option<Tensor<B::InnerBackend, 1>> = None;
         for chunk in order.chunks(cfg.batch_size) {
             let (x, y) = batcher.batch::<B>(train, chunk, device);
             let logits = model.forward(x);
@@ -213,7 +223,14 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
                 .init(device)
                 .forward(logits.clone(), y.clone());
             let loss = match penalty(&model, &cfg.regularizer) {
-                Some(p) => ce + p,
+                Some(p) => {
+                    let weighted = p.clone().inner().mul_scalar(n as f64);
+                    penalty_sum = Some(match penalty_sum {
+                        Some(s) => s + weighted,
+                        None => weighted,
+                    });
+                    ce + p
+                }
                 None => ce,
             };
             let correct = logits
@@ -244,16 +261,16 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
             .map(|t| t.into_scalar().elem::<i64>())
             .unwrap_or(0) as f64
             / n;
+        let train_penalty = penalty_sum.map(|t| t.into_scalar().elem::<f64>() / n);
         let train_seconds = clock.elapsed().as_secs_f64();
-        let (val_loss, val_acc) = if has_val && train_loss.is_finite() {
+        let (val_loss, val_acc, val_penalty) = if has_val && train_loss.is_finite() {
             let valid = model.valid();
             let (l, a) = measure(&valid, &data.validation, &batcher, device);
-            let extra = penalty(&valid, &cfg.regularizer)
-                .map(|p| p.into_scalar().elem::<f64>())
-                .unwrap_or(0.0);
-            (Some(l + extra), Some(a))
+            let extra =
+                penalty(&valid, &cfg.regularizer).map(|p| p.into_scalar().elem::<f64>());
+            (Some(l + extra.unwrap_or(0.0)), Some(a), extra)
         } else {
-            (None, None)
+            (None, None, None)
         };
         let m = EpochMetrics {
             epoch: epoch + 1,
@@ -262,10 +279,14 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
             val_loss,
             val_acc,
             lr,
-            seconds: clock.elapsed().as_secs_f64(),
+            train_penalty,
+            val_penalty,
+            seconds: None,
         };
-        report.epoch(&m, cfg.epochs);
+        let seconds = clock.elapsed().as_secs_f64();
+        report.epoch(&m, seconds, cfg.epochs);
         state.metrics.push(m);
+        state.epoch_seconds.push(seconds);
         if !train_loss.is_finite() {
             diverged = Some(epoch + 1);
             report.note(format!(
@@ -299,10 +320,22 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         lines.push('\n');
     }
     std::fs::write(dirs.out.join("metrics.jsonl"), lines)?;
+    let timing = Timing {
+        started_unix: state.started_unix,
+        epoch_seconds: state.epoch_seconds.clone(),
+        train_images_per_second: if state.train_seconds > 0.0 {
+            state.train_images as f64 / state.train_seconds
+        } else {
+            0.0
+        },
+        resumed_from_epoch: resumed_from,
+    };
+    std::fs::create_dir_all(dirs.out.join("volatile"))?;
+    write_json(&dirs.out.join(Timing::FILE), &timing)?;
     super::tensorboard::write(
-        &dirs.out.join("tensorboard"),
+        &dirs.out.join(super::tensorboard::DIR),
         &state.metrics,
-        state.started_unix,
+        &timing,
     )?;
     rec.record(last_good.clone().into_record(), dirs.out.join("model"))?;
     let best = dirs.scratch.join("best.bin");
@@ -317,17 +350,16 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         backend: backend.to_string(),
         epochs_run: state.metrics.len(),
         diverged_at_epoch: diverged,
+        failed_to_learn: diverged
+            .is_none()
+            .then(|| failed_to_learn(&state.metrics, data.meta.classes.len()))
+            .flatten(),
         best_epoch: state.best_epoch,
         best_val_acc: state.best_val_acc,
-        train_images_per_second: if state.train_seconds > 0.0 {
-            state.train_images as f64 / state.train_seconds
-        } else {
-            0.0
-        },
-        resumed_from_epoch: resumed_from,
         seed: cfg.seed,
         data_sizes: data.meta.sizes.clone(),
         scaling: data.meta.scaling.clone(),
+        timing,
     };
     write_json(&dirs.out.join("summary.json"), &summary)?;
     Ok(summary)

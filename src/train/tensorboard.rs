@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::metrics::EpochMetrics;
+use super::metrics::{EpochMetrics, Timing};
 
 /// TensorBoard finds files by this name pattern; the fixed suffix keeps outputs stable.
 pub const FILE_NAME: &str = "events.out.tfevents.0.pipe";
@@ -69,7 +69,11 @@ fn record(data: &[u8], out: &mut impl Write) -> io::Result<()> {
 /// Writes one event file with every epoch's scalars under `dir`. Wall times are
 /// `start + cumulative epoch seconds`, so the file is the same however often the run was
 /// resumed.
-pub fn write(dir: &Path, metrics: &[EpochMetrics], start_unix: f64) -> io::Result<()> {
+/// Where a train output keeps its events: the times of day inside make them volatile.
+pub const DIR: &str = "volatile/tensorboard";
+
+pub fn write(dir: &Path, metrics: &[EpochMetrics], timing: &Timing) -> io::Result<()> {
+    let start_unix = timing.started_unix;
     std::fs::create_dir_all(dir)?;
     let mut out = io::BufWriter::new(std::fs::File::create(dir.join(FILE_NAME))?);
     record(
@@ -77,8 +81,8 @@ pub fn write(dir: &Path, metrics: &[EpochMetrics], start_unix: f64) -> io::Resul
         &mut out,
     )?;
     let mut t = start_unix;
-    for m in metrics {
-        t += m.seconds;
+    for (i, m) in metrics.iter().enumerate() {
+        t += timing.epoch_seconds.get(i).copied().unwrap_or(0.0);
         let mut values = vec![("epoch_learning_rate", m.lr as f32)];
         if m.train_loss.is_finite() {
             values.push(("train/epoch_loss", m.train_loss as f32));
