@@ -44,6 +44,9 @@ struct StageModel<'a> {
     vary: IndexMap<String, Vec<&'a RawValue>>,
     #[serde(default, borrow)]
     grid: IndexMap<String, Vec<&'a RawValue>>,
+    /// Replicates of every variant: seeds `seed`, `seed + 1`, …
+    #[serde(default)]
+    seeds: Option<u64>,
     #[serde(default)]
     target: Option<String>,
 }
@@ -61,6 +64,7 @@ pub(super) struct Draft {
     pub(super) set: Vec<(String, Span)>,
     pub(super) vary: Vec<(String, Vec<Span>)>,
     pub(super) grid: Vec<(String, Vec<Span>)>,
+    pub(super) seeds: Option<u64>,
     pub(super) target: Option<String>,
 }
 
@@ -140,6 +144,7 @@ impl Loader<'_> {
                         .into_iter()
                         .map(|(k, v)| (k, v.into_iter().map(span).collect()))
                         .collect(),
+                    seeds: st.seeds,
                     target: st.target,
                 });
             }

@@ -10,6 +10,7 @@ use super::config::splice_all;
 use super::error::{stage_path, Origin};
 use super::files::Draft;
 use super::{Def, Loader, Variant};
+use crate::stage::StageKind;
 
 /// Cartesian product of index ranges: `[2, 3]` → `[0,0], [0,1], …, [1,2]`.
 pub fn product(sizes: &[usize]) -> Vec<Vec<usize>> {
@@ -198,6 +199,9 @@ impl Loader<'_> {
                 .collect();
             v.label = changed.join(",");
         }
+        if !self.replicate(d, kind, &mut variants) {
+            return None;
+        }
         let f = &self.files[d.file];
         Some(Def {
             id: format!("{}:{}", f.ns, d.name),
@@ -210,5 +214,64 @@ impl Loader<'_> {
             variants,
             target: d.target.clone(),
         })
+    }
+}
+
+/// The coordinate and label part that marks a seed replicate: a report averages the
+/// variants that differ only by it.
+pub const SEED: &str = "seed";
+
+impl Loader<'_> {
+    /// `seeds: N`: every variant trained N times, with seeds `seed`, `seed + 1`, …; the first
+    /// is the variant as it was (same config, same key, same cache entry), the others are
+    /// labelled `…,seed=43`.
+    fn replicate(&mut self, d: &Draft, kind: &dyn StageKind, variants: &mut Vec<Variant>) -> bool {
+        let at = stage_path(d.index).key("seeds");
+        let n = match d.seeds {
+            None | Some(1) => return true,
+            Some(0) => {
+                self.error_at(d.file, &at, "`seeds` must be at least 1".into(), None);
+                return false;
+            }
+            Some(n) => n,
+        };
+        let originals = variants.len();
+        let mut seen: HashSet<String> =
+            variants.iter().map(|v| v.parsed.canonical.clone()).collect();
+        for i in 0..originals {
+            let canonical = variants[i].parsed.canonical.clone();
+            let Ok(range) = self.field_range(d, kind, &canonical, SEED, &at) else {
+                return false;
+            };
+            let Ok(first) = canonical[range.0..range.1].trim().parse::<u64>() else {
+                self.error_at(
+                    d.file,
+                    &at,
+                    format!("`seeds` needs a whole-number `seed`, found `{}`", &canonical[range.0..range.1]),
+                    None,
+                );
+                return false;
+            };
+            let texts: Vec<String> = (1..n).map(|r| first.wrapping_add(r).to_string()).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            for (text, attempt) in texts.iter().zip(splice_all(kind, &canonical, range, &refs)) {
+                let Ok(parsed) = attempt else {
+                    self.error_at(d.file, &at, format!("cannot set `seed: {text}`"), None);
+                    return false;
+                };
+                if !seen.insert(parsed.canonical.clone()) {
+                    continue;
+                }
+                let v = &variants[i];
+                let mut coords = v.coords.clone();
+                coords.push((SEED.to_string(), text.clone()));
+                let label = match v.label.as_str() {
+                    "base" => format!("{SEED}={text}"),
+                    l => format!("{l},{SEED}={text}"),
+                };
+                variants.push(Variant { label, coords, parsed });
+            }
+        }
+        true
     }
 }
