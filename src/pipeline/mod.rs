@@ -30,7 +30,7 @@ use crate::stage::{Parsed, StageKind};
 
 pub use error::{SpecError, SpecErrors};
 pub use files::read_files;
-pub use variants::product;
+pub use variants::{product, SEED};
 
 /// Where pipeline files live, relative to the project root.
 pub const PIPELINES_DIR: &str = "pipelines";

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::report::{render, Meta, Run};
 use crate::stage::{Kind, RunCtx, StageConfig};
 
-pub static REPORT: Kind<ReportConfig> = Kind::new("report", 2).gathering();
+pub static REPORT: Kind<ReportConfig> = Kind::new("report", 3).gathering();
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -50,14 +50,23 @@ impl StageConfig for ReportConfig {
         } else {
             self.title.clone()
         };
+        // The study's name in every figure title: the target without `reports/` and `.md`.
+        let study = ctx
+            .target()
+            .map(|t| {
+                let t = t.strip_prefix("reports/").unwrap_or(t);
+                t.strip_suffix(".md").unwrap_or(t).to_string()
+            })
+            .unwrap_or_else(|| assets.clone());
         let meta = Meta {
             title: &title,
+            study: &study,
             description: &self.description,
             assets: &assets,
         };
         let md = render(&meta, &mut runs, ctx.out_dir())?;
         std::fs::write(ctx.out_dir().join(&file), md)?;
-        ctx.log(format!("{} variants reported in {file}", runs.len()));
+        ctx.log(format!("{} runs reported in {file}", runs.len()));
         Ok(())
     }
 }
