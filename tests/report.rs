@@ -170,3 +170,36 @@ fn tensorboard_reads_back_every_scalar() {
         }
     }
 }
+
+/// Removing a variant removes its files from the report folder and from TensorBoard's run
+/// list at the next build; `pipe clean` removes every file the target's builds wrote.
+#[test]
+fn files_of_removed_variants_do_not_stay_behind() {
+    let p = study();
+    p.ok(&["build", "reports/mini.md"]);
+    let gone = [
+        "reports/mini/fit_optimizer.momentum_0.5.svg",
+        "reports/mini/tensorboard/optimizer.momentum_0.5",
+    ];
+    for f in gone {
+        assert!(p.path().join(f).exists(), "{f} was written");
+    }
+    p.edit("pipelines/mini.ron", "[0.5, 0.9]", "[0.9]");
+    p.ok(&["build", "reports/mini.md"]);
+    for f in gone {
+        assert!(!p.path().join(f).exists(), "{f} was removed with its variant");
+    }
+    assert!(p.path().join("reports/mini/fit_optimizer.momentum_0.9.svg").is_file());
+    let runs: Vec<String> = std::fs::read_dir(p.path().join("reports/mini/tensorboard"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(sorted(&runs.iter().map(String::as_str).collect::<Vec<_>>()), sorted(&["base", "optimizer.momentum_0.9"]));
+    // A file the user put beside the report is not the build's to remove.
+    p.write("reports/mini/notes.txt", "mine");
+    p.ok(&["clean", "reports/mini.md"]);
+    assert!(!p.path().join("reports/mini.md").exists());
+    assert!(!p.path().join("reports/mini/tensorboard").exists());
+    assert!(!p.path().join("reports/mini/val_accuracy.svg").exists());
+    assert_eq!(p.read("reports/mini/notes.txt"), "mine");
+}

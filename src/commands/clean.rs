@@ -24,6 +24,13 @@ pub(super) fn run(p: &Project, a: &CleanArgs) -> Result<ExitCode, Error> {
     let mut entries = 0;
     for n in chosen {
         let node = &p.plan.nodes[n];
+        if let Some(t) = &p.plan.def(n).target {
+            // Everything its materializations wrote, files of variants since removed included.
+            removed.extend(
+                crate::engine::targets::unmaterialize(&cache, &p.root, t)
+                    .map_err(|e| Error::Io(format!("cannot clean target {t}: {e}")))?,
+            );
+        }
         let Some(key) = cache.last(&node.id) else {
             continue;
         };

@@ -536,34 +536,6 @@ impl Cache {
         Ok(())
     }
 
-    /// Copies an entry's outputs next to `target` (a path under `root`), laid out relative to
-    /// the target's folder. Files already identical are left alone.
-    pub fn materialize(
-        &self,
-        entry: &Built,
-        root: &Path,
-        target: &str,
-    ) -> io::Result<Vec<PathBuf>> {
-        let base = root
-            .join(target)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| root.to_path_buf());
-        let mut written = Vec::new();
-        for out in &entry.outputs {
-            let to = base.join(&out.path);
-            let same = fs::metadata(&to).is_ok_and(|m| m.len() == out.size)
-                && self.memo.hash_file(&to).is_ok_and(|h| h == out.hash);
-            if !same {
-                let bytes = fs::read(self.object_path(&out.hash))?;
-                write_atomic(&to, &bytes)?;
-                self.memo.record(&to, &out.hash)?;
-            }
-            written.push(to);
-        }
-        Ok(written)
-    }
-
     /// Removes `key`'s entry; index records keep the key (for `explain`) but forget its
     /// outputs, so nothing looks fresh from the index alone.
     pub fn remove_entry(&self, key: &str) -> io::Result<bool> {

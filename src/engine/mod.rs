@@ -11,4 +11,5 @@ pub mod noop;
 pub mod outcome;
 pub mod scheduler;
 pub mod slurm;
+pub mod targets;
 pub mod ui;

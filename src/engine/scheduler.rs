@@ -88,7 +88,7 @@ impl State<'_> {
         let mut outcome = outcome;
         self.cache.set_last(&node.id, &def.id, &entry);
         if let Some(t) = &def.target {
-            if let Err(e) = self.cache.materialize(&entry, self.root, t) {
+            if let Err(e) = super::targets::materialize(self.cache, &entry, self.root, t) {
                 return self.fail(n, format!("cannot write target `{t}`: {e}"), log);
             }
         }

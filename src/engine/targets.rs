@@ -1,0 +1,115 @@
+//! Writing a target's files into the project, and remembering what was written: a target's
+//! outputs change from build to build (a variant removed takes its plot with it), so each
+//! materialization removes what the previous one of that target wrote and no longer
+//! produces, and `pipe clean` removes all of it. The record is a manifest per target in
+//! `cache/targets/`.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::cache::{write_atomic, Built, Cache};
+
+#[derive(Serialize, Deserialize, Default)]
+struct Manifest {
+    target: String,
+    /// Paths relative to the project root.
+    files: BTreeSet<String>,
+}
+
+fn manifest_path(cache: &Cache, target: &str) -> PathBuf {
+    let name = blake3::hash(target.as_bytes()).to_hex();
+    cache.dir.join("targets").join(format!("{}.json", &name[..32]))
+}
+
+fn read_manifest(cache: &Cache, target: &str) -> Manifest {
+    fs::read(manifest_path(cache, target))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The folder a target's outputs are laid out in: the target's own folder.
+fn base(root: &Path, target: &str) -> PathBuf {
+    root.join(target)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.to_path_buf())
+}
+
+/// Removes `rel` (under `root`) and then its parent folders as long as they are empty, up to
+/// `stop`.
+fn remove_with_empty_parents(root: &Path, rel: &str, stop: &Path) -> io::Result<bool> {
+    let path = root.join(rel);
+    let removed = match fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d == stop || !d.starts_with(stop) || fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(removed)
+}
+
+/// Copies an entry's outputs next to `target` (a path under `root`), laid out relative to
+/// the target's folder (files already identical are left alone), then removes the files the
+/// previous materialization of `target` wrote that this one does not.
+pub fn materialize(cache: &Cache, entry: &Built, root: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
+    let base_dir = base(root, target);
+    let mut written = Vec::new();
+    let mut files = BTreeSet::new();
+    for out in &entry.outputs {
+        let to = base_dir.join(&out.path);
+        let same = fs::metadata(&to).is_ok_and(|m| m.len() == out.size)
+            && cache.memo.hash_file(&to).is_ok_and(|h| h == out.hash);
+        if !same {
+            let bytes = fs::read(cache.object_path(&out.hash))?;
+            write_atomic(&to, &bytes)?;
+            cache.memo.record(&to, &out.hash)?;
+        }
+        if let Ok(rel) = to.strip_prefix(root) {
+            files.insert(rel.to_string_lossy().replace('\\', "/"));
+        }
+        written.push(to);
+    }
+    let old = read_manifest(cache, target);
+    for stale in old.files.difference(&files) {
+        remove_with_empty_parents(root, stale, &base_dir)?;
+    }
+    if old.files != files {
+        let path = manifest_path(cache, target);
+        fs::create_dir_all(path.parent().expect("manifest has a parent"))?;
+        let manifest = Manifest {
+            target: target.to_string(),
+            files,
+        };
+        write_atomic(&path, &serde_json::to_vec_pretty(&manifest)?)?;
+    }
+    Ok(written)
+}
+
+/// Removes every file the last materialization of `target` wrote, and its record; returns
+/// the paths removed.
+pub fn unmaterialize(cache: &Cache, root: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
+    let old = read_manifest(cache, target);
+    let base_dir = base(root, target);
+    let mut removed = Vec::new();
+    for f in &old.files {
+        if remove_with_empty_parents(root, f, &base_dir)? {
+            removed.push(root.join(f));
+        }
+    }
+    match fs::remove_file(manifest_path(cache, target)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    Ok(removed)
+}
