@@ -96,7 +96,28 @@ pub fn slug(label: &str) -> String {
             }
         })
         .collect();
-    s.trim_matches('_').to_string()
+    let s = s.trim_matches('_');
+    // File names have a limit (255 bytes); a structure label can pass it.
+    if s.len() <= MAX_SLUG {
+        return s.to_string();
+    }
+    let hash = blake3::hash(label.as_bytes()).to_hex();
+    format!("{}_{}", &s[..MAX_SLUG - 13], &hash[..12])
+}
+
+const MAX_SLUG: usize = 100;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_labels_give_short_distinct_file_names() {
+        let a = format!("model.blocks={}", "[(filters:16,kernel:3)]".repeat(20));
+        let b = a.replace("16", "32");
+        let (sa, sb) = (super::slug(&a), super::slug(&b));
+        assert!(sa.len() <= 100 && sb.len() <= 100, "{sa}");
+        assert_ne!(sa, sb);
+        assert_eq!(super::slug("optimizer.momentum=0.9"), "optimizer.momentum_0.9");
+    }
 }
 
 pub struct Meta<'a> {
