@@ -44,6 +44,9 @@ pub enum Command {
     Clean(CleanArgs),
     /// Remove cache entries and objects that no current pipeline reaches; print bytes freed.
     Gc,
+    /// Read every cached object again (past the hash memo) and report each corrupt or
+    /// missing one with the stages that use it. Exit 1 when something is damaged.
+    Verify(VerifyArgs),
     /// Run exactly one stage against the cache and exit: what a Slurm job runs on its node.
     #[command(hide = true)]
     StageJob(StageJobArgs),
@@ -129,6 +132,14 @@ pub struct StageJobArgs {
     pub key: String,
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Remove damaged objects and drop the entries that use them, so the next build
+    /// rebuilds those stages.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Args, Debug)]

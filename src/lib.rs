@@ -4,6 +4,7 @@
 //! [`engine`] fingerprints each stage, serves what it can from the content-addressed cache
 //! and runs the rest; stage kinds ([`stages`]) plug in through [`stage`].
 
+pub mod children;
 pub mod cli;
 pub mod commands;
 pub mod dataset;

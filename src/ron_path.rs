@@ -211,6 +211,45 @@ fn offset_in(outer: &str, inner: &str) -> usize {
     inner.as_ptr() as usize - outer.as_ptr() as usize
 }
 
+/// The first number in `text` (a RON value that parsed) that is NaN or infinite, with its
+/// field path and byte offset. ron reads `NaN`, `inf` and overflowing literals (`1e999`);
+/// JSON, which keys are made from, writes all three as `null`, so they must never get that
+/// far. Enum variants with fields (`Normal(0, NaN)`) are looked into.
+pub fn non_finite(text: &str) -> Option<(FieldPath, usize)> {
+    fn walk<'a>(outer: &'a str, cur: &'a str, path: FieldPath) -> Option<(FieldPath, usize)> {
+        let inner = |v: &'a str, p: FieldPath| walk(outer, v, p);
+        match children(cur) {
+            Children::Fields(fields) => fields
+                .into_iter()
+                .find_map(|(k, v)| inner(v, path.clone().key(&k))),
+            Children::Items(items) => items
+                .into_iter()
+                .enumerate()
+                .find_map(|(i, v)| inner(v, path.clone().index(i))),
+            Children::Leaf => {
+                let t = cur.trim();
+                if t.parse::<f64>().is_ok_and(|x| !x.is_finite()) {
+                    return Some((path, offset_in(outer, cur) + (cur.len() - cur.trim_start().len())));
+                }
+                // `Variant(…)`: ron hands the whole of it over as one value.
+                let open = t.find('(')?;
+                let name = &t[..open];
+                if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                    return None;
+                }
+                let start = cur.find('(')?;
+                if name == "Some" {
+                    // An option's value is the field's own value, not an item of it.
+                    let end = cur.rfind(')')?;
+                    return inner(&cur[start + 1..end], path);
+                }
+                inner(&cur[start..], path)
+            }
+        }
+    }
+    walk(text, text, FieldPath(Vec::new()))
+}
+
 /// Where a path failed to resolve: how many segments matched and what was there instead.
 pub struct Miss {
     pub matched: usize,
@@ -476,6 +515,18 @@ mod tests {
         assert_eq!(at("model.act"), ("Relu", (3, 35)));
         assert_eq!(at("o.x"), ("3", (4, 15)));
         assert_eq!(at("uses.0"), ("\"a\"", (2, 10)));
+    }
+
+    #[test]
+    fn non_finite_numbers_are_found_with_their_path_and_position() {
+        let at = |t: &str| non_finite(t).map(|(p, o)| (p.to_string(), line_col(t, o)));
+        assert_eq!(at("(lr: 0.1, m: [1.0, 2.5])"), None);
+        assert_eq!(at("(lr: NaN)"), Some(("lr".into(), (1, 6))));
+        assert_eq!(at("(o: (eps: -inf), b: 1)"), Some(("o.eps".into(), (1, 11))));
+        assert_eq!(at("(h: [1.0,\n 1e999])"), Some(("h[1]".into(), (2, 2))));
+        assert_eq!(at("(init: Normal(0.0, NaN))"), Some(("init[1]".into(), (1, 20))));
+        assert_eq!(at("(init: Uniform(min: inf, max: 1.0))"), Some(("init.min".into(), (1, 21))));
+        assert_eq!(at("(s: Some(inf))"), Some(("s".into(), (1, 10))));
     }
 
     #[test]

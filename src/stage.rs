@@ -150,6 +150,16 @@ impl<C: StageConfig + Serialize + DeserializeOwned> StageKind for Kind<C> {
     }
     fn parse(&self, ron: &str) -> Result<Parsed, ConfigError> {
         let config: C = ron_path::parse_typed(ron)?;
+        if let Some((path, offset)) = ron_path::non_finite(ron) {
+            let (line, col) = ron_path::line_col(ron, offset);
+            return Err(ConfigError {
+                line,
+                col,
+                path: path.to_string(),
+                message: format!("`{path}` is not a finite number"),
+                hint: Some("NaN and ±inf (or a literal too large for a float) are refused".into()),
+            });
+        }
         let canonical = ron_path::to_canonical(&config)
             .map_err(|e| ConfigError::whole(format!("config cannot be re-serialized: {e}")))?;
         let key = serde_json::to_value(&config)

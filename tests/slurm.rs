@@ -245,9 +245,9 @@ fn sigterm_on_the_driver_cancels_its_jobs() {
         .success());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(out.status.code(), Some(143), "128 + SIGTERM: {stderr}");
     assert!(
-        stderr.contains(&format!("cancelled 1 Slurm job ({id})")),
+        stderr.contains(&format!("1 Slurm job cancelled ({id})")),
         "{stderr}"
     );
     let deadline = Instant::now() + Duration::from_secs(30);

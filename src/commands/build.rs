@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 
 use super::{io, one_line, Error, Project};
@@ -52,7 +52,7 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         keep_going: a.keep_going,
         force,
     };
-    let exec: &dyn Executor = if a.executor == "slurm" {
+    let exec: &'static dyn Executor = if a.executor == "slurm" {
         let settings = Settings::load(&p.root).map_err(Error::Usage)?;
         let slurm: &'static Slurm = Box::leak(Box::new(Slurm::new(
             settings,
@@ -60,13 +60,20 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
             cli.device.clone(),
         )));
         let exec: &'static &'static Slurm = Box::leak(Box::new(slurm));
-        cancel_on_signal(exec);
         exec
     } else {
         &InProcess
     };
+    stop_on_signal(exec);
     let ui = Console::new(a.verbose);
     let summary = build(&p.plan, &cache, &p.root, &wanted, &opts, &ui, exec);
+    if SIGNAL.load(Ordering::SeqCst) != 0 {
+        // The stages ended because their processes were stopped: the signal's thread says
+        // so and exits with the signal's code; this summary would only blame the stages.
+        loop {
+            std::thread::park();
+        }
+    }
     cache.save().map_err(io("cannot save the cache index"))?;
     let count = |f: fn(&Outcome) -> bool| summary.results.iter().filter(|(_, o)| f(o)).count();
     let built = count(|o| matches!(o, Outcome::Built { .. }));
@@ -84,7 +91,7 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
                 println!("  {}", outcome_line(&p.plan.nodes[*n].id, o));
             }
         }
-        return Ok(ExitCode::from(1));
+        return Ok(ExitCode::from(if summary.io_failures > 0 { 3 } else { 1 }));
     }
     let targets: Vec<String> = p
         .plan
@@ -119,11 +126,16 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ctrl-C or SIGTERM: cancel what runs elsewhere (Slurm jobs), say so, and exit 130.
-fn cancel_on_signal(exec: &'static dyn Executor) {
-    static SIGNALLED: AtomicBool = AtomicBool::new(false);
-    extern "C" fn on_signal(_: libc::c_int) {
-        SIGNALLED.store(true, Ordering::SeqCst);
+/// The signal that interrupted the build (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// Ctrl-C or SIGTERM: stop every process a stage started (its whole process group), cancel
+/// what runs elsewhere (Slurm jobs), say what was interrupted, and exit 130 (SIGINT) or 143
+/// (SIGTERM). Stages in this process end with it; their checkpoints stay in scratch, their
+/// key locks are released with the process, and nothing half-written is ever an entry.
+fn stop_on_signal(exec: &'static dyn Executor) {
+    extern "C" fn on_signal(sig: libc::c_int) {
+        SIGNAL.store(sig, Ordering::SeqCst);
     }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -131,20 +143,29 @@ fn cancel_on_signal(exec: &'static dyn Executor) {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
     std::thread::spawn(move || loop {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        if SIGNALLED.load(Ordering::SeqCst) {
-            let ids = exec.cancel_all();
-            eprintln!(
-                "interrupted: cancelled {} Slurm job{}{}",
-                ids.len(),
-                if ids.len() == 1 { "" } else { "s" },
-                if ids.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", ids.join(", "))
-                }
-            );
-            std::process::exit(130);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let sig = SIGNAL.load(Ordering::SeqCst);
+        if sig == 0 {
+            continue;
         }
+        let running = crate::children::running();
+        let groups = crate::children::stop_all(std::time::Duration::from_secs(2));
+        let jobs = exec.cancel_all();
+        let name = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+        eprintln!("interrupted ({name}):");
+        for id in &running {
+            eprintln!("  stopped  {id}");
+        }
+        eprintln!(
+            "{} stage{} stopped ({groups} process group{}), {} Slurm job{} cancelled{}; \
+             the next build resumes from their checkpoints",
+            running.len(),
+            if running.len() == 1 { "" } else { "s" },
+            if groups == 1 { "" } else { "s" },
+            jobs.len(),
+            if jobs.len() == 1 { "" } else { "s" },
+            if jobs.is_empty() { String::new() } else { format!(" ({})", jobs.join(", ")) }
+        );
+        std::process::exit(128 + sig);
     });
 }

@@ -9,13 +9,22 @@ use crate::cli::ListArgs;
 
 pub(super) fn run(p: &Project, a: &ListArgs) -> Result<ExitCode, Error> {
     let plan = &p.plan;
+    // Grouped once: filtering every node per stage was quadratic (40,000 stages: 34 s).
+    let mut nodes_of: Vec<Vec<&str>> = vec![Vec::new(); plan.spec.defs.len()];
+    for n in &plan.nodes {
+        nodes_of[n.def].push(n.id.as_str());
+    }
+    let mut stages_in: Vec<usize> = vec![0; plan.spec.files.len()];
+    for d in &plan.spec.defs {
+        stages_in[d.file] += 1;
+    }
     let files: Vec<_> = plan
         .spec
         .files
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let stages = plan.spec.defs.iter().filter(|d| d.file == i).count();
+            let stages = stages_in[i];
             json!({"file": f.rel, "namespace": f.ns, "description": f.description, "stages": stages})
         })
         .collect();
@@ -23,8 +32,9 @@ pub(super) fn run(p: &Project, a: &ListArgs) -> Result<ExitCode, Error> {
         .spec
         .defs
         .iter()
-        .map(|d| {
-            let nodes: Vec<&str> = plan.nodes.iter().filter(|n| plan.spec.defs[n.def].id == d.id).map(|n| n.id.as_str()).collect();
+        .enumerate()
+        .map(|(di, d)| {
+            let nodes = &nodes_of[di];
             let inputs: Vec<&str> = d.inputs.iter().map(|&i| plan.spec.defs[i].id.as_str()).collect();
             json!({"stage": d.id, "kind": d.kind.name(), "description": d.description, "inputs": inputs,
                    "variants": d.variants.len(), "nodes": nodes, "target": d.target})
@@ -49,12 +59,8 @@ pub(super) fn run(p: &Project, a: &ListArgs) -> Result<ExitCode, Error> {
         println!("  {}{desc}", f.rel.display());
     }
     println!("stages:");
-    for d in &plan.spec.defs {
-        let n = plan
-            .nodes
-            .iter()
-            .filter(|n| plan.spec.defs[n.def].id == d.id)
-            .count();
+    for (di, d) in plan.spec.defs.iter().enumerate() {
+        let n = nodes_of[di].len();
         let inputs: Vec<&str> = d
             .inputs
             .iter()

@@ -10,6 +10,7 @@ mod gc;
 mod list;
 mod stage_job;
 mod status;
+mod verify;
 
 use std::cell::Cell;
 use std::io::Write as _;
@@ -196,6 +197,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::List(a) => list::run(&project, a),
         Command::Clean(a) => clean::run(&project, a),
         Command::Gc => gc::run(&project),
+        Command::Verify(a) => verify::run(&project, a.repair),
         Command::StageJob(a) => stage_job::run(&project, a),
     }
 }

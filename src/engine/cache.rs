@@ -127,6 +127,41 @@ pub struct Cache {
     checked: std::sync::Mutex<HashSet<String>>,
 }
 
+/// Removes, under `dir`, the temporary files of [`write_atomic`] calls that were
+/// interrupted: those of this machine's processes that no longer exist, and any older than
+/// a day (another node's, on a shared cache). `skip` folders are not entered.
+pub fn remove_stale_tmp_files(dir: &Path, skip: &[&str]) {
+    let here = host_name();
+    let walk = walkdir::WalkDir::new(dir).into_iter().filter_entry(|e| {
+        e.depth() != 1 || !skip.contains(&&*e.file_name().to_string_lossy())
+    });
+    for e in walk.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy();
+        let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+            continue;
+        };
+        let mut parts = stem.rsplitn(4, '~');
+        let (Some(_seq), Some(pid), Some(host), Some(_)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let dead = host == here
+            && pid.parse::<u32>().is_ok_and(|p| {
+                p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists()
+            });
+        let old = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 24 * 3600);
+        if e.file_type().is_file() && (dead || old) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_stamped(path, bytes).map(|_| ())
@@ -138,8 +173,9 @@ fn write_atomic_stamped(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
+        ".{}~{}~{}~{}.tmp",
         path.file_name().unwrap_or_default().to_string_lossy(),
+        host_name(),
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
@@ -355,19 +391,44 @@ impl Cache {
         damage(&self.dir, &self.memo, out)
     }
 
-    /// Checks `out`'s object (unless `precheck` found it intact); a damaged one is removed so
-    /// the rebuild can store a good one.
+    /// Checks `out`'s object (unless `precheck` found it intact). A damaged one stays: a
+    /// lookup changes nothing on disk (`status` uses it); `store` replaces it on rebuild.
     fn check_object(&self, out: &OutFile) -> Result<(), String> {
         if self.checked.lock().unwrap().contains(&out.hash) {
             return Ok(());
         }
         match self.damage(out) {
             None => Ok(()),
-            Some(why) => {
-                let _ = fs::remove_file(self.object_path(&out.hash));
-                Err(format!("cached output `{}` {why}", out.path))
-            }
+            Some(why) => Err(format!("cached output `{}` {why}", out.path)),
         }
+    }
+
+    /// Reads every object of `entry` again, past the memo, before a stage uses them. A
+    /// damaged object is removed and the entry dropped, so the next lookup misses and the
+    /// producing stage runs again; the error says which output and why.
+    pub fn verify(&self, entry: &Built) -> Result<(), String> {
+        let bad = entry.outputs.par_iter().find_map_any(|out| {
+            let obj = self.object_path(&out.hash);
+            match hash_uncached(&obj) {
+                Ok(h) if h == out.hash => None,
+                Ok(_) => Some((out, "is corrupt (its blake3 no longer matches)")),
+                Err(_) => Some((out, "is missing from the cache")),
+            }
+        });
+        let Some((out, why)) = bad else {
+            return Ok(());
+        };
+        self.checked.lock().unwrap().remove(&out.hash);
+        let _ = fs::remove_file(self.object_path(&out.hash));
+        let _ = self.remove_entry(&entry.key);
+        Err(format!("cached output `{}` {why}", out.path))
+    }
+
+    /// Whether the object for `hash` is in place with exactly these bytes (read in full).
+    fn intact(&self, hash: &str, size: u64) -> bool {
+        let obj = self.object_path(hash);
+        fs::metadata(&obj).is_ok_and(|m| m.len() == size)
+            && hash_uncached(&obj).is_ok_and(|h| h == hash)
     }
 
     /// Checks, on every core, the objects of the last build of each of `stages`, so that
@@ -425,6 +486,7 @@ impl Cache {
     /// Removes run folders left by processes of this machine that no longer exist (on a
     /// cache shared by a cluster's nodes, another machine's folders are its own business).
     pub fn clean_tmp(&self) {
+        remove_stale_tmp_files(&self.dir, &["objects", "tmp"]);
         let Ok(rd) = fs::read_dir(self.dir.join("tmp")) else {
             return;
         };
@@ -491,7 +553,8 @@ impl Cache {
                 let hash = hash_uncached(path)?;
                 let size = fs::metadata(path)?.len();
                 let obj = self.object_path(&hash);
-                if obj.exists() {
+                // An object already there is checked, not trusted: a damaged one is replaced.
+                if self.intact(&hash, size) {
                     fs::remove_file(path)?;
                 } else {
                     fs::create_dir_all(obj.parent().expect("objects have a parent"))?;

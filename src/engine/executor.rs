@@ -50,9 +50,16 @@ pub struct Ran {
 }
 
 /// A job that ended badly: why, and what it logged.
+#[derive(Default)]
 pub struct Failure {
     pub message: String,
     pub log: String,
+    /// An input's object was found corrupt and its entry dropped: the scheduler rebuilds
+    /// that input and runs the stage again, once.
+    pub corrupt_input: bool,
+    /// The cache or the file system failed (a lock, a work folder, storing the outputs), not
+    /// the stage: the build exits 3.
+    pub io: bool,
 }
 
 pub trait Executor: Sync {
@@ -86,7 +93,8 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
     let (n, ki, inputs, forced) = (job.node, job.key_inputs, job.inputs, job.forced);
     let io_fail = |what: &str, e: std::io::Error| Failure {
         message: format!("{what}: {e}"),
-        log: String::new(),
+        io: true,
+        ..Failure::default()
     };
     let node = &plan.nodes[n];
     let def = plan.def(n);
@@ -110,6 +118,17 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
     std::fs::create_dir_all(&out).map_err(|e| io_fail("cannot create a work folder", e))?;
     let mut ctx_inputs = Vec::new();
     for (k, (i, entry)) in inputs.iter().enumerate() {
+        // The memo trusts a file's size, mtime and inode; a stage reads every byte of its
+        // inputs anyway, so hashing them again first costs little next to the stage.
+        if let Err(why) = cache.verify(entry) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            let up = &plan.nodes[*i].id;
+            return Err(Failure {
+                message: format!("input from `{up}`: {why}; its entry was dropped so `{up}` is rebuilt"),
+                corrupt_input: true,
+                ..Failure::default()
+            });
+        }
         let dir = tmp.join("in").join(k.to_string());
         cache
             .link_outputs(entry, &dir)
@@ -141,7 +160,10 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
     let started = now_ms();
     let clock = Instant::now();
     let config = plan.variant(n).parsed.config.clone();
-    let result = match catch_unwind(AssertUnwindSafe(|| config.run(&mut ctx))) {
+    crate::children::stage_started(&node.id);
+    let result = catch_unwind(AssertUnwindSafe(|| config.run(&mut ctx)));
+    crate::children::stage_ended(&node.id);
+    let result = match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("{e:#}")),
         Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
@@ -162,10 +184,10 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
         }
         None => Ok(()),
     });
-    let stored = result.and_then(|()| {
+    let stored = result.map_err(|m| (m, false)).and_then(|()| {
         cache
             .store(&node.id, ki, &out, started, ms, log.clone())
-            .map_err(|e| format!("cannot store outputs: {e}"))
+            .map_err(|e| (format!("cannot store outputs in {}: {e}", cache.dir.display()), true))
     });
     let _ = std::fs::remove_dir_all(&tmp);
     let outcome = if stored.is_ok() { "built" } else { "failed" };
@@ -189,7 +211,12 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
             })
         }
         // The scratch folder stays: a rerun of the same key resumes from it.
-        Err(message) => Err(Failure { message, log }),
+        Err((message, io)) => Err(Failure {
+            message,
+            log,
+            io,
+            ..Failure::default()
+        }),
     }
 }
 

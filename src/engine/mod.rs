@@ -13,3 +13,4 @@ pub mod scheduler;
 pub mod slurm;
 pub mod targets;
 pub mod ui;
+pub mod verify;

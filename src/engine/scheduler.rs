@@ -38,6 +38,9 @@ pub use super::outcome::Outcome;
 pub struct Summary {
     /// Every node of the build, dependencies first.
     pub results: Vec<(usize, Outcome)>,
+    /// How many failures were the cache's or the file system's (a target that could not be
+    /// written, outputs that could not be stored), not a stage's.
+    pub io_failures: usize,
 }
 
 impl Summary {
@@ -79,6 +82,7 @@ struct State<'a> {
     remaining: HashMap<usize, usize>,
     dependents: HashMap<usize, Vec<usize>>,
     ready: VecDeque<usize>,
+    io_failures: usize,
 }
 
 impl State<'_> {
@@ -89,6 +93,7 @@ impl State<'_> {
         self.cache.set_last(&node.id, &def.id, &entry);
         if let Some(t) = &def.target {
             if let Err(e) = super::targets::materialize(self.cache, &entry, self.root, t) {
+                self.io_failures += 1;
                 return self.fail(n, format!("cannot write target `{t}`: {e}"), log);
             }
         }
@@ -125,7 +130,9 @@ impl State<'_> {
     }
 }
 
-/// Builds `wanted` and everything it needs, each stage run by `exec`.
+/// Builds `wanted` and everything it needs, each stage run by `exec`. A stage that finds an
+/// input corrupt drops that input's entry; a second round then rebuilds the input and runs
+/// the stage again (what was fresh or built in the first round is a cache hit in the second).
 pub fn build(
     plan: &Plan,
     cache: &Cache,
@@ -135,6 +142,26 @@ pub fn build(
     ui: &dyn Ui,
     exec: &dyn Executor,
 ) -> Summary {
+    match round(plan, cache, root, wanted, opts, ui, exec, false) {
+        Some(summary) => summary,
+        None => round(plan, cache, root, wanted, opts, ui, exec, true)
+            .expect("the last round always ends in a summary"),
+    }
+}
+
+/// One pass over the build; `None` when a stage found a corrupt input and `last` is false.
+#[allow(clippy::too_many_arguments)]
+fn round(
+    plan: &Plan,
+    cache: &Cache,
+    root: &Path,
+    wanted: &[usize],
+    opts: &BuildOptions,
+    ui: &dyn Ui,
+    exec: &dyn Executor,
+    last: bool,
+) -> Option<Summary> {
+    let mut corrupt = false;
     let env = Env { plan, cache, root };
     cache.clean_tmp();
     install_quiet_panic_hook();
@@ -153,6 +180,7 @@ pub fn build(
             .collect(),
         dependents: HashMap::new(),
         ready: VecDeque::new(),
+        io_failures: 0,
     };
     for &n in &order {
         for &i in &plan.nodes[n].inputs {
@@ -320,7 +348,13 @@ pub fn build(
                     st.complete(t, entry.clone(), Outcome::Fresh, "");
                 }
             }
+            Err(f) if f.corrupt_input && !last => {
+                // Left without an outcome, with its twins: the next round runs them.
+                ui.note(&format!("{}: {}", plan.nodes[msg.node].id, f.message));
+                corrupt = true;
+            }
             Err(f) => {
+                st.io_failures += f.io as usize;
                 st.fail(msg.node, f.message.clone(), &f.log);
                 for t in twins {
                     st.fail(t, f.message.clone(), "");
@@ -332,6 +366,9 @@ pub fn build(
         }
     });
 
+    if corrupt {
+        return None;
+    }
     let results = order
         .iter()
         .map(|&n| {
@@ -343,7 +380,10 @@ pub fn build(
             (n, o)
         })
         .collect();
-    Summary { results }
+    Some(Summary {
+        results,
+        io_failures: st.io_failures,
+    })
 }
 
 /// A panicking stage is reported once, in its own failure line; the default hook would also

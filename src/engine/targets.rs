@@ -40,6 +40,25 @@ fn base(root: &Path, target: &str) -> PathBuf {
         .unwrap_or_else(|| root.to_path_buf())
 }
 
+/// Refuses a path under `root` that passes through a symbolic link (or is one): a target
+/// is written inside the project, never wherever a link points.
+fn no_symlink(root: &Path, path: &Path) -> io::Result<()> {
+    let rel = path.strip_prefix(root).map_err(|_| {
+        io::Error::other(format!("`{}` is outside the project", path.display()))
+    })?;
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(io::Error::other(format!(
+                "`{}` is a symbolic link; targets are not written through links",
+                at.strip_prefix(root).unwrap_or(&at).display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Removes `rel` (under `root`) and then its parent folders as long as they are empty, up to
 /// `stop`.
 fn remove_with_empty_parents(root: &Path, rel: &str, stop: &Path) -> io::Result<bool> {
@@ -64,14 +83,25 @@ fn remove_with_empty_parents(root: &Path, rel: &str, stop: &Path) -> io::Result<
 /// previous materialization of `target` wrote that this one does not.
 pub fn materialize(cache: &Cache, entry: &Built, root: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
     let base_dir = base(root, target);
+    no_symlink(root, &base_dir)?;
+    super::cache::remove_stale_tmp_files(&base_dir, &[]);
     let mut written = Vec::new();
     let mut files = BTreeSet::new();
     for out in &entry.outputs {
         let to = base_dir.join(&out.path);
+        no_symlink(root, &to)?;
         let same = fs::metadata(&to).is_ok_and(|m| m.len() == out.size)
             && cache.memo.hash_file(&to).is_ok_and(|h| h == out.hash);
         if !same {
             let bytes = fs::read(cache.object_path(&out.hash))?;
+            // Read in full anyway: a damaged object is never copied into the project.
+            if blake3::hash(&bytes).to_hex().as_str() != out.hash {
+                return Err(io::Error::other(format!(
+                    "the cached object for `{}` is corrupt; `pipe verify --repair` drops it \
+                     and the next build rebuilds it",
+                    out.path
+                )));
+            }
             write_atomic(&to, &bytes)?;
             cache.memo.record(&to, &out.hash)?;
         }

@@ -72,6 +72,7 @@ pub(super) struct Draft {
 pub fn read_files(root: &Path) -> Result<Vec<(PathBuf, String)>, SpecErrors> {
     let dir = root.join(PIPELINES_DIR);
     let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
         .filter_map(|e| e.ok())

@@ -229,6 +229,14 @@ impl Loader<'_> {
                 continue;
             }
             let norm = normalize(p);
+            if let Err(why) = confined(&norm) {
+                self.error_at(d.file, &path, format!("target `{t}` {why}"), Some(format!(
+                    "targets are written under {}; {TARGET_DIRS_VAR} (folders separated by `:`) \
+                     allows others",
+                    target_dirs().iter().map(|d| format!("`{d}/`")).collect::<Vec<_>>().join(", ")
+                )));
+                continue;
+            }
             if let Some(&(f, i)) = seen.get(&norm) {
                 let (line, col) = self.locate_line(f, &stage_path(i).key("target"));
                 let first = format!("{}:{line}:{col}", self.files[f].rel.display());
@@ -242,5 +250,60 @@ impl Loader<'_> {
                 seen.insert(norm, (d.file, d.index));
             }
         }
+        // A report lays its files out in a folder named after it (`reports/lr.md` writes
+        // `reports/lr/…`): a target in there would be overwritten by the other's build.
+        let assets: HashMap<PathBuf, PathBuf> =
+            seen.keys().map(|q| (q.with_extension(""), q.clone())).collect();
+        let mut inside: Vec<(usize, usize, String)> = Vec::new();
+        for (p, &(f, i)) in &seen {
+            for dir in p.ancestors().skip(1) {
+                if let Some(q) = assets.get(dir).filter(|q| *q != p) {
+                    inside.push((f, i, format!(
+                        "target `{}` lies in `{}/`, where target `{}` writes its files",
+                        p.display(),
+                        dir.display(),
+                        q.display()
+                    )));
+                }
+            }
+        }
+        inside.sort();
+        for (f, i, message) in inside {
+            self.error_at(f, &stage_path(i).key("target"), message, None);
+        }
+    }
+}
+
+/// Where targets may be written: `reports/`, or the folders `PIPE_TARGET_DIRS` names.
+pub const TARGET_DIRS_VAR: &str = "PIPE_TARGET_DIRS";
+
+fn target_dirs() -> Vec<String> {
+    match std::env::var(TARGET_DIRS_VAR) {
+        Ok(v) if !v.trim().is_empty() => v
+            .split(':')
+            .map(|d| d.trim().trim_end_matches('/').to_string())
+            .filter(|d| !d.is_empty())
+            .collect(),
+        _ => vec!["reports".to_string()],
+    }
+}
+
+/// Whether a (normalized, relative) target path may be written: inside an output folder,
+/// never the pipelines, the repository's metadata or the cache.
+fn confined(target: &Path) -> Result<(), String> {
+    let first = target.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
+    if let Some(first) = &first {
+        if ["pipelines", ".git", "cache"].contains(&first.as_str()) {
+            return Err(format!("would overwrite a file of `{first}/`"));
+        }
+    }
+    let inside = target_dirs().iter().any(|d| {
+        let d = normalize(Path::new(d));
+        target.starts_with(&d) && target != d
+    });
+    if inside {
+        Ok(())
+    } else {
+        Err("is outside the folders targets are written to".into())
     }
 }

@@ -103,6 +103,18 @@ impl Loader<'_> {
         }];
         let mut seen: HashSet<String> = HashSet::from([variants[0].parsed.canonical.clone()]);
         let mut ok = true;
+        // An empty list would make no variant (an empty grid: none at all) without a word.
+        for (field, list) in [("vary", &d.vary), ("grid", &d.grid)] {
+            for (key, _) in list.iter().filter(|(_, v)| v.is_empty()) {
+                self.error_at(
+                    d.file,
+                    &sp.clone().key(field).key(key),
+                    format!("`{field}` gives `{key}` no values"),
+                    Some("list at least one value, or remove the field".into()),
+                );
+                ok = false;
+            }
+        }
         for (key, values) in &d.vary {
             let base = variants[0].parsed.canonical.clone();
             let first = sp.clone().key("vary").key(key).index(0);
@@ -221,16 +233,29 @@ impl Loader<'_> {
 /// variants that differ only by it.
 pub const SEED: &str = "seed";
 
+/// The most replicates `seeds` may ask for.
+pub const MAX_SEEDS: u64 = 1000;
+
 impl Loader<'_> {
     /// `seeds: N`: every variant trained N times, with seeds `seed`, `seed + 1`, …; the first
     /// is the variant as it was (same config, same key, same cache entry), the others are
     /// labelled `…,seed=43`.
+    /// (A larger count is a typo: each replicate is a full training run.)
     fn replicate(&mut self, d: &Draft, kind: &dyn StageKind, variants: &mut Vec<Variant>) -> bool {
         let at = stage_path(d.index).key("seeds");
         let n = match d.seeds {
             None | Some(1) => return true,
             Some(0) => {
                 self.error_at(d.file, &at, "`seeds` must be at least 1".into(), None);
+                return false;
+            }
+            Some(n) if n > MAX_SEEDS => {
+                self.error_at(
+                    d.file,
+                    &at,
+                    format!("`seeds: {n}` is more than {MAX_SEEDS} replicates of every variant"),
+                    Some("3 to 10 seeds are what a test over seeds needs".into()),
+                );
                 return false;
             }
             Some(n) => n,

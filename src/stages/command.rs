@@ -82,9 +82,15 @@ impl StageConfig for CommandConfig {
             cmd.env(format!("PIPE_INPUT_{i}"), &input.dir)
                 .env(format!("PIPE_INPUT_{i}_LABEL"), &input.label);
         }
-        let out = cmd
-            .output()
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = crate::children::spawn(&mut cmd)
             .with_context(|| format!("cannot start `sh -c {:?}`", self.run))?;
+        let pid = child.id();
+        let out = child.wait_with_output();
+        crate::children::forget_pid(pid);
+        let out = out.with_context(|| format!("`sh -c {:?}` could not be waited for", self.run))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = text.lines().collect();

@@ -45,6 +45,10 @@ pub struct NormalizeConfig {
     pub train_subset: Option<usize>,
     #[serde(default)]
     pub seed: u64,
+    /// Allows a validation split larger than what is left to train on (otherwise refused:
+    /// the full studies' 5000 on a 5170-image sample would train on 170 images).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_small_train: bool,
 }
 
 fn default_validation() -> usize {
@@ -58,6 +62,7 @@ impl Default for NormalizeConfig {
             scaling: Scaling::default(),
             train_subset: None,
             seed: 0,
+            allow_small_train: false,
         }
     }
 }
@@ -241,6 +246,15 @@ pub fn normalize(input: &Path, out: &Path, cfg: &NormalizeConfig) -> anyhow::Res
     if cfg.validation >= pool.len() {
         bail!(
             "validation: {} images requested but the training files hold {}; leave some to train on",
+            cfg.validation,
+            pool.len()
+        );
+    }
+    let left = pool.len() - cfg.validation;
+    if left < cfg.validation && !cfg.allow_small_train {
+        bail!(
+            "validation: {} images leave {left} of the training files' {} to train on, fewer \
+             than validate; lower `validation`, or set `allow_small_train: true` if that is meant",
             cfg.validation,
             pool.len()
         );

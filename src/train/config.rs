@@ -228,6 +228,41 @@ impl TrainConfig {
                 "Orthogonal needs a matrix; a bias is a vector (use Zeros, Constant, Uniform or Normal)",
             ));
         }
-        self.model.check()
+        self.model.check()?;
+        self.check_size()
     }
+
+    /// Refuses, before anything runs, a model whose training would not fit in memory: one
+    /// too large aborts the process (an allocation failure is not a panic) and takes every
+    /// stage running beside it down.
+    fn check_size(&self) -> Result<(), FieldError> {
+        let Some(size) = self.model.size() else {
+            return Ok(());
+        };
+        let limit_gb = memory_limit_gb();
+        let gb = size.training_bytes(self.batch_size) / 1e9;
+        if gb > limit_gb {
+            return Err(FieldError::new(
+                "model",
+                format!(
+                    "the model would take about {gb:.3e} GB to train ({:.3e} parameters, \
+                     {:.3e} activations per image at batch size {}), over the {limit_gb} GB limit",
+                    size.params, size.activations, self.batch_size
+                ),
+            )
+            .hint(format!("{MEMORY_LIMIT_VAR}=<GB> raises the limit")));
+        }
+        Ok(())
+    }
+}
+
+/// The training memory a config may ask for, in GB: `PIPE_MEMORY_LIMIT_GB`, or 64.
+pub const MEMORY_LIMIT_VAR: &str = "PIPE_MEMORY_LIMIT_GB";
+
+fn memory_limit_gb() -> f64 {
+    std::env::var(MEMORY_LIMIT_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .unwrap_or(64.0)
 }

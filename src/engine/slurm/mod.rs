@@ -266,7 +266,11 @@ impl Executor for &'static Slurm {
         if !self.is_job(env, job.node) {
             return InProcess.run(env, job);
         }
-        let fail = |message: String, log: String| Failure { message, log };
+        let fail = |message: String, log: String| Failure {
+            message,
+            log,
+            ..Failure::default()
+        };
         let key = job.key_inputs.key();
         let id_of_stage = &env.plan.nodes[job.node].id;
         let jobs_dir = env

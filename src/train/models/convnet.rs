@@ -17,7 +17,7 @@ use crate::train::cpu::pool;
 use crate::train::hparams::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
 
-use super::CLASSES;
+use super::{Size, CLASSES};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Padding {
@@ -154,6 +154,31 @@ fn conv_out(n: usize, b: &ConvBlock) -> usize {
 }
 
 impl ConvNetConfig {
+    /// Parameters and stored activations (each conv's map before pooling, counted twice
+    /// for the activation and normalization that follow); `None` when a block does not fit.
+    pub fn size(&self) -> Option<Size> {
+        let sizes = self.sizes().ok()?;
+        let (mut s, mut channels, mut side) = (Size::default(), 3.0, 32.0_f64);
+        for (b, &after) in self.blocks.iter().zip(&sizes) {
+            let f = b.filters as f64;
+            s.params += (b.kernel * b.kernel) as f64 * channels * f + f;
+            side = (side / b.stride as f64).ceil();
+            s.activations += 2.0 * f * side * side;
+            channels = f;
+            side = after as f64;
+        }
+        let flat = channels * side * side;
+        let dense: Vec<f64> = std::iter::once(flat)
+            .chain(self.dense.iter().map(|&d| d as f64))
+            .chain([CLASSES as f64])
+            .collect();
+        let head = Size::dense(&dense);
+        Some(Size {
+            params: s.params + head.params,
+            activations: s.activations + head.activations,
+        })
+    }
+
     /// Spatial size after every block, or the block that shrinks it to nothing.
     fn sizes(&self) -> Result<Vec<usize>, FieldError> {
         let mut n = 32;

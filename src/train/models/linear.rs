@@ -12,7 +12,7 @@ use crate::train::cpu::matmul::dense;
 use crate::train::hparams::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
 
-use super::{flat, CLASSES, INPUTS};
+use super::{flat, Size, CLASSES, INPUTS};
 
 /// `Linear()`: softmax regression on the raw pixels.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -25,6 +25,10 @@ pub struct LinearNet<B: Backend> {
 }
 
 impl LinearConfig {
+    pub fn size(&self) -> Size {
+        Size::dense(&[INPUTS as f64, CLASSES as f64])
+    }
+
     pub fn init<B: Backend>(&self, build: &Build, device: &B::Device) -> LinearNet<B> {
         LinearNet {
             fc: build.linear(INPUTS, CLASSES, device),
@@ -73,6 +77,10 @@ pub struct Perceptron<B: Backend> {
 }
 
 impl PerceptronConfig {
+    pub fn size(&self) -> Size {
+        Size::dense(&[INPUTS as f64, self.hidden as f64, CLASSES as f64])
+    }
+
     pub fn check(&self) -> Result<(), FieldError> {
         if self.hidden == 0 {
             return Err(FieldError::new("model.hidden", "a hidden layer of 0 units"));

@@ -13,7 +13,7 @@ use crate::train::cpu::norm::BatchNorm2d;
 use crate::train::hparams::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
 
-use super::{flat, CLASSES, INPUTS};
+use super::{flat, Size, CLASSES, INPUTS};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +54,14 @@ pub struct Mlp<B: Backend> {
 }
 
 impl MlpConfig {
+    pub fn size(&self) -> Size {
+        let widths: Vec<f64> = std::iter::once(INPUTS as f64)
+            .chain(self.hidden.iter().map(|&h| h as f64))
+            .chain([CLASSES as f64])
+            .collect();
+        Size::dense(&widths)
+    }
+
     fn dropout_of(&self, layer: usize) -> f64 {
         match self.dropout.len() {
             0 => 0.0,

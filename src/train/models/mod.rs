@@ -48,7 +48,48 @@ pub enum Model<B: Backend> {
     Rnn(rnn::Recurrent<B>),
 }
 
+/// A model's size before it is built: parameters, and the floats one image's forward pass
+/// keeps for the backward pass. An estimate (within a small factor), in floats so that an
+/// absurd width (`hidden: [4294967295]`) gives a number to refuse, not an overflow.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Size {
+    pub params: f64,
+    pub activations: f64,
+}
+
+impl Size {
+    /// A chain of dense layers of these widths (input first): weights and biases, and each
+    /// layer's output kept twice (before and after its activation).
+    fn dense(widths: &[f64]) -> Size {
+        let mut s = Size::default();
+        for w in widths.windows(2) {
+            s.params += w[0] * w[1] + w[1];
+            s.activations += 2.0 * w[1];
+        }
+        s
+    }
+
+    /// Bytes training takes at `batch`: each parameter with its gradient and up to two
+    /// optimizer slots (Adam), and the activations of one batch with their gradients.
+    pub fn training_bytes(&self, batch: usize) -> f64 {
+        4.0 * (4.0 * self.params + 2.0 * self.activations * batch as f64)
+    }
+}
+
 impl ModelConfig {
+    /// `None` when the config does not describe a model that fits a 32×32 image.
+    pub fn size(&self) -> Option<Size> {
+        Some(match self {
+            ModelConfig::Linear(c) => c.size(),
+            ModelConfig::Perceptron(c) => c.size(),
+            ModelConfig::Mlp(c) => c.size(),
+            ModelConfig::ConvNet(c) => c.size()?,
+            ModelConfig::ResNet(c) => c.size(),
+            ModelConfig::Highway(c) => c.size(),
+            ModelConfig::Rnn(c) => c.size(),
+        })
+    }
+
     pub fn family(&self) -> &'static str {
         match self {
             ModelConfig::Linear(_) => "linear",

@@ -19,7 +19,7 @@ use crate::train::cpu::norm::BatchNorm2d;
 use crate::train::hparams::{check_dropout, Activation};
 use crate::train::layers::{activate, Build};
 
-use super::{flat, CLASSES, INPUTS};
+use super::{flat, Size, CLASSES, INPUTS};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -116,6 +116,22 @@ pub struct ResNet<B: Backend> {
 }
 
 impl ResNetConfig {
+    pub fn size(&self) -> Size {
+        let n = (self.depth.saturating_sub(2) / 6) as f64;
+        let w = self.width as f64;
+        // Stem, then three stages of n blocks (two 3×3 convs with batch norm each) at
+        // 32², 16² and 8² with w, 2w, 4w channels; 1×1 projections where widths change.
+        let mut params = 27.0 * w + 2.0 * w;
+        let mut activations = 3.0 * w * 1024.0;
+        for (stage, side) in [(0, 32.0), (1, 16.0), (2, 8.0)] {
+            let c = w * f64::from(1 << stage);
+            params += n * 2.0 * (9.0 * c * c + 2.0 * c) + if stage > 0 { c * c / 2.0 + 2.0 * c } else { 0.0 };
+            activations += n * 6.0 * c * side * side;
+        }
+        params += 4.0 * w * CLASSES as f64 + CLASSES as f64;
+        Size { params, activations }
+    }
+
     pub fn check(&self) -> Result<(), FieldError> {
         if self.depth < 8 || !(self.depth - 2).is_multiple_of(6) {
             return Err(FieldError::new(
@@ -224,6 +240,15 @@ pub struct Highway<B: Backend> {
 pub const GATE_BIAS: &str = "gate.bias";
 
 impl HighwayConfig {
+    pub fn size(&self) -> Size {
+        let w = self.width as f64;
+        let layer = 2.0 * (w * w + w);
+        Size {
+            params: INPUTS as f64 * w + w + self.depth as f64 * layer + w * CLASSES as f64 + CLASSES as f64,
+            activations: w + self.depth as f64 * 4.0 * w + CLASSES as f64,
+        }
+    }
+
     pub fn check(&self) -> Result<(), FieldError> {
         if self.depth == 0 || self.width == 0 {
             return Err(FieldError::new(

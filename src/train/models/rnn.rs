@@ -15,7 +15,7 @@ use crate::train::cpu::matmul::{dense, matmul};
 use crate::train::hparams::check_dropout;
 use crate::train::layers::Build;
 
-use super::CLASSES;
+use super::{Size, CLASSES};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Cell {
@@ -292,6 +292,24 @@ pub struct Recurrent<B: Backend> {
 }
 
 impl RecurrentConfig {
+    pub fn size(&self) -> Size {
+        let gates = match self.cell {
+            Cell::Simple => 1.0,
+            Cell::Gru => 3.0,
+            Cell::Lstm => 4.0,
+        };
+        let (h, dirs) = (self.hidden as f64, if self.bidirectional { 2.0 } else { 1.0 });
+        let mut s = Size::default();
+        for i in 0..self.layers {
+            let d_in = if i == 0 { 96.0 } else { dirs * h };
+            s.params += dirs * gates * (d_in * h + h * h + h);
+            // Every step keeps its gates and states for the backward pass: 32 steps.
+            s.activations += dirs * 32.0 * (gates + 2.0) * h;
+        }
+        s.params += dirs * h * CLASSES as f64 + CLASSES as f64;
+        s
+    }
+
     pub fn check(&self) -> Result<(), FieldError> {
         if self.hidden == 0 || self.layers == 0 {
             return Err(FieldError::new(

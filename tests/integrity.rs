@@ -1,0 +1,287 @@
+//! What the cache guarantees against damage and hostile input (docs/RELIABILITY.md lists
+//! each guarantee with its test): a damaged object is never used, targets stay inside the
+//! output folders, bad values are refused before anything runs, leftovers are removed.
+
+mod util;
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use util::{sorted, Project};
+
+const STUDY: &str = r#"Pipeline(
+    stages: [
+        (name: "data", kind: "fake", config: (value: "cifar")),
+        (name: "train", kind: "fake", inputs: ["data"], config: (value: "model"), vary: {"optimizer.lr": [0.1]}),
+        (name: "report", kind: "fake_gather", inputs: ["train"], target: "reports/r.md", config: (value: "R")),
+    ],
+)
+"#;
+
+fn built() -> Project {
+    let p = Project::new();
+    p.write("pipelines/s.ron", STUDY);
+    p.ok(&["build"]);
+    p.ran();
+    p
+}
+
+/// The object of `stage`'s first output, from its entry.
+fn object_of(p: &Project, stage: &str) -> PathBuf {
+    let status: serde_json::Value =
+        serde_json::from_str(&p.ok(&["status", "--json", stage]).stdout).unwrap();
+    let row = status.as_array().unwrap().iter().find(|r| r["stage"] == stage).unwrap();
+    let key = row["key"].as_str().unwrap();
+    let entry: serde_json::Value =
+        serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
+    let hash = entry["outputs"][0]["hash"].as_str().unwrap();
+    p.path().join(format!("cache/objects/{}/{hash}", &hash[..2]))
+}
+
+/// Flips the first byte of `path` in place and puts its mtime back: what a disk error or a
+/// careless tool does, and what the hash memo (size, mtime, inode) cannot see.
+fn flip_keeping_mtime(path: &Path) {
+    let meta = fs::metadata(path).unwrap();
+    let mtime = meta.modified().unwrap();
+    let mut perm = meta.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(path, perm.clone()).unwrap();
+    let first = fs::read(path).unwrap()[0];
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(&[first ^ 0x20]).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    perm.set_readonly(true);
+    fs::set_permissions(path, perm).unwrap();
+    assert_eq!(fs::metadata(path).unwrap().modified().unwrap(), mtime);
+}
+
+#[test]
+fn a_damaged_input_is_caught_before_a_stage_uses_it_and_rebuilt_in_the_same_build() {
+    let p = built();
+    let obj = object_of(&p, "s:data");
+    flip_keeping_mtime(&obj);
+    let damaged = fs::read(&obj).unwrap();
+
+    // status, explain, list and dag change nothing: the damaged object stays for verify.
+    for args in [&["status"][..], &["explain", "reports/r.md"], &["list"], &["dag"]] {
+        p.pipe(args);
+        assert_eq!(fs::read(&obj).unwrap(), damaged, "{args:?} changed the cache");
+    }
+    assert!(p.ran().is_empty());
+
+    // A stage that reads it hashes it first: the input is rebuilt, then the stage runs.
+    let r = p.ok(&["build", "--force", "s:train"]);
+    assert!(
+        r.stdout.contains("input from `s:data`: cached output `out.txt` is corrupt"),
+        "{r:?}"
+    );
+    let ran = p.ran();
+    assert!(ran.contains(&"s:data".to_string()), "{ran:?}");
+    assert!(ran.contains(&"s:train".to_string()), "{ran:?}");
+    assert_ne!(fs::read(&obj).unwrap(), damaged, "the object was stored again, intact");
+    let v = p.pipe(&["verify"]);
+    assert_eq!(v.code, 0, "{v:?}");
+    assert!(v.stdout.contains("0 damaged"), "{v:?}");
+}
+
+#[test]
+fn verify_names_every_damaged_object_and_its_stages_and_repair_makes_the_next_build_rebuild_them() {
+    let p = built();
+    let data = object_of(&p, "s:data");
+    let model = object_of(&p, "s:train[optimizer.lr=0.1]");
+    flip_keeping_mtime(&data);
+    fs::remove_file(&model).unwrap();
+    assert!(p.ok(&["status"]).stdout.contains("fresh  s:data"), "the memo is trusted");
+
+    let v = p.pipe(&["verify"]);
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(v.stdout.contains("corrupt object"), "{v:?}");
+    assert!(v.stdout.contains("used by s:data (out.txt"), "{v:?}");
+    assert!(v.stdout.contains("missing object"), "{v:?}");
+    assert!(v.stdout.contains("used by s:train[optimizer.lr=0.1] (out.txt"), "{v:?}");
+    assert!(v.stdout.contains("2 damaged"), "{v:?}");
+
+    let v = p.pipe(&["verify", "--repair"]);
+    assert_eq!(v.code, 0, "{v:?}");
+    assert!(!data.exists(), "the damaged object is removed");
+    p.ok(&["build"]);
+    let ran = p.ran();
+    assert!(ran.contains(&"s:data".to_string()), "{ran:?}");
+    assert!(ran.contains(&"s:train[optimizer.lr=0.1]".to_string()), "{ran:?}");
+    assert!(p.pipe(&["verify"]).stdout.contains("0 damaged"));
+}
+
+#[test]
+fn a_damaged_object_is_never_copied_into_a_target() {
+    let p = built();
+    let obj = object_of(&p, "s:report");
+    flip_keeping_mtime(&obj);
+    fs::remove_file(p.path().join("reports/r.md")).unwrap();
+    let r = p.pipe(&["build"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stdout.contains("is corrupt") || r.stderr.contains("is corrupt"), "{r:?}");
+    assert!(!p.path().join("reports/r.md").exists());
+}
+
+#[test]
+fn targets_stay_inside_the_output_folders() {
+    for (target, expected) in [
+        ("pipelines/s.ron", "would overwrite a file of `pipelines/`"),
+        (".git/HEAD", "would overwrite a file of `.git/`"),
+        ("cache/index.json", "would overwrite a file of `cache/`"),
+        ("notes.md", "is outside the folders targets are written to"),
+        ("reports/../pipelines/s.ron", "must be a relative path inside the project"),
+    ] {
+        let p = Project::new();
+        p.write("pipelines/s.ron", &STUDY.replace("reports/r.md", target));
+        let before = p.read("pipelines/s.ron");
+        let r = p.pipe(&["build"]);
+        assert_eq!(r.code, 2, "{target}: {r:?}");
+        assert!(r.stderr.contains(expected), "{target}: {r:?}");
+        assert!(r.stderr.contains("s.ron:5:"), "{target} positioned: {r:?}");
+        assert_eq!(p.read("pipelines/s.ron"), before);
+    }
+    // Allowed elsewhere only when asked for.
+    let p = Project::new();
+    p.write("pipelines/s.ron", &STUDY.replace("reports/r.md", "figures/r.md"));
+    assert_eq!(p.pipe(&["list"]).code, 2);
+    let r = util::Run::from_output(
+        p.cmd(&["build"]).env("PIPE_TARGET_DIRS", "figures").output().unwrap(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(p.path().join("figures/r.md").is_file());
+
+    // A target inside the folder another report writes its files to.
+    let p = Project::new();
+    p.write(
+        "pipelines/s.ron",
+        &STUDY.replace(
+            "target: \"reports/r.md\", config: (value: \"R\")),",
+            "target: \"reports/r.md\", config: (value: \"R\")),\n        (name: \"r2\", kind: \"fake_gather\", inputs: [\"train\"], target: \"reports/r/inner.md\"),",
+        ),
+    );
+    let r = p.pipe(&["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("lies in `reports/r/`, where target `reports/r.md`"), "{r:?}");
+}
+
+#[test]
+fn a_target_is_never_written_through_a_symbolic_link() {
+    let p = Project::new();
+    p.write("pipelines/s.ron", STUDY);
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), p.path().join("reports")).unwrap();
+    let r = p.pipe(&["build"]);
+    assert_eq!(r.code, 3, "a target that cannot be written is a file-system error: {r:?}");
+    assert!(r.stdout.contains("`reports` is a symbolic link"), "{r:?}");
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written there");
+}
+
+#[test]
+fn empty_lists_non_finite_numbers_and_symlinked_pipelines() {
+    for (edit, expected) in [
+        (r#"vary: {"optimizer.lr": []}"#, "`vary` gives `optimizer.lr` no values"),
+        (r#"grid: {"optimizer.lr": []}"#, "`grid` gives `optimizer.lr` no values"),
+        (r#"vary: {"optimizer.lr": [NaN]}"#, "`optimizer.lr` is not a finite number"),
+        (r#"vary: {"optimizer.lr": [inf]}"#, "`optimizer.lr` is not a finite number"),
+        (r#"vary: {"optimizer.lr": [-1e999]}"#, "`optimizer.lr` is not a finite number"),
+    ] {
+        let p = Project::new();
+        p.write("pipelines/s.ron", &STUDY.replace(r#"vary: {"optimizer.lr": [0.1]}"#, edit));
+        let r = p.pipe(&["build"]);
+        assert_eq!(r.code, 2, "{edit}: {r:?}");
+        assert!(r.stderr.contains(expected), "{edit}: {r:?}");
+        assert!(r.stderr.contains("s.ron:4:"), "{edit} positioned: {r:?}");
+    }
+    let p = Project::new();
+    p.write("elsewhere/s.ron", STUDY);
+    std::os::unix::fs::symlink(p.path().join("elsewhere/s.ron"), p.path().join("pipelines/s.ron"))
+        .unwrap();
+    let r = p.ok(&["list"]);
+    assert!(r.stdout.contains("s:train"), "{r:?}");
+}
+
+#[test]
+fn temporary_files_of_interrupted_writes_are_removed_by_the_next_build() {
+    let p = built();
+    let day_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+    let leftovers = [
+        "cache/.index.json~othernode~4242~0.tmp",
+        "cache/entries/.x.json~othernode~4242~1.tmp",
+        "reports/.r.md~othernode~4242~2.tmp",
+    ];
+    for l in leftovers {
+        p.write(l, "half");
+        fs::File::options()
+            .write(true)
+            .open(p.path().join(l))
+            .unwrap()
+            .set_modified(day_ago)
+            .unwrap();
+    }
+    p.write("cache/.memo.json~othernode~4242~3.tmp", "a live write on another node");
+    // A build that runs something (a no-op build is answered without looking).
+    p.edit("pipelines/s.ron", "value: \"R\"", "value: \"R2\"");
+    p.ok(&["build"]);
+    for l in leftovers {
+        assert!(!p.path().join(l).exists(), "{l} left behind");
+    }
+    assert!(p.path().join("cache/.memo.json~othernode~4242~3.tmp").exists());
+    assert_eq!(p.ran(), sorted(&["s:report"]));
+}
+
+/// Whether `pid` is gone (or a zombie no one has reaped yet: it runs nothing).
+fn gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_stop_every_child_say_what_stopped_and_exit_128_plus_the_signal() {
+    for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
+        let p = Project::new();
+        p.write(
+            "pipelines/c.ron",
+            r#"Pipeline(stages: [
+                (name: "slow", kind: "command", config: (run: "sleep 300 & echo $! > \"$PIPE_ROOT/sleep.pid\"; wait")),
+            ])"#,
+        );
+        let child = p.cmd(&["build", "c:slow"]).stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let pid_file = p.path().join("sleep.pid");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let sleep_pid = loop {
+            if let Some(pid) = fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+                break pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "the command never started");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!gone(sleep_pid));
+        assert!(std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let out = child.wait_with_output().unwrap();
+        let r = util::Run::from_output(out);
+        assert_eq!(r.code, code, "{signal}: {r:?}");
+        assert!(r.stderr.contains("stopped  c:slow"), "{r:?}");
+        assert!(r.stderr.contains("1 stage stopped (1 process group)"), "{r:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !gone(sleep_pid) {
+            assert!(std::time::Instant::now() < deadline, "{signal}: the command's child outlived pipe");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Nothing half-done looks fresh, and the lock is free: the next build runs it.
+        let s = p.ok(&["status"]);
+        assert!(s.stdout.contains("stale  c:slow"), "{s:?}");
+    }
+}
