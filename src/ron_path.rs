@@ -473,6 +473,12 @@ fn describe(code: &ron::Error) -> (String, Option<String>) {
             "expected a comma".into(),
             Some("separate fields and list items with `,`".into()),
         ),
+        // ron's own text advises raising its limit and using serde_stacker: advice to the
+        // programmer, not to whoever wrote the pipeline.
+        ron::Error::ExceededRecursionLimit => (
+            "values nested too deep (more than 128 levels of brackets)".into(),
+            Some("a bracket opened here is probably never closed".into()),
+        ),
         other => (other.to_string(), None),
     }
 }
@@ -527,6 +533,14 @@ mod tests {
         assert_eq!(at("(init: Normal(0.0, NaN))"), Some(("init[1]".into(), (1, 20))));
         assert_eq!(at("(init: Uniform(min: inf, max: 1.0))"), Some(("init.min".into(), (1, 21))));
         assert_eq!(at("(s: Some(inf))"), Some(("s".into(), (1, 10))));
+    }
+
+    #[test]
+    fn deep_nesting_is_reported_without_rons_advice() {
+        let text = format!("(a: {})", "[".repeat(300));
+        let e = parse_typed::<ron::Value>(&text).err().unwrap();
+        assert!(e.message.contains("nested too deep"), "{}", e.message);
+        assert!(!e.message.contains("serde_stacker"));
     }
 
     #[test]
