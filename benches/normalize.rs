@@ -51,6 +51,7 @@ fn main() {
             scaling,
             train_subset: None,
             seed: 0,
+            allow_small_train: false,
         };
         let times: Vec<Duration> = (0..runs)
             .map(|i| {

@@ -107,18 +107,6 @@ pub fn slug(label: &str) -> String {
 
 const MAX_SLUG: usize = 100;
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn long_labels_give_short_distinct_file_names() {
-        let a = format!("model.blocks={}", "[(filters:16,kernel:3)]".repeat(20));
-        let b = a.replace("16", "32");
-        let (sa, sb) = (super::slug(&a), super::slug(&b));
-        assert!(sa.len() <= 100 && sb.len() <= 100, "{sa}");
-        assert_ne!(sa, sb);
-        assert_eq!(super::slug("optimizer.momentum=0.9"), "optimizer.momentum_0.9");
-    }
-}
 
 pub struct Meta<'a> {
     pub title: &'a str,
@@ -148,4 +136,17 @@ fn now_utc() -> String {
     let mo = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(mo <= 2);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02} UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_labels_give_short_distinct_file_names() {
+        let a = format!("model.blocks={}", "[(filters:16,kernel:3)]".repeat(20));
+        let b = a.replace("16", "32");
+        let (sa, sb) = (super::slug(&a), super::slug(&b));
+        assert!(sa.len() <= 100 && sb.len() <= 100, "{sa}");
+        assert_ne!(sa, sb);
+        assert_eq!(super::slug("optimizer.momentum=0.9"), "optimizer.momentum_0.9");
+    }
 }

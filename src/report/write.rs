@@ -42,13 +42,16 @@ fn label_order(a: &str, b: &str) -> std::cmp::Ordering {
     })
 }
 
+/// Points (epoch, mean) and band (epoch, low, high).
+type MeanCurve = (Vec<(f64, f64)>, Vec<(f64, f64, f64)>);
+
 /// Per epoch, the mean (and mean ± sd where there are two or more) over the runs that have
 /// a finite value there.
 fn mean_curve(
     runs: &[&Run],
     f: &dyn Fn(&EpochMetrics) -> Option<f64>,
     scale: f64,
-) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+) -> MeanCurve {
     let epochs = runs.iter().map(|r| r.metrics.len()).max().unwrap_or(0);
     let (mut line, mut band) = (Vec::new(), Vec::new());
     for e in 1..=epochs {
