@@ -129,10 +129,11 @@ pub struct Cache {
 
 /// Removes, under `dir`, the temporary files of [`write_atomic`] calls that were
 /// interrupted: those of this machine's processes that no longer exist, and any older than
-/// a day (another node's, on a shared cache). `skip` folders are not entered.
-pub fn remove_stale_tmp_files(dir: &Path, skip: &[&str]) {
+/// a day (another node's, on a shared cache). `skip` folders are not entered, nor any below
+/// `depth`.
+pub fn remove_stale_tmp_files(dir: &Path, skip: &[&str], depth: usize) {
     let here = host_name();
-    let walk = walkdir::WalkDir::new(dir).into_iter().filter_entry(|e| {
+    let walk = walkdir::WalkDir::new(dir).max_depth(depth).into_iter().filter_entry(|e| {
         e.depth() != 1 || !skip.contains(&&*e.file_name().to_string_lossy())
     });
     for e in walk.filter_map(|e| e.ok()) {
@@ -407,14 +408,10 @@ impl Cache {
     /// damaged object is removed and the entry dropped, so the next lookup misses and the
     /// producing stage runs again; the error says which output and why.
     pub fn verify(&self, entry: &Built) -> Result<(), String> {
-        let bad = entry.outputs.par_iter().find_map_any(|out| {
-            let obj = self.object_path(&out.hash);
-            match hash_uncached(&obj) {
-                Ok(h) if h == out.hash => None,
-                Ok(_) => Some((out, "is corrupt (its blake3 no longer matches)")),
-                Err(_) => Some((out, "is missing from the cache")),
-            }
-        });
+        let bad = entry
+            .outputs
+            .par_iter()
+            .find_map_any(|out| self.fault(&out.hash, out.size).map(|why| (out, why)));
         let Some((out, why)) = bad else {
             return Ok(());
         };
@@ -424,11 +421,18 @@ impl Cache {
         Err(format!("cached output `{}` {why}", out.path))
     }
 
-    /// Whether the object for `hash` is in place with exactly these bytes (read in full).
-    fn intact(&self, hash: &str, size: u64) -> bool {
+    /// What is wrong with the object for `hash` (read in full, past the memo), or `None`
+    /// when it is in place with exactly these bytes.
+    fn fault(&self, hash: &str, size: u64) -> Option<&'static str> {
         let obj = self.object_path(hash);
-        fs::metadata(&obj).is_ok_and(|m| m.len() == size)
-            && hash_uncached(&obj).is_ok_and(|h| h == hash)
+        match fs::metadata(&obj) {
+            Err(_) => Some("is missing from the cache"),
+            Ok(m) if m.len() != size => Some("has the wrong size"),
+            Ok(_) => match hash_uncached(&obj) {
+                Ok(h) if h == hash => None,
+                _ => Some("is corrupt (its blake3 no longer matches)"),
+            },
+        }
     }
 
     /// Checks, on every core, the objects of the last build of each of `stages`, so that
@@ -486,7 +490,7 @@ impl Cache {
     /// Removes run folders left by processes of this machine that no longer exist (on a
     /// cache shared by a cluster's nodes, another machine's folders are its own business).
     pub fn clean_tmp(&self) {
-        remove_stale_tmp_files(&self.dir, &["objects", "tmp"]);
+        remove_stale_tmp_files(&self.dir, &["objects", "tmp"], usize::MAX);
         let Ok(rd) = fs::read_dir(self.dir.join("tmp")) else {
             return;
         };
@@ -554,7 +558,7 @@ impl Cache {
                 let size = fs::metadata(path)?.len();
                 let obj = self.object_path(&hash);
                 // An object already there is checked, not trusted: a damaged one is replaced.
-                if self.intact(&hash, size) {
+                if self.fault(&hash, size).is_none() {
                     fs::remove_file(path)?;
                 } else {
                     fs::create_dir_all(obj.parent().expect("objects have a parent"))?;

@@ -83,8 +83,6 @@ fn remove_with_empty_parents(root: &Path, rel: &str, stop: &Path) -> io::Result<
 /// previous materialization of `target` wrote that this one does not.
 pub fn materialize(cache: &Cache, entry: &Built, root: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
     let base_dir = base(root, target);
-    no_symlink(root, &base_dir)?;
-    super::cache::remove_stale_tmp_files(&base_dir, &[]);
     let mut written = Vec::new();
     let mut files = BTreeSet::new();
     for out in &entry.outputs {
@@ -109,6 +107,11 @@ pub fn materialize(cache: &Cache, entry: &Built, root: &Path, target: &str) -> i
             files.insert(rel.to_string_lossy().replace('\\', "/"));
         }
         written.push(to);
+    }
+    // Interrupted copies leave their temporary files beside the files they were writing.
+    let dirs: BTreeSet<&Path> = written.iter().filter_map(|p| p.parent()).collect();
+    for d in dirs {
+        super::cache::remove_stale_tmp_files(d, &[], 1);
     }
     let old = read_manifest(cache, target);
     for stale in old.files.difference(&files) {
