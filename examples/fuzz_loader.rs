@@ -13,13 +13,59 @@ use std::path::PathBuf;
 use pipe::rng::SplitMix64;
 
 const TOKENS: &[&str] = &[
-    "(", ")", "[", "]", "{", "}", ",", ":", "\"", "//", "/*", "*/", "NaN", "inf", "-inf", "1e999",
-    "-0.0", "4294967295", "18446744073709551616", "-1", "0", "Some(", "None", "r#\"", "\"#",
-    "uses: [\"x.ron\"]", "extends: \"", "inputs: [\"", "vary: {\"optimizer.lr\": [", "grid: {",
-    "seeds: 0", "seeds: 18446744073709551615", "target: \"reports/", "target: \"../",
-    "target: \"/etc/", "kind: \"train\"", "kind: \"report\"", "kind: \"fake\"", "model: Mlp(hidden: [",
-    "model: ConvNet(blocks: [(filters: 0", "config: (", "name: \"", "\u{feff}", "\u{0}", "é",
-    "\n", "\t", "'", "b'a'", "#![enable(implicit_some)]", "()", "Pipeline(", "stages: [",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "\"",
+    "//",
+    "/*",
+    "*/",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e999",
+    "-0.0",
+    "4294967295",
+    "18446744073709551616",
+    "-1",
+    "0",
+    "Some(",
+    "None",
+    "r#\"",
+    "\"#",
+    "uses: [\"x.ron\"]",
+    "extends: \"",
+    "inputs: [\"",
+    "vary: {\"optimizer.lr\": [",
+    "grid: {",
+    "seeds: 0",
+    "seeds: 18446744073709551615",
+    "target: \"reports/",
+    "target: \"../",
+    "target: \"/etc/",
+    "kind: \"train\"",
+    "kind: \"report\"",
+    "kind: \"fake\"",
+    "model: Mlp(hidden: [",
+    "model: ConvNet(blocks: [(filters: 0",
+    "config: (",
+    "name: \"",
+    "\u{feff}",
+    "\u{0}",
+    "é",
+    "\n",
+    "\t",
+    "'",
+    "b'a'",
+    "#![enable(implicit_some)]",
+    "()",
+    "Pipeline(",
+    "stages: [",
 ];
 
 /// The seed inputs: every shipped pipeline, and small ones for each feature.
@@ -57,7 +103,11 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 pub fn mutate(rng: &mut SplitMix64, text: &str) -> String {
     let mut b = text.as_bytes().to_vec();
     for _ in 0..1 + rng.below(4) {
-        let at = if b.is_empty() { 0 } else { rng.below(b.len() + 1) };
+        let at = if b.is_empty() {
+            0
+        } else {
+            rng.below(b.len() + 1)
+        };
         match rng.below(8) {
             0 if !b.is_empty() => {
                 let i = at.min(b.len() - 1);
@@ -87,8 +137,17 @@ pub fn mutate(rng: &mut SplitMix64, text: &str) -> String {
             _ => {
                 // A number replaced by an extreme one.
                 if let Some(i) = (at..b.len()).find(|&i| b[i].is_ascii_digit()) {
-                    let end = (i..b.len()).find(|&j| !b[j].is_ascii_digit() && b[j] != b'.').unwrap_or(b.len());
-                    let t = ["1e999", "NaN", "-inf", "0", "99999999999999999999", "1e-320"][rng.below(6)];
+                    let end = (i..b.len())
+                        .find(|&j| !b[j].is_ascii_digit() && b[j] != b'.')
+                        .unwrap_or(b.len());
+                    let t = [
+                        "1e999",
+                        "NaN",
+                        "-inf",
+                        "0",
+                        "99999999999999999999",
+                        "1e-320",
+                    ][rng.below(6)];
                     b.splice(i..end, t.bytes());
                 }
             }

@@ -35,7 +35,9 @@ pub fn stop_all(grace: std::time::Duration) -> usize {
     }
     let until = std::time::Instant::now() + grace;
     // SAFETY: as above; signal 0 only asks whether the group still exists.
-    while std::time::Instant::now() < until && groups.iter().any(|&g| unsafe { libc::kill(-g, 0) } == 0) {
+    while std::time::Instant::now() < until
+        && groups.iter().any(|&g| unsafe { libc::kill(-g, 0) } == 0)
+    {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     for &g in &groups {

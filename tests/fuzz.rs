@@ -15,5 +15,8 @@ fn the_loader_answers_every_mutant_without_panicking() {
         panic!("a mutant of {name} panicked the loader: {message}\n--- input\n{input}");
     }
     // The mutants must not all be rejected at the first byte: some still load.
-    assert!(loaded > cases / 100, "only {loaded} of {cases} mutants loaded");
+    assert!(
+        loaded > cases / 100,
+        "only {loaded} of {cases} mutants loaded"
+    );
 }

@@ -187,14 +187,23 @@ fn files_of_removed_variants_do_not_stay_behind() {
     p.edit("pipelines/mini.ron", "[0.5, 0.9]", "[0.9]");
     p.ok(&["build", "reports/mini.md"]);
     for f in gone {
-        assert!(!p.path().join(f).exists(), "{f} was removed with its variant");
+        assert!(
+            !p.path().join(f).exists(),
+            "{f} was removed with its variant"
+        );
     }
-    assert!(p.path().join("reports/mini/fit_optimizer.momentum_0.9.svg").is_file());
+    assert!(p
+        .path()
+        .join("reports/mini/fit_optimizer.momentum_0.9.svg")
+        .is_file());
     let runs: Vec<String> = std::fs::read_dir(p.path().join("reports/mini/tensorboard"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(sorted(&runs.iter().map(String::as_str).collect::<Vec<_>>()), sorted(&["base", "optimizer.momentum_0.9"]));
+    assert_eq!(
+        sorted(&runs.iter().map(String::as_str).collect::<Vec<_>>()),
+        sorted(&["base", "optimizer.momentum_0.9"])
+    );
     // A file the user put beside the report is not the build's to remove.
     p.write("reports/mini/notes.txt", "mine");
     p.ok(&["clean", "reports/mini.md"]);

@@ -13,7 +13,10 @@ pub(super) fn run(p: &Project, repair: bool) -> Result<ExitCode, Error> {
         let rel = d.path.strip_prefix(&p.root).unwrap_or(&d.path);
         println!("{}: {}", d.what, rel.display());
         for (stage, key, path) in &d.users {
-            println!("    used by {stage} ({path}, key {})", &key[..12.min(key.len())]);
+            println!(
+                "    used by {stage} ({path}, key {})",
+                &key[..12.min(key.len())]
+            );
         }
     }
     if repair {
@@ -27,9 +30,13 @@ pub(super) fn run(p: &Project, repair: bool) -> Result<ExitCode, Error> {
         clock.elapsed().as_secs_f64(),
         r.damage.len(),
         if repair && !r.damage.is_empty() {
-            format!("; removed {} files and entries, the next build rebuilds their stages", r.repaired)
+            format!(
+                "; removed {} files and entries, the next build rebuilds their stages",
+                r.repaired
+            )
         } else if !r.damage.is_empty() {
-            "; `pipe verify --repair` drops them so the next build rebuilds their stages".to_string()
+            "; `pipe verify --repair` drops them so the next build rebuilds their stages"
+                .to_string()
         } else {
             String::new()
         }

@@ -287,12 +287,28 @@ mod tests {
     #[test]
     fn volatile_outputs_do_not_enter_the_output_hash() {
         let plain = output_hash([("model.bin", "m"), ("metrics.jsonl", "x")]);
-        let timed = |t| output_hash([("model.bin", "m"), ("volatile/timing.json", t), ("metrics.jsonl", "x")]);
+        let timed = |t| {
+            output_hash([
+                ("model.bin", "m"),
+                ("volatile/timing.json", t),
+                ("metrics.jsonl", "x"),
+            ])
+        };
         assert_eq!(timed("t1"), plain);
         assert_eq!(timed("t1"), timed("t2"));
-        assert_ne!(output_hash([("model.bin", "m"), ("metrics.jsonl", "y")]), plain);
+        assert_ne!(
+            output_hash([("model.bin", "m"), ("metrics.jsonl", "y")]),
+            plain
+        );
         // Only the top-level folder is volatile.
-        assert_ne!(output_hash([("model.bin", "m"), ("metrics.jsonl", "x"), ("a/volatile/t", "t")]), plain);
+        assert_ne!(
+            output_hash([
+                ("model.bin", "m"),
+                ("metrics.jsonl", "x"),
+                ("a/volatile/t", "t")
+            ]),
+            plain
+        );
     }
 
     #[test]

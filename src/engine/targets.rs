@@ -22,7 +22,10 @@ struct Manifest {
 
 fn manifest_path(cache: &Cache, target: &str) -> PathBuf {
     let name = blake3::hash(target.as_bytes()).to_hex();
-    cache.dir.join("targets").join(format!("{}.json", &name[..32]))
+    cache
+        .dir
+        .join("targets")
+        .join(format!("{}.json", &name[..32]))
 }
 
 fn read_manifest(cache: &Cache, target: &str) -> Manifest {
@@ -43,9 +46,9 @@ fn base(root: &Path, target: &str) -> PathBuf {
 /// Refuses a path under `root` that passes through a symbolic link (or is one): a target
 /// is written inside the project, never wherever a link points.
 fn no_symlink(root: &Path, path: &Path) -> io::Result<()> {
-    let rel = path.strip_prefix(root).map_err(|_| {
-        io::Error::other(format!("`{}` is outside the project", path.display()))
-    })?;
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| io::Error::other(format!("`{}` is outside the project", path.display())))?;
     let mut at = root.to_path_buf();
     for c in rel.components() {
         at.push(c);
@@ -81,7 +84,12 @@ fn remove_with_empty_parents(root: &Path, rel: &str, stop: &Path) -> io::Result<
 /// Copies an entry's outputs next to `target` (a path under `root`), laid out relative to
 /// the target's folder (files already identical are left alone), then removes the files the
 /// previous materialization of `target` wrote that this one does not.
-pub fn materialize(cache: &Cache, entry: &Built, root: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
+pub fn materialize(
+    cache: &Cache,
+    entry: &Built,
+    root: &Path,
+    target: &str,
+) -> io::Result<Vec<PathBuf>> {
     let base_dir = base(root, target);
     let mut written = Vec::new();
     let mut files = BTreeSet::new();

@@ -62,7 +62,10 @@ pub fn verify(cache: &Cache, repair: bool) -> Report {
             let name = p.file_name()?.to_string_lossy().to_string();
             match hash_uncached(p) {
                 Ok(h) if h == name => None,
-                Ok(_) => Some((p.clone(), "corrupt object (its blake3 differs from its name)".to_string())),
+                Ok(_) => Some((
+                    p.clone(),
+                    "corrupt object (its blake3 differs from its name)".to_string(),
+                )),
                 Err(e) => Some((p.clone(), format!("unreadable object ({e})"))),
             }
         })
@@ -88,7 +91,11 @@ pub fn verify(cache: &Cache, repair: bool) -> Report {
         }
     }
     for (path, what) in bad_objects {
-        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         damage.push(Damage {
             what,
             users: users.get(&name).cloned().unwrap_or_default(),
@@ -104,7 +111,11 @@ pub fn verify(cache: &Cache, repair: bool) -> Report {
             let what = match fs::metadata(&obj) {
                 Err(_) => "missing object".to_string(),
                 Ok(m) if m.len() != out.size => {
-                    format!("object of the wrong size ({} bytes, the entry says {})", m.len(), out.size)
+                    format!(
+                        "object of the wrong size ({} bytes, the entry says {})",
+                        m.len(),
+                        out.size
+                    )
                 }
                 Ok(_) => continue,
             };

@@ -230,11 +230,16 @@ impl Loader<'_> {
             }
             let norm = normalize(p);
             if let Err(why) = confined(&norm) {
-                self.error_at(d.file, &path, format!("target `{t}` {why}"), Some(format!(
+                self.error_at(
+                    d.file,
+                    &path,
+                    format!("target `{t}` {why}"),
+                    Some(format!(
                     "targets are written under {}; {TARGET_DIRS_VAR} (folders separated by `:`) \
                      allows others",
                     target_dirs().iter().map(|d| format!("`{d}/`")).collect::<Vec<_>>().join(", ")
-                )));
+                )),
+                );
                 continue;
             }
             if let Some(&(f, i)) = seen.get(&norm) {
@@ -252,18 +257,24 @@ impl Loader<'_> {
         }
         // A report lays its files out in a folder named after it (`reports/lr.md` writes
         // `reports/lr/…`): a target in there would be overwritten by the other's build.
-        let assets: HashMap<PathBuf, PathBuf> =
-            seen.keys().map(|q| (q.with_extension(""), q.clone())).collect();
+        let assets: HashMap<PathBuf, PathBuf> = seen
+            .keys()
+            .map(|q| (q.with_extension(""), q.clone()))
+            .collect();
         let mut inside: Vec<(usize, usize, String)> = Vec::new();
         for (p, &(f, i)) in &seen {
             for dir in p.ancestors().skip(1) {
                 if let Some(q) = assets.get(dir).filter(|q| *q != p) {
-                    inside.push((f, i, format!(
-                        "target `{}` lies in `{}/`, where target `{}` writes its files",
-                        p.display(),
-                        dir.display(),
-                        q.display()
-                    )));
+                    inside.push((
+                        f,
+                        i,
+                        format!(
+                            "target `{}` lies in `{}/`, where target `{}` writes its files",
+                            p.display(),
+                            dir.display(),
+                            q.display()
+                        ),
+                    ));
                 }
             }
         }
@@ -291,7 +302,10 @@ fn target_dirs() -> Vec<String> {
 /// Whether a (normalized, relative) target path may be written: inside an output folder,
 /// never the pipelines, the repository's metadata or the cache.
 fn confined(target: &Path) -> Result<(), String> {
-    let first = target.components().next().map(|c| c.as_os_str().to_string_lossy().to_string());
+    let first = target
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().to_string());
     if let Some(first) = &first {
         if ["pipelines", ".git", "cache"].contains(&first.as_str()) {
             return Err(format!("would overwrite a file of `{first}/`"));

@@ -40,7 +40,11 @@ fn compare(b: &Agg, v: &Agg, noise: f64) -> Option<Verdict> {
                 "Welch's t-test over {} vs {} seeds, p = {}",
                 b.n(),
                 v.n(),
-                if p < 0.001 { "< 0.001".to_string() } else { format!("{p:.3}") }
+                if p < 0.001 {
+                    "< 0.001".to_string()
+                } else {
+                    format!("{p:.3}")
+                }
             ),
         });
     }
@@ -170,8 +174,14 @@ fn overfitting(bs: &[&Stats], vs: &[&Stats]) -> Option<String> {
     let spread = bm.sd().unwrap_or(0.0).max(vm.sd().unwrap_or(0.0)).max(1.0);
     let epochs = vs.iter().map(|s| s.epochs).min().unwrap_or(0) as f64;
     let base_epochs = bs.iter().map(|s| s.epochs).min().unwrap_or(0) as f64;
-    let growth = Agg::of(vs, |s| Some(s.gap? - s.gap_at_val_loss_min?)).mean().unwrap_or(0.0);
-    let untested = if bm.n() < 2 || vm.n() < 2 { "; one seed, untested" } else { "" };
+    let growth = Agg::of(vs, |s| Some(s.gap? - s.gap_at_val_loss_min?))
+        .mean()
+        .unwrap_or(0.0);
+    let untested = if bm.n() < 2 || vm.n() < 2 {
+        "; one seed, untested"
+    } else {
+        ""
+    };
     if v < b - spread && v + 1.0 < epochs && growth > 0.01 {
         Some(format!(
             "overfitting starts earlier: validation loss is lowest at epoch {} (base: {}) and the train–validation gap grows by {:.1} points after it{untested}",
@@ -204,7 +214,11 @@ fn smoothness(bs: &[&Stats], vs: &[&Stats]) -> Option<String> {
     if tested == Some(false) || b <= 0.0 || v <= 0.0 {
         return None;
     }
-    let note = if tested.is_none() { "; one seed, untested" } else { "" };
+    let note = if tested.is_none() {
+        "; one seed, untested"
+    } else {
+        ""
+    };
     let spreads = format!(
         "epoch-to-epoch spread of validation accuracy {:.2} vs {:.2} points{note}",
         v * 100.0,
@@ -258,7 +272,8 @@ mod tests {
     fn a_run_that_did_not_learn_is_named_and_its_curves_are_not_read() {
         let base = [learned(0.38)];
         let mut stuck = learned(0.119);
-        stuck.failure = Some("did not learn: best validation accuracy 11.9%, chance is 10.0%".into());
+        stuck.failure =
+            Some("did not learn: best validation accuracy 11.9%, chance is 10.0%".into());
         stuck.val_loss_min_epoch = Some(2);
         stuck.roughness = Some(0.001);
         let text = influence("optimizer.lr", &side("0.01", &base), &side("0.2", &[stuck]));
@@ -278,7 +293,11 @@ mod tests {
         let text = influence("batch_size", &side("256", &base), &side("64", &noisy));
         assert!(text.contains("no clear change in best validation accuracy (38.1% ± 0.3 vs 37.7% ± 2.1; Welch's t-test over 3 vs 3 seeds, p = 0.7"), "{text}");
         // One seed a side: the rule of thumb, said to be untested.
-        let text = influence("batch_size", &side("256", &base[..1]), &side("1024", &lower[..1]));
+        let text = influence(
+            "batch_size",
+            &side("256", &base[..1]),
+            &side("1024", &lower[..1]),
+        );
         assert!(text.contains("(-2.0 points; one seed, untested"), "{text}");
     }
 
@@ -287,11 +306,22 @@ mod tests {
         let base = [learned(0.38)];
         let mut rising = learned(0.30);
         rising.still_rising = true;
-        let text = influence("optimizer.lr", &side("0.01", &base), &side("0.001", &[rising]));
-        assert!(text.contains("still rising at its last epoch (20)"), "{text}");
+        let text = influence(
+            "optimizer.lr",
+            &side("0.01", &base),
+            &side("0.001", &[rising]),
+        );
+        assert!(
+            text.contains("still rising at its last epoch (20)"),
+            "{text}"
+        );
         assert!(!text.contains("plateau"), "{text}");
         let flat = learned(0.30);
-        let text = influence("optimizer.lr", &side("0.01", &base), &side("0.001", &[flat]));
+        let text = influence(
+            "optimizer.lr",
+            &side("0.01", &base),
+            &side("0.001", &[flat]),
+        );
         assert!(text.contains("plateaued below the base"), "{text}");
     }
 
@@ -302,7 +332,11 @@ mod tests {
         early.val_loss_min_epoch = Some(6);
         early.gap = Some(0.15);
         early.gap_at_val_loss_min = Some(0.03);
-        let text = influence("model.dropout", &side("0.5", &base), &side("0.0", &[early.clone()]));
+        let text = influence(
+            "model.dropout",
+            &side("0.5", &base),
+            &side("0.0", &[early.clone()]),
+        );
         assert!(text.contains("overfitting starts earlier: validation loss is lowest at epoch 6 (base: 18) and the train–validation gap grows by 12.0 points after it; one seed, untested"), "{text}");
         // The same minimum without a growing gap is not called overfitting.
         early.gap = Some(0.03);
@@ -321,7 +355,11 @@ mod tests {
         let base = [learned(0.38)];
         let mut slow = learned(0.38);
         slow.seconds_per_epoch = 3.0;
-        let text = influence("regularizer.kernel_l2", &side("0.0", &base), &side("0.0001", &[slow]));
+        let text = influence(
+            "regularizer.kernel_l2",
+            &side("0.0", &base),
+            &side("0.0001", &[slow]),
+        );
         assert!(!text.contains("time") && !text.contains(" s "), "{text}");
     }
 }

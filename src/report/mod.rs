@@ -107,7 +107,6 @@ pub fn slug(label: &str) -> String {
 
 const MAX_SLUG: usize = 100;
 
-
 pub struct Meta<'a> {
     pub title: &'a str,
     /// A short name for figure titles (`quick/mlp/momentum`).
@@ -147,6 +146,9 @@ mod tests {
         let (sa, sb) = (super::slug(&a), super::slug(&b));
         assert!(sa.len() <= 100 && sb.len() <= 100, "{sa}");
         assert_ne!(sa, sb);
-        assert_eq!(super::slug("optimizer.momentum=0.9"), "optimizer.momentum_0.9");
+        assert_eq!(
+            super::slug("optimizer.momentum=0.9"),
+            "optimizer.momentum_0.9"
+        );
     }
 }

@@ -104,7 +104,10 @@ fn finite(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
 }
 
 /// Returns whether the y axis is logarithmic.
-fn draw_panel(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, panel: &Panel) -> anyhow::Result<bool> {
+fn draw_panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    panel: &Panel,
+) -> anyhow::Result<bool> {
     let mut ys: Vec<f64> = Vec::new();
     let mut x_max: f64 = 2.0;
     for s in &panel.series {
@@ -206,12 +209,22 @@ where
         let marked: Vec<(f64, f64)> = pts.iter().step_by(every).copied().collect();
         let pts = marked.into_iter();
         match s.look.marker % 4 {
-            0 => chart.draw_series(pts.map(|p| Circle::new(p, 4, c.filled()))).map(|_| ()),
-            1 => chart.draw_series(pts.map(|p| TriangleMarker::new(p, 5, c.filled()))).map(|_| ()),
-            2 => chart
-                .draw_series(pts.map(|p| EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], c.filled())))
+            0 => chart
+                .draw_series(pts.map(|p| Circle::new(p, 4, c.filled())))
                 .map(|_| ()),
-            _ => chart.draw_series(pts.map(|p| Cross::new(p, 4, c.stroke_width(2)))).map(|_| ()),
+            1 => chart
+                .draw_series(pts.map(|p| TriangleMarker::new(p, 5, c.filled())))
+                .map(|_| ()),
+            2 => {
+                chart
+                    .draw_series(pts.map(|p| {
+                        EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], c.filled())
+                    }))
+                    .map(|_| ())
+            }
+            _ => chart
+                .draw_series(pts.map(|p| Cross::new(p, 4, c.stroke_width(2))))
+                .map(|_| ()),
         }
         .map_err(err)?;
     }
@@ -246,7 +259,10 @@ fn draw_legend(
         match s.look.marker % 4 {
             0 => area.draw(&Circle::new(p, 4, c.filled())),
             1 => area.draw(&TriangleMarker::new(p, 5, c.filled())),
-            2 => area.draw(&Rectangle::new([(p.0 - 4, p.1 - 4), (p.0 + 4, p.1 + 4)], c.filled())),
+            2 => area.draw(&Rectangle::new(
+                [(p.0 - 4, p.1 - 4), (p.0 + 4, p.1 + 4)],
+                c.filled(),
+            )),
             _ => area.draw(&Cross::new(p, 4, c.stroke_width(2))),
         }
         .map_err(err)?;
@@ -268,15 +284,24 @@ fn draw_legend(
 
 /// A confusion matrix as a heatmap: rows are the true class, columns the predicted one, each
 /// cell shaded by its share of the row and labelled with its count.
-pub fn confusion(path: &Path, title: &str, classes: &[String], matrix: &[Vec<usize>]) -> anyhow::Result<()> {
+pub fn confusion(
+    path: &Path,
+    title: &str,
+    classes: &[String],
+    matrix: &[Vec<usize>],
+) -> anyhow::Result<()> {
     let n = classes.len().max(1);
     let cell = 40i32;
     let (left, top) = (110i32, 60i32);
-    let size = (left as u32 + cell as u32 * n as u32 + 20, top as u32 + cell as u32 * n as u32 + 90);
+    let size = (
+        left as u32 + cell as u32 * n as u32 + 20,
+        top as u32 + cell as u32 * n as u32 + 90,
+    );
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let font = |s: i32| ("sans-serif", s).into_font().color(&BLACK);
-    root.draw(&Text::new(title.to_string(), (10, 12), font(16))).map_err(err)?;
+    root.draw(&Text::new(title.to_string(), (10, 12), font(16)))
+        .map_err(err)?;
     for (i, row) in matrix.iter().enumerate() {
         let total = row.iter().sum::<usize>().max(1) as f64;
         for (j, &count) in row.iter().enumerate() {
@@ -285,8 +310,11 @@ pub fn confusion(path: &Path, title: &str, classes: &[String], matrix: &[Vec<usi
             // White to Okabe–Ito blue.
             let mix = |to: u8| (255.0 - share * (255.0 - f64::from(to))).round() as u8;
             let fill = RGBColor(mix(0), mix(114), mix(178));
-            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], fill.filled()))
-                .map_err(err)?;
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                fill.filled(),
+            ))
+            .map_err(err)?;
             let text_color = if share > 0.5 { WHITE } else { BLACK };
             root.draw(&Text::new(
                 count.to_string(),
@@ -297,8 +325,12 @@ pub fn confusion(path: &Path, title: &str, classes: &[String], matrix: &[Vec<usi
         }
     }
     for (i, c) in classes.iter().enumerate() {
-        root.draw(&Text::new(c.clone(), (6, top + i as i32 * cell + 14), font(12)))
-            .map_err(err)?;
+        root.draw(&Text::new(
+            c.clone(),
+            (6, top + i as i32 * cell + 14),
+            font(12),
+        ))
+        .map_err(err)?;
         root.draw(&Text::new(
             c.chars().take(5).collect::<String>(),
             (left + i as i32 * cell + 3, top + n as i32 * cell + 8),
@@ -312,8 +344,12 @@ pub fn confusion(path: &Path, title: &str, classes: &[String], matrix: &[Vec<usi
         font(12),
     ))
     .map_err(err)?;
-    root.draw(&Text::new("true ↓  predicted →".to_string(), (10, 36), font(12)))
-        .map_err(err)?;
+    root.draw(&Text::new(
+        "true ↓  predicted →".to_string(),
+        (10, 36),
+        font(12),
+    ))
+    .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
 }

@@ -72,7 +72,11 @@ pub fn stats(run: &Run) -> Stats {
         best.and_then(|(_, b)| val.iter().find(|(_, a)| *a >= 0.9 * b).map(|(e, _)| *e));
     let losses: Vec<(usize, f64)> = m
         .iter()
-        .filter_map(|e| e.val_data_loss().filter(|l| l.is_finite()).map(|l| (e.epoch, l)))
+        .filter_map(|e| {
+            e.val_data_loss()
+                .filter(|l| l.is_finite())
+                .map(|l| (e.epoch, l))
+        })
         .collect();
     let val_loss_min_epoch = extreme(&losses, |a, b| a < b).map(|(e, _)| e);
     let gap_at = |epoch: usize| {
@@ -130,7 +134,11 @@ pub struct Agg {
 impl Agg {
     pub fn of(stats: &[&Stats], f: impl Fn(&Stats) -> Option<f64>) -> Agg {
         Agg {
-            values: stats.iter().filter_map(|s| f(s)).filter(|v| v.is_finite()).collect(),
+            values: stats
+                .iter()
+                .filter_map(|s| f(s))
+                .filter(|v| v.is_finite())
+                .collect(),
         }
     }
     pub fn n(&self) -> usize {
@@ -172,7 +180,11 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
     let diff = mean(a) - mean(b);
     if va + vb == 0.0 {
         let p = if diff == 0.0 { 1.0 } else { 0.0 };
-        return Some((if diff == 0.0 { 0.0 } else { f64::INFINITY }, na + nb - 2.0, p));
+        return Some((
+            if diff == 0.0 { 0.0 } else { f64::INFINITY },
+            na + nb - 2.0,
+            p,
+        ));
     }
     let t = diff / (va + vb).sqrt();
     let df = (va + vb).powi(2) / (va.powi(2) / (na - 1.0) + vb.powi(2) / (nb - 1.0));

@@ -47,11 +47,7 @@ type MeanCurve = (Vec<(f64, f64)>, Vec<(f64, f64, f64)>);
 
 /// Per epoch, the mean (and mean ± sd where there are two or more) over the runs that have
 /// a finite value there.
-fn mean_curve(
-    runs: &[&Run],
-    f: &dyn Fn(&EpochMetrics) -> Option<f64>,
-    scale: f64,
-) -> MeanCurve {
+fn mean_curve(runs: &[&Run], f: &dyn Fn(&EpochMetrics) -> Option<f64>, scale: f64) -> MeanCurve {
     let epochs = runs.iter().map(|r| r.metrics.len()).max().unwrap_or(0);
     let (mut line, mut band) = (Vec::new(), Vec::new());
     for e in 1..=epochs {
@@ -199,10 +195,17 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
         }],
     )?;
     writeln!(md, "## Curves\n")?;
-    writeln!(md, "![validation accuracy]({}/val_accuracy.svg)\n", meta.assets)?;
+    writeln!(
+        md,
+        "![validation accuracy]({}/val_accuracy.svg)\n",
+        meta.assets
+    )?;
     writeln!(md, "![validation loss]({}/val_loss.svg)\n", meta.assets)?;
     if !acc.log_axes.is_empty() || !loss.log_axes.is_empty() {
-        writeln!(md, "The validation loss axis is logarithmic: the curves span more than a factor of 30.\n")?;
+        writeln!(
+            md,
+            "The validation loss axis is logarithmic: the curves span more than a factor of 30.\n"
+        )?;
     }
 
     results_table(&mut md, &variants, runs, &all, &varied)?;
@@ -210,7 +213,10 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
     // Influence.
     writeln!(md, "## Influence\n")?;
     match variants.iter().position(|v| v.label == "base") {
-        None => writeln!(md, "No base run among the inputs: nothing to compare against.\n")?,
+        None => writeln!(
+            md,
+            "No base run among the inputs: nothing to compare against.\n"
+        )?,
         Some(bi) => {
             let base = &variants[bi];
             let base_run = &runs[base.runs[0]];
@@ -219,7 +225,9 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
                 for v in &variants {
                     let first = &runs[v.runs[0]];
                     let only_this = v.label != "base"
-                        && v.label.split(',').all(|part| part.starts_with(&format!("{path}=")));
+                        && v.label
+                            .split(',')
+                            .all(|part| part.starts_with(&format!("{path}=")));
                     if !only_this {
                         continue;
                     }
@@ -233,8 +241,14 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
                         "{}",
                         influence(
                             path,
-                            &Side { value: &bv, stats: bruns.iter().map(|&i| &all[i]).collect() },
-                            &Side { value: &vv, stats: vruns.iter().map(|&i| &all[i]).collect() },
+                            &Side {
+                                value: &bv,
+                                stats: bruns.iter().map(|&i| &all[i]).collect()
+                            },
+                            &Side {
+                                value: &vv,
+                                stats: vruns.iter().map(|&i| &all[i]).collect()
+                            },
                         )
                     )?;
                     any = true;
@@ -271,8 +285,26 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
             let (vp, vb) = mean_curve(&rs, val, scale);
             let c = i;
             vec![
-                Series { name: "training".into(), points: tp, band: tb, look: Look { color: c, dash: 1, marker: 1 } },
-                Series { name: "validation".into(), points: vp, band: vb, look: Look { color: c, dash: 0, marker: 0 } },
+                Series {
+                    name: "training".into(),
+                    points: tp,
+                    band: tb,
+                    look: Look {
+                        color: c,
+                        dash: 1,
+                        marker: 1,
+                    },
+                },
+                Series {
+                    name: "validation".into(),
+                    points: vp,
+                    band: vb,
+                    look: Look {
+                        color: c,
+                        dash: 0,
+                        marker: 0,
+                    },
+                },
             ]
         };
         let title = format!("{}: {}", meta.study, legend_name(v, &all));
@@ -291,7 +323,11 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
                 },
             ],
         )?;
-        let log = if drawn.log_axes.is_empty() { "" } else { " (loss axis logarithmic)" };
+        let log = if drawn.log_axes.is_empty() {
+            ""
+        } else {
+            " (loss axis logarithmic)"
+        };
         writeln!(md, "![{}]({}/{file}){log}\n", v.label, meta.assets)?;
     }
 
@@ -330,7 +366,11 @@ fn results_table(
         let a = |f: &dyn Fn(&Stats) -> Option<f64>| Agg::of(&st, f);
         let epoch_cell = |f: &dyn Fn(&Stats) -> Option<usize>| {
             let agg = a(&|s| f(s).map(|e| e as f64));
-            if st.len() == 1 { agg.num(0) } else { agg.num(1) }
+            if st.len() == 1 {
+                agg.num(0)
+            } else {
+                agg.num(1)
+            }
         };
         let gap = a(&|s| s.gap.map(|g| g * 100.0));
         write!(
@@ -408,11 +448,18 @@ fn classes(
         let file = format!("confusion_{}.svg", slug(&v.label));
         confusion(
             &assets.join(&file),
-            &format!("{}: {} — confusion matrix (test, final weights, seed {})", meta.study, v.label, r.summary.seed),
+            &format!(
+                "{}: {} — confusion matrix (test, final weights, seed {})",
+                meta.study, v.label, r.summary.seed
+            ),
             &r.eval.classes,
             &r.eval.last.confusion,
         )?;
-        writeln!(md, "![confusion matrix of {}]({}/{file})\n", v.label, meta.assets)?;
+        writeln!(
+            md,
+            "![confusion matrix of {}]({}/{file})\n",
+            v.label, meta.assets
+        )?;
     }
     Ok(())
 }

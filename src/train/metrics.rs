@@ -93,7 +93,10 @@ pub fn failed_to_learn(metrics: &[EpochMetrics], classes: usize) -> Option<Strin
     let finite = |x: &Option<f64>| x.filter(|v| v.is_finite());
     let val: Vec<f64> = metrics.iter().filter_map(|m| finite(&m.val_acc)).collect();
     let (best, what) = if val.is_empty() {
-        let train = metrics.iter().map(|m| m.train_acc).filter(|a| a.is_finite());
+        let train = metrics
+            .iter()
+            .map(|m| m.train_acc)
+            .filter(|a| a.is_finite());
         (train.fold(f64::NAN, f64::max), "training")
     } else {
         (val.iter().copied().fold(f64::NAN, f64::max), "validation")
@@ -106,7 +109,10 @@ pub fn failed_to_learn(metrics: &[EpochMetrics], classes: usize) -> Option<Strin
         ));
     }
     let guess = classes.ln();
-    let last = metrics.iter().rev().find_map(|m| finite(&m.val_data_loss()));
+    let last = metrics
+        .iter()
+        .rev()
+        .find_map(|m| finite(&m.val_data_loss()));
     match last {
         Some(l) if l > EXPLODED * guess => Some(format!(
             "loss exploded: last validation loss {}, {:.0}× that of a uniform guess ({guess:.2})",
@@ -119,7 +125,13 @@ pub fn failed_to_learn(metrics: &[EpochMetrics], classes: usize) -> Option<Strin
 
 /// Three significant digits, without an exponent for the values losses take.
 pub fn significant(x: f64) -> String {
-    let digits = if x.abs() >= 100.0 { 0 } else if x.abs() >= 10.0 { 1 } else { 2 };
+    let digits = if x.abs() >= 100.0 {
+        0
+    } else if x.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
     format!("{x:.digits$}")
 }
 
@@ -146,7 +158,10 @@ mod tests {
         // lr 0.2 in the quick learning-rate study: 11.9%, loss in the hundreds.
         let stuck = [epoch(1, 0.10, 129.0), epoch(2, 0.119, 362.0)];
         let why = failed_to_learn(&stuck, 10).unwrap();
-        assert!(why.contains("did not learn: best validation accuracy 11.9%"), "{why}");
+        assert!(
+            why.contains("did not learn: best validation accuracy 11.9%"),
+            "{why}"
+        );
         let exploded = [epoch(1, 0.30, 1.9), epoch(2, 0.32, 40.0)];
         let why = failed_to_learn(&exploded, 10).unwrap();
         assert!(why.starts_with("loss exploded"), "{why}");

@@ -125,11 +125,19 @@ impl ResNetConfig {
         let mut activations = 3.0 * w * 1024.0;
         for (stage, side) in [(0, 32.0), (1, 16.0), (2, 8.0)] {
             let c = w * f64::from(1 << stage);
-            params += n * 2.0 * (9.0 * c * c + 2.0 * c) + if stage > 0 { c * c / 2.0 + 2.0 * c } else { 0.0 };
+            params += n * 2.0 * (9.0 * c * c + 2.0 * c)
+                + if stage > 0 {
+                    c * c / 2.0 + 2.0 * c
+                } else {
+                    0.0
+                };
             activations += n * 6.0 * c * side * side;
         }
         params += 4.0 * w * CLASSES as f64 + CLASSES as f64;
-        Size { params, activations }
+        Size {
+            params,
+            activations,
+        }
     }
 
     pub fn check(&self) -> Result<(), FieldError> {
@@ -244,7 +252,11 @@ impl HighwayConfig {
         let w = self.width as f64;
         let layer = 2.0 * (w * w + w);
         Size {
-            params: INPUTS as f64 * w + w + self.depth as f64 * layer + w * CLASSES as f64 + CLASSES as f64,
+            params: INPUTS as f64 * w
+                + w
+                + self.depth as f64 * layer
+                + w * CLASSES as f64
+                + CLASSES as f64,
             activations: w + self.depth as f64 * 4.0 * w + CLASSES as f64,
         }
     }

@@ -298,7 +298,10 @@ impl RecurrentConfig {
             Cell::Gru => 3.0,
             Cell::Lstm => 4.0,
         };
-        let (h, dirs) = (self.hidden as f64, if self.bidirectional { 2.0 } else { 1.0 });
+        let (h, dirs) = (
+            self.hidden as f64,
+            if self.bidirectional { 2.0 } else { 1.0 },
+        );
         let mut s = Size::default();
         for i in 0..self.layers {
             let d_in = if i == 0 { 96.0 } else { dirs * h };
