@@ -132,6 +132,9 @@ pub struct StageJobArgs {
     pub key: String,
     #[arg(long)]
     pub force: bool,
+    /// Report progress as tagged lines on stdout, for the build that started this process.
+    #[arg(long)]
+    pub progress_lines: bool,
 }
 
 #[derive(Args, Debug)]

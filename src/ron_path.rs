@@ -216,6 +216,9 @@ fn offset_in(outer: &str, inner: &str) -> usize {
 /// JSON, which keys are made from, writes all three as `null`, so they must never get that
 /// far. Enum variants with fields (`Normal(0, NaN)`) are looked into.
 pub fn non_finite(text: &str) -> Option<(FieldPath, usize)> {
+    if !may_be_non_finite(text) {
+        return None;
+    }
     fn walk<'a>(outer: &'a str, cur: &'a str, path: FieldPath) -> Option<(FieldPath, usize)> {
         let inner = |v: &'a str, p: FieldPath| walk(outer, v, p);
         match children(cur) {
@@ -229,7 +232,10 @@ pub fn non_finite(text: &str) -> Option<(FieldPath, usize)> {
             Children::Leaf => {
                 let t = cur.trim();
                 if t.parse::<f64>().is_ok_and(|x| !x.is_finite()) {
-                    return Some((path, offset_in(outer, cur) + (cur.len() - cur.trim_start().len())));
+                    return Some((
+                        path,
+                        offset_in(outer, cur) + (cur.len() - cur.trim_start().len()),
+                    ));
                 }
                 // `Variant(…)`: ron hands the whole of it over as one value.
                 let open = t.find('(')?;
@@ -248,6 +254,45 @@ pub fn non_finite(text: &str) -> Option<(FieldPath, usize)> {
         }
     }
     walk(text, text, FieldPath(Vec::new()))
+}
+
+/// Whether `text` could hold a non-finite number at all: a `nan` or `inf` (any case, as
+/// Rust's float parser reads them), an exponent of three digits or more, or 300 digits in a
+/// row. Nearly every config has none, and is spared the walk through its values (which
+/// parses every level again: most of the loading time of a plan of 40,000 variants).
+fn may_be_non_finite(text: &str) -> bool {
+    let b = text.as_bytes();
+    let word = |w: &[u8]| b.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
+    if word(b"nan") || word(b"inf") {
+        return true;
+    }
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run >= 300 {
+                return true;
+            }
+            continue;
+        }
+        if (c == b'e' || c == b'E') && run > 0 {
+            let mut j = i + 1;
+            if matches!(b.get(j), Some(b'+') | Some(b'-')) {
+                j += 1;
+            }
+            let digits = b[j.min(b.len())..]
+                .iter()
+                .take_while(|d| d.is_ascii_digit())
+                .count();
+            if digits >= 3 {
+                return true;
+            }
+        }
+        if c != b'.' {
+            run = 0;
+        }
+    }
+    false
 }
 
 /// Where a path failed to resolve: how many segments matched and what was there instead.
@@ -528,11 +573,44 @@ mod tests {
         let at = |t: &str| non_finite(t).map(|(p, o)| (p.to_string(), line_col(t, o)));
         assert_eq!(at("(lr: 0.1, m: [1.0, 2.5])"), None);
         assert_eq!(at("(lr: NaN)"), Some(("lr".into(), (1, 6))));
-        assert_eq!(at("(o: (eps: -inf), b: 1)"), Some(("o.eps".into(), (1, 11))));
+        assert_eq!(
+            at("(o: (eps: -inf), b: 1)"),
+            Some(("o.eps".into(), (1, 11)))
+        );
         assert_eq!(at("(h: [1.0,\n 1e999])"), Some(("h[1]".into(), (2, 2))));
-        assert_eq!(at("(init: Normal(0.0, NaN))"), Some(("init[1]".into(), (1, 20))));
-        assert_eq!(at("(init: Uniform(min: inf, max: 1.0))"), Some(("init.min".into(), (1, 21))));
+        assert_eq!(
+            at("(init: Normal(0.0, NaN))"),
+            Some(("init[1]".into(), (1, 20)))
+        );
+        assert_eq!(
+            at("(init: Uniform(min: inf, max: 1.0))"),
+            Some(("init.min".into(), (1, 21)))
+        );
         assert_eq!(at("(s: Some(inf))"), Some(("s".into(), (1, 10))));
+        assert_eq!(
+            at(&format!("(big: {}.0)", "9".repeat(400))),
+            Some(("big".into(), (1, 7)))
+        );
+        assert_eq!(at("(x: 1.5E+400)"), Some(("x".into(), (1, 5))));
+    }
+
+    #[test]
+    fn the_quick_look_for_non_finite_numbers_misses_none_and_passes_ordinary_configs() {
+        for t in [
+            "(lr: NaN)",
+            "(a: -INF)",
+            "(a: infinity)",
+            "(x: 1e999)",
+            "(x: 2.5E-400)",
+        ] {
+            assert!(may_be_non_finite(t), "{t}");
+        }
+        for t in [
+            "(lr: 0.1, wd: 1e-5, m: [1.0, 2e10], s: \"Relu\", seed: 42)",
+            "(name: \"x\")",
+        ] {
+            assert!(!may_be_non_finite(t), "{t}");
+        }
     }
 
     #[test]

@@ -83,6 +83,12 @@ pub trait StageConfig: Send + Sync + 'static {
     {
         None
     }
+    /// Whether the stage runs in a child process of its own: one whose end can take the
+    /// process down (native code that aborts when an allocation fails), so that such an
+    /// end fails it alone.
+    fn own_process(&self) -> bool {
+        false
+    }
     /// Produce the outputs. Anything written to `ctx.out_dir()` becomes the stage's output.
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()>;
 }
@@ -273,4 +279,27 @@ impl RunCtx<'_> {
     pub fn progress_bytes(&self, done: u64, total: u64, message: &str) {
         self.progress.set_bytes(done, total, message);
     }
+}
+
+/// Writes a stage's output file, naming the path when the disk is full or the folder gone
+/// (`std::fs::write` alone says "No space left on device" and no more).
+pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    std::fs::write(path, bytes)
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot write {}", path.display())))
+}
+
+/// As [`write_file`], through a temporary file renamed over `path`: a kill at any moment
+/// leaves the old file or the new one, whole (checkpoints, the best weights so far).
+pub fn replace_file(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_file(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "cannot rename {} to {}",
+            tmp.display(),
+            path.display()
+        ))
+    })
 }

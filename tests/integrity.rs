@@ -32,12 +32,18 @@ fn built() -> Project {
 fn object_of(p: &Project, stage: &str) -> PathBuf {
     let status: serde_json::Value =
         serde_json::from_str(&p.ok(&["status", "--json", stage]).stdout).unwrap();
-    let row = status.as_array().unwrap().iter().find(|r| r["stage"] == stage).unwrap();
+    let row = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["stage"] == stage)
+        .unwrap();
     let key = row["key"].as_str().unwrap();
     let entry: serde_json::Value =
         serde_json::from_str(&p.read(&format!("cache/entries/{}/{key}.json", &key[..2]))).unwrap();
     let hash = entry["outputs"][0]["hash"].as_str().unwrap();
-    p.path().join(format!("cache/objects/{}/{hash}", &hash[..2]))
+    p.path()
+        .join(format!("cache/objects/{}/{hash}", &hash[..2]))
 }
 
 /// Flips the first byte of `path` in place and puts its mtime back: what a disk error or a
@@ -68,22 +74,36 @@ fn a_damaged_input_is_caught_before_a_stage_uses_it_and_rebuilt_in_the_same_buil
     let damaged = fs::read(&obj).unwrap();
 
     // status, explain, list and dag change nothing: the damaged object stays for verify.
-    for args in [&["status"][..], &["explain", "reports/r.md"], &["list"], &["dag"]] {
+    for args in [
+        &["status"][..],
+        &["explain", "reports/r.md"],
+        &["list"],
+        &["dag"],
+    ] {
         p.pipe(args);
-        assert_eq!(fs::read(&obj).unwrap(), damaged, "{args:?} changed the cache");
+        assert_eq!(
+            fs::read(&obj).unwrap(),
+            damaged,
+            "{args:?} changed the cache"
+        );
     }
     assert!(p.ran().is_empty());
 
     // A stage that reads it hashes it first: the input is rebuilt, then the stage runs.
     let r = p.ok(&["build", "--force", "s:train"]);
     assert!(
-        r.stdout.contains("input from `s:data`: cached output `out.txt` is corrupt"),
+        r.stdout
+            .contains("input from `s:data`: cached output `out.txt` is corrupt"),
         "{r:?}"
     );
     let ran = p.ran();
     assert!(ran.contains(&"s:data".to_string()), "{ran:?}");
     assert!(ran.contains(&"s:train".to_string()), "{ran:?}");
-    assert_ne!(fs::read(&obj).unwrap(), damaged, "the object was stored again, intact");
+    assert_ne!(
+        fs::read(&obj).unwrap(),
+        damaged,
+        "the object was stored again, intact"
+    );
     let v = p.pipe(&["verify"]);
     assert_eq!(v.code, 0, "{v:?}");
     assert!(v.stdout.contains("0 damaged"), "{v:?}");
@@ -96,14 +116,21 @@ fn verify_names_every_damaged_object_and_its_stages_and_repair_makes_the_next_bu
     let model = object_of(&p, "s:train[optimizer.lr=0.1]");
     flip_keeping_mtime(&data);
     fs::remove_file(&model).unwrap();
-    assert!(p.ok(&["status"]).stdout.contains("fresh  s:data"), "the memo is trusted");
+    assert!(
+        p.ok(&["status"]).stdout.contains("fresh  s:data"),
+        "the memo is trusted"
+    );
 
     let v = p.pipe(&["verify"]);
     assert_eq!(v.code, 1, "{v:?}");
     assert!(v.stdout.contains("corrupt object"), "{v:?}");
     assert!(v.stdout.contains("used by s:data (out.txt"), "{v:?}");
     assert!(v.stdout.contains("missing object"), "{v:?}");
-    assert!(v.stdout.contains("used by s:train[optimizer.lr=0.1] (out.txt"), "{v:?}");
+    assert!(
+        v.stdout
+            .contains("used by s:train[optimizer.lr=0.1] (out.txt"),
+        "{v:?}"
+    );
     assert!(v.stdout.contains("2 damaged"), "{v:?}");
 
     let v = p.pipe(&["verify", "--repair"]);
@@ -112,7 +139,10 @@ fn verify_names_every_damaged_object_and_its_stages_and_repair_makes_the_next_bu
     p.ok(&["build"]);
     let ran = p.ran();
     assert!(ran.contains(&"s:data".to_string()), "{ran:?}");
-    assert!(ran.contains(&"s:train[optimizer.lr=0.1]".to_string()), "{ran:?}");
+    assert!(
+        ran.contains(&"s:train[optimizer.lr=0.1]".to_string()),
+        "{ran:?}"
+    );
     assert!(p.pipe(&["verify"]).stdout.contains("0 damaged"));
 }
 
@@ -124,7 +154,10 @@ fn a_damaged_object_is_never_copied_into_a_target() {
     fs::remove_file(p.path().join("reports/r.md")).unwrap();
     let r = p.pipe(&["build"]);
     assert_eq!(r.code, 3, "{r:?}");
-    assert!(r.stdout.contains("is corrupt") || r.stderr.contains("is corrupt"), "{r:?}");
+    assert!(
+        r.stdout.contains("is corrupt") || r.stderr.contains("is corrupt"),
+        "{r:?}"
+    );
     assert!(!p.path().join("reports/r.md").exists());
 }
 
@@ -135,7 +168,10 @@ fn targets_stay_inside_the_output_folders() {
         (".git/HEAD", "would overwrite a file of `.git/`"),
         ("cache/index.json", "would overwrite a file of `cache/`"),
         ("notes.md", "is outside the folders targets are written to"),
-        ("reports/../pipelines/s.ron", "must be a relative path inside the project"),
+        (
+            "reports/../pipelines/s.ron",
+            "must be a relative path inside the project",
+        ),
     ] {
         let p = Project::new();
         p.write("pipelines/s.ron", &STUDY.replace("reports/r.md", target));
@@ -148,10 +184,16 @@ fn targets_stay_inside_the_output_folders() {
     }
     // Allowed elsewhere only when asked for.
     let p = Project::new();
-    p.write("pipelines/s.ron", &STUDY.replace("reports/r.md", "figures/r.md"));
+    p.write(
+        "pipelines/s.ron",
+        &STUDY.replace("reports/r.md", "figures/r.md"),
+    );
     assert_eq!(p.pipe(&["list"]).code, 2);
     let r = util::Run::from_output(
-        p.cmd(&["build"]).env("PIPE_TARGET_DIRS", "figures").output().unwrap(),
+        p.cmd(&["build"])
+            .env("PIPE_TARGET_DIRS", "figures")
+            .output()
+            .unwrap(),
     );
     assert_eq!(r.code, 0, "{r:?}");
     assert!(p.path().join("figures/r.md").is_file());
@@ -167,7 +209,11 @@ fn targets_stay_inside_the_output_folders() {
     );
     let r = p.pipe(&["list"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("lies in `reports/r/`, where target `reports/r.md`"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("lies in `reports/r/`, where target `reports/r.md`"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -177,22 +223,47 @@ fn a_target_is_never_written_through_a_symbolic_link() {
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), p.path().join("reports")).unwrap();
     let r = p.pipe(&["build"]);
-    assert_eq!(r.code, 3, "a target that cannot be written is a file-system error: {r:?}");
+    assert_eq!(
+        r.code, 3,
+        "a target that cannot be written is a file-system error: {r:?}"
+    );
     assert!(r.stdout.contains("`reports` is a symbolic link"), "{r:?}");
-    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written there");
+    assert_eq!(
+        fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written there"
+    );
 }
 
 #[test]
 fn empty_lists_non_finite_numbers_and_symlinked_pipelines() {
     for (edit, expected) in [
-        (r#"vary: {"optimizer.lr": []}"#, "`vary` gives `optimizer.lr` no values"),
-        (r#"grid: {"optimizer.lr": []}"#, "`grid` gives `optimizer.lr` no values"),
-        (r#"vary: {"optimizer.lr": [NaN]}"#, "`optimizer.lr` is not a finite number"),
-        (r#"vary: {"optimizer.lr": [inf]}"#, "`optimizer.lr` is not a finite number"),
-        (r#"vary: {"optimizer.lr": [-1e999]}"#, "`optimizer.lr` is not a finite number"),
+        (
+            r#"vary: {"optimizer.lr": []}"#,
+            "`vary` gives `optimizer.lr` no values",
+        ),
+        (
+            r#"grid: {"optimizer.lr": []}"#,
+            "`grid` gives `optimizer.lr` no values",
+        ),
+        (
+            r#"vary: {"optimizer.lr": [NaN]}"#,
+            "`optimizer.lr` is not a finite number",
+        ),
+        (
+            r#"vary: {"optimizer.lr": [inf]}"#,
+            "`optimizer.lr` is not a finite number",
+        ),
+        (
+            r#"vary: {"optimizer.lr": [-1e999]}"#,
+            "`optimizer.lr` is not a finite number",
+        ),
     ] {
         let p = Project::new();
-        p.write("pipelines/s.ron", &STUDY.replace(r#"vary: {"optimizer.lr": [0.1]}"#, edit));
+        p.write(
+            "pipelines/s.ron",
+            &STUDY.replace(r#"vary: {"optimizer.lr": [0.1]}"#, edit),
+        );
         let r = p.pipe(&["build"]);
         assert_eq!(r.code, 2, "{edit}: {r:?}");
         assert!(r.stderr.contains(expected), "{edit}: {r:?}");
@@ -200,8 +271,11 @@ fn empty_lists_non_finite_numbers_and_symlinked_pipelines() {
     }
     let p = Project::new();
     p.write("elsewhere/s.ron", STUDY);
-    std::os::unix::fs::symlink(p.path().join("elsewhere/s.ron"), p.path().join("pipelines/s.ron"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        p.path().join("elsewhere/s.ron"),
+        p.path().join("pipelines/s.ron"),
+    )
+    .unwrap();
     let r = p.ok(&["list"]);
     assert!(r.stdout.contains("s:train"), "{r:?}");
 }
@@ -224,14 +298,20 @@ fn temporary_files_of_interrupted_writes_are_removed_by_the_next_build() {
             .set_modified(day_ago)
             .unwrap();
     }
-    p.write("cache/.memo.json~othernode~4242~3.tmp", "a live write on another node");
+    p.write(
+        "cache/.memo.json~othernode~4242~3.tmp",
+        "a live write on another node",
+    );
     // A build that runs something (a no-op build is answered without looking).
     p.edit("pipelines/s.ron", "value: \"R\"", "value: \"R2\"");
     p.ok(&["build"]);
     for l in leftovers {
         assert!(!p.path().join(l).exists(), "{l} left behind");
     }
-    assert!(p.path().join("cache/.memo.json~othernode~4242~3.tmp").exists());
+    assert!(p
+        .path()
+        .join("cache/.memo.json~othernode~4242~3.tmp")
+        .exists());
     assert_eq!(p.ran(), sorted(&["s:report"]));
 }
 
@@ -239,7 +319,10 @@ fn temporary_files_of_interrupted_writes_are_removed_by_the_next_build() {
 fn gone(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
 
@@ -253,15 +336,25 @@ fn sigint_and_sigterm_stop_every_child_say_what_stopped_and_exit_128_plus_the_si
                 (name: "slow", kind: "command", config: (run: "sleep 300 & echo $! > \"$PIPE_ROOT/sleep.pid\"; wait")),
             ])"#,
         );
-        let child = p.cmd(&["build", "c:slow"]).stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let child = p
+            .cmd(&["build", "c:slow"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
         let pid_file = p.path().join("sleep.pid");
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let sleep_pid = loop {
-            if let Some(pid) = fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+            if let Some(pid) = fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
                 break pid;
             }
-            assert!(std::time::Instant::now() < deadline, "the command never started");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command never started"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(!gone(sleep_pid));
@@ -274,14 +367,183 @@ fn sigint_and_sigterm_stop_every_child_say_what_stopped_and_exit_128_plus_the_si
         let r = util::Run::from_output(out);
         assert_eq!(r.code, code, "{signal}: {r:?}");
         assert!(r.stderr.contains("stopped  c:slow"), "{r:?}");
-        assert!(r.stderr.contains("1 stage stopped (1 process group)"), "{r:?}");
+        assert!(
+            r.stderr.contains("1 stage stopped (1 process group)"),
+            "{r:?}"
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !gone(sleep_pid) {
-            assert!(std::time::Instant::now() < deadline, "{signal}: the command's child outlived pipe");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{signal}: the command's child outlived pipe"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         // Nothing half-done looks fresh, and the lock is free: the next build runs it.
         let s = p.ok(&["status"]);
         assert!(s.stdout.contains("stale  c:slow"), "{s:?}");
     }
+}
+
+/// A stage that aborts its process (as burn does when an allocation fails) fails alone: it
+/// runs in a child process of its own, its sibling is built, and the build prints its
+/// summary and exits 1.
+#[test]
+fn a_stage_that_aborts_its_process_fails_alone_and_the_build_goes_on() {
+    let p = Project::new();
+    p.write(
+        "pipelines/a.ron",
+        r#"Pipeline(stages: [
+            (name: "data", kind: "fake", config: (value: "d")),
+            (name: "train", kind: "fake", inputs: ["data"], config: (value: "m", own_process: true, sleep_ms: 200)),
+            (name: "boom", kind: "fake", inputs: ["data"], config: (value: "m", own_process: true, abort: true)),
+        ])"#,
+    );
+    let r = p.pipe(&["build", "-k", "a:train", "a:boom"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("killed by SIGABRT"), "{r:?}");
+    assert!(
+        r.stdout.contains("fake stage asked to abort"),
+        "the child's last words: {r:?}"
+    );
+    assert!(r.stdout.contains("2 built, 0 fresh, 1 failed"), "{r:?}");
+    let s = p.ok(&["status"]);
+    assert!(s.stdout.lines().any(|l| l == "fresh  a:train"), "{s:?}");
+    assert!(s.stdout.contains("stale  a:boom"), "{s:?}");
+}
+
+/// The child a training stage runs in dies with the build, even when the build is killed
+/// with SIGKILL (it cannot pass anything on): nothing trains on, holding the key's lock.
+#[test]
+fn a_stage_process_dies_with_a_killed_build() {
+    let p = Project::new();
+    p.write(
+        "pipelines/a.ron",
+        r#"Pipeline(stages: [
+            (name: "slow", kind: "fake", config: (own_process: true, steps: 2000, sleep_ms: 20)),
+        ])"#,
+    );
+    let mut build = p
+        .cmd(&["build", "a:slow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // The build's child: the process whose parent is the build (field 4 of its stat).
+    let child_of = |parent: u32| {
+        fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid: u32 = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == parent).then_some(pid)
+        })
+    };
+    let stage_pid = loop {
+        if let Some(pid) = child_of(build.id()) {
+            if util::find(&p.path().join("cache/scratch"), "step").is_some() {
+                break pid;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stage's process never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    build.kill().unwrap();
+    build.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !gone(stage_pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stage's process outlived the killed build"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A build with nothing to do reads the cache and writes nothing to it: it works on a cache
+/// mounted read-only (a finished study kept on an archive disk, a shared cache without
+/// write permission), whether the no-op shortcut answers or the plan is assessed again.
+#[test]
+fn a_no_op_build_works_on_a_read_only_cache() {
+    let p = Project::new();
+    p.write("pipelines/s.ron", STUDY);
+    let r = util::in_mount_namespace(
+        &p,
+        r#"mkdir -p cache && mount -t tmpfs -o size=64m tmpfs cache || exit 90
+"$PIPE" build >/dev/null || exit 91
+mount -o remount,ro cache || exit 92
+touch cache/probe 2>/dev/null && exit 93
+"$PIPE" build || exit 94
+echo '// a comment: the shortcut does not answer, the plan is assessed' >> pipelines/s.ron
+"$PIPE" build || exit 95
+"$PIPE" status || exit 96
+"#,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stdout.matches("0 built, 4 fresh, 0 failed").count(),
+        2,
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("4 fresh, 0 stale"), "{r:?}");
+}
+
+/// One load reports every broken stage of every file, a bracket never closed at that
+/// bracket (not where the parser stumbles, lines on), and a file that is not UTF-8 at the
+/// line and column of its first bad byte.
+#[test]
+fn every_syntax_error_of_every_file_is_reported_at_once_and_where_it_is() {
+    let p = Project::new();
+    p.write(
+        "pipelines/a.ron",
+        "Pipeline(stages: [\n    (name: \"data\", kind: \"fake\", config: (value: \"d\"),\n    (name: \"train\", kind: \"fake\", inputs: [\"data\"]),\n])\n",
+    );
+    p.write(
+        "pipelines/b.ron",
+        "Pipeline(stages: [\n    (name: \"x\", kindd: \"fake\"),\n    (name: \"y\", kind: \"fake\"),\n    (name: \"z\", kind: \"fake\", confi: ()),\n])\n",
+    );
+    let r = p.pipe(&["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("pipelines/a.ron:2:5: this `(` is never closed"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr.contains("the `]` at 4:1 closes the `[` at 1:18"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("pipelines/b.ron:2:17: stages[0].kindd: unknown field"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("pipelines/b.ron:4:31: stages[2].confi: unknown field"),
+        "{r:?}"
+    );
+    assert_eq!(r.stderr.matches("error: ").count(), 3, "{r:?}");
+
+    fs::write(
+        p.path().join("pipelines/c.ron"),
+        b"Pipeline(\n  description: \"caf\xc3\xa9 \xe9\",\n  stages: [])\n",
+    )
+    .unwrap();
+    let r = p.pipe(&["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("pipelines/c.ron:2:22: not UTF-8: byte 32 (0xE9)"),
+        "the column counts the characters before the byte: {r:?}"
+    );
 }

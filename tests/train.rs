@@ -172,7 +172,12 @@ fn a_killed_run_resumes_and_ends_bitwise_identical_to_an_uninterrupted_one() {
             .map(|e| e.unwrap())
             .filter(|e| e.file_type().is_file())
             .map(|e| {
-                let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().to_string();
+                let rel = e
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string();
                 (rel, std::fs::read(e.path()).unwrap())
             })
             .filter(|(rel, _)| !rel.starts_with("volatile/"))
@@ -214,7 +219,13 @@ fn a_forced_retrain_with_identical_weights_leaves_the_evaluation_fresh() {
     p.ok(&["build", "--force", "t:m", "t:m_eval"]);
     assert_eq!(p.ran(), ["t:m"], "only the forced stage ran");
     let again = output(&p, "t:m");
-    for f in ["model.bin", "best.bin", "metrics.jsonl", "summary.json", "config.json"] {
+    for f in [
+        "model.bin",
+        "best.bin",
+        "metrics.jsonl",
+        "summary.json",
+        "config.json",
+    ] {
         assert!(
             std::fs::read(again.join(f)).unwrap() == std::fs::read(first.join(f)).unwrap(),
             "{f} differs after retraining"
@@ -278,13 +289,22 @@ fn invalid_hyperparameters_are_refused_at_load_time_naming_the_field() {
             "initializer: Normal(0.0, NaN)",
             "stages[2].config.initializer[1]: `initializer[1]` is not a finite number",
         ),
-        ("optimizer: (kind: Adam, epsilon: NaN)", "`optimizer.epsilon` is not a finite number"),
-        ("schedule: Step(every: 2, gamma: inf)", "`schedule.gamma` is not a finite number"),
+        (
+            "optimizer: (kind: Adam, epsilon: NaN)",
+            "`optimizer.epsilon` is not a finite number",
+        ),
+        (
+            "schedule: Step(every: 2, gamma: inf)",
+            "`schedule.gamma` is not a finite number",
+        ),
         (
             "model: Mlp(hidden: [4294967295])",
             "stages[2].config.model: the model would take about",
         ),
-        ("model: Mlp(hidden: [100000, 100000])", "over the 64 GB limit"),
+        (
+            "model: Mlp(hidden: [100000, 100000])",
+            "over the 64 GB limit",
+        ),
     ];
     for (field, expected) in cases {
         let config = if field.starts_with("model:") {
@@ -427,7 +447,11 @@ fn every_initializer_trains_every_family() {
             (
                 format!("{name}_bias"),
                 "bias_initializer",
-                inits.iter().filter(|i| **i != "Orthogonal").copied().collect(),
+                inits
+                    .iter()
+                    .filter(|i| **i != "Orthogonal")
+                    .copied()
+                    .collect(),
             ),
         ] {
             for init in values {
@@ -454,3 +478,45 @@ fn every_initializer_trains_every_family() {
     assert_eq!(checked, 9 * (12 + 11));
 }
 
+/// The disk fills while a model trains: the build exits 3 with a plain message naming the
+/// file it could not write (not burn's Debug text), no entry is written for the stage, and
+/// once there is room the next build trains it.
+#[test]
+fn a_full_disk_during_training_exits_3_naming_the_file_and_the_next_build_recovers() {
+    let p = project(
+        40,
+        20,
+        r#"(name: "lin", kind: "train", inputs: ["data"], config: (model: Linear(), epochs: 2, batch_size: 32, optimizer: (lr: 0.01, momentum: 0.9)))"#,
+    );
+    let r = util::in_mount_namespace(
+        &p,
+        r#"mkdir -p cache && mount -t tmpfs -o size=32m tmpfs cache || exit 90
+"$PIPE" build t:data >/dev/null || exit 91
+dd if=/dev/zero of=cache/filler bs=64k 2>/dev/null
+"$PIPE" build t:lin
+echo "exit=$?"
+"$PIPE" status t:lin
+rm cache/filler
+"$PIPE" build t:lin || exit 92
+"#,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let (full, after) = r.stdout.split_once("exit=").unwrap();
+    assert!(after.starts_with("3\n"), "{r:?}");
+    assert!(full.contains("No space left on device"), "{r:?}");
+    assert!(
+        full.contains("cannot write") && full.contains("/cache/"),
+        "names the file: {r:?}"
+    );
+    for debug in ["Os {", "Unknown(", "code: 28"] {
+        assert!(
+            !r.stdout.contains(debug) && !r.stderr.contains(debug),
+            "{debug}: {r:?}"
+        );
+    }
+    assert!(
+        after.contains("stale  t:lin"),
+        "nothing of the failed run is served: {r:?}"
+    );
+    assert!(after.contains("1 built, 2 fresh, 0 failed"), "{r:?}");
+}

@@ -8,7 +8,8 @@ use std::time::Instant;
 use super::{io, one_line, Error, Project};
 use crate::cli::{BuildArgs, Cli};
 use crate::engine::assess::{assess, Freshness};
-use crate::engine::executor::{Executor, InProcess};
+use crate::engine::child::ChildProcess;
+use crate::engine::executor::Executor;
 use crate::engine::noop;
 use crate::engine::scheduler::{build, BuildOptions, Outcome};
 use crate::engine::slurm::{Settings, Slurm};
@@ -62,7 +63,17 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         let exec: &'static &'static Slurm = Box::leak(Box::new(slurm));
         exec
     } else {
-        &InProcess
+        let bin = std::env::current_exe().map_err(io("cannot find this program's path"))?;
+        let mut global: Vec<std::ffi::OsString> = vec![
+            "--dir".into(),
+            p.root.clone().into(),
+            "--cache".into(),
+            p.cache_dir.clone().into(),
+        ];
+        if let Some(d) = &cli.device {
+            global.extend(["--device".into(), d.into()]);
+        }
+        Box::leak(Box::new(ChildProcess::new(bin, global)))
     };
     stop_on_signal(exec);
     let ui = Console::new(a.verbose);
@@ -74,7 +85,7 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
             std::thread::park();
         }
     }
-    cache.save().map_err(io("cannot save the cache index"))?;
+    let saved = cache.save();
     let count = |f: fn(&Outcome) -> bool| summary.results.iter().filter(|(_, o)| f(o)).count();
     let built = count(|o| matches!(o, Outcome::Built { .. }));
     let fresh = count(|o| matches!(o, Outcome::Fresh));
@@ -91,8 +102,13 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
                 println!("  {}", outcome_line(&p.plan.nodes[*n].id, o));
             }
         }
-        return Ok(ExitCode::from(if summary.io_failures > 0 { 3 } else { 1 }));
+        if let Err(e) = &saved {
+            eprintln!("error: cannot save the cache index: {e}");
+        }
+        let io = summary.io_failures > 0 || saved.is_err();
+        return Ok(ExitCode::from(if io { 3 } else { 1 }));
     }
+    saved.map_err(io("cannot save the cache index"))?;
     let targets: Vec<String> = p
         .plan
         .targets()
@@ -151,7 +167,11 @@ fn stop_on_signal(exec: &'static dyn Executor) {
         let running = crate::children::running();
         let groups = crate::children::stop_all(std::time::Duration::from_secs(2));
         let jobs = exec.cancel_all();
-        let name = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+        let name = if sig == libc::SIGINT {
+            "SIGINT"
+        } else {
+            "SIGTERM"
+        };
         eprintln!("interrupted ({name}):");
         for id in &running {
             eprintln!("  stopped  {id}");
@@ -164,7 +184,11 @@ fn stop_on_signal(exec: &'static dyn Executor) {
             if groups == 1 { "" } else { "s" },
             jobs.len(),
             if jobs.len() == 1 { "" } else { "s" },
-            if jobs.is_empty() { String::new() } else { format!(" ({})", jobs.join(", ")) }
+            if jobs.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", jobs.join(", "))
+            }
         );
         std::process::exit(128 + sig);
     });

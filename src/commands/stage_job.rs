@@ -1,16 +1,18 @@
 //! `pipe stage-job ID --key KEY` (hidden): what a Slurm job runs on its node. It runs that
 //! one stage against the shared cache exactly as a local build would (same key, same lock,
-//! entry written last) and exits 0 when the key is built, 1 when the stage failed. It
+//! entry written last) and exits 0 when the key is built, 1 when the stage failed (3 when
+//! the cache or the disk did, 4 when an input's object was corrupt and dropped). It
 //! refuses to run when this node keys the stage differently from the build that submitted
 //! it (an edited pipeline, another backend), so nothing is stored under a wrong key.
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 
-use super::{io, Error, Project};
+use super::{Error, Project};
 use crate::cli::StageJobArgs;
 use crate::engine::assess::{assess, external, key_inputs, Freshness};
 use crate::engine::cache::Built;
+use crate::engine::child::{LineProgress, EXIT_CORRUPT_INPUT, EXIT_IO};
 use crate::engine::executor::{run_stage, Env, Job};
 use crate::engine::ui::Silent;
 
@@ -63,6 +65,7 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
         cache: &cache,
         root: &p.root,
     };
+    let lines = LineProgress::default();
     let job = Job {
         node: n,
         key_inputs: &ki,
@@ -70,10 +73,14 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
         forced: a.force,
         resources,
         gpus: &gpus,
-        progress: &Silent,
+        progress: if a.progress_lines { &lines } else { &Silent },
     };
     let result = run_stage(&env, &job);
-    cache.save().map_err(io("cannot save the cache index"))?;
+    // The entry is what counts, and it is written; a full disk that refuses the index too
+    // must not hide the stage's own message, which comes last.
+    if let Err(e) = cache.save() {
+        eprintln!("warning: cannot save the cache index: {e}");
+    }
     match result {
         Ok(r) => {
             print!("{}", r.log);
@@ -87,7 +94,13 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
         Err(f) => {
             print!("{}", f.log);
             eprintln!("failed {}: {}", plan.nodes[n].id, f.message);
-            Ok(ExitCode::from(1))
+            Ok(ExitCode::from(if f.corrupt_input {
+                EXIT_CORRUPT_INPUT
+            } else if f.io {
+                EXIT_IO
+            } else {
+                1
+            }))
         }
     }
 }

@@ -133,9 +133,10 @@ pub struct Cache {
 /// `depth`.
 pub fn remove_stale_tmp_files(dir: &Path, skip: &[&str], depth: usize) {
     let here = host_name();
-    let walk = walkdir::WalkDir::new(dir).max_depth(depth).into_iter().filter_entry(|e| {
-        e.depth() != 1 || !skip.contains(&&*e.file_name().to_string_lossy())
-    });
+    let walk = walkdir::WalkDir::new(dir)
+        .max_depth(depth)
+        .into_iter()
+        .filter_entry(|e| e.depth() != 1 || !skip.contains(&&*e.file_name().to_string_lossy()));
     for e in walk.filter_map(|e| e.ok()) {
         let name = e.file_name().to_string_lossy();
         let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
@@ -180,13 +181,20 @@ fn write_atomic_stamped(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    let stamp = Stamp::of(&f.metadata()?);
-    drop(f);
-    fs::rename(&tmp, path)?;
-    Ok(stamp)
+    let written = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        let stamp = Stamp::of(&f.metadata()?);
+        drop(f);
+        fs::rename(&tmp, path)?;
+        Ok(stamp)
+    })();
+    // A full disk leaves nothing behind, and its error names the file.
+    written.map_err(|e: io::Error| {
+        let _ = fs::remove_file(&tmp);
+        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    })
 }
 
 pub fn now_ms() -> u64 {

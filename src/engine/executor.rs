@@ -1,6 +1,7 @@
 //! Where a stage runs. The scheduler decides *when* a stage starts (its inputs exist, a
 //! slot is free) and hands it to an [`Executor`], which decides *where*: in this process
-//! ([`InProcess`]) or as a Slurm job ([`super::slurm`]).
+//! ([`InProcess`]), in a child process ([`super::child`]) or as a Slurm job
+//! ([`super::slurm`]).
 //!
 //! As in Bazel's spawn strategies and Snakemake's executor plugins, the interface is a job
 //! in, an ending out. One call runs a job to its end on a worker thread the scheduler
@@ -124,7 +125,9 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
             let _ = std::fs::remove_dir_all(&tmp);
             let up = &plan.nodes[*i].id;
             return Err(Failure {
-                message: format!("input from `{up}`: {why}; its entry was dropped so `{up}` is rebuilt"),
+                message: format!(
+                    "input from `{up}`: {why}; its entry was dropped so `{up}` is rebuilt"
+                ),
                 corrupt_input: true,
                 ..Failure::default()
             });
@@ -163,8 +166,15 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
     crate::children::stage_started(&node.id);
     let result = catch_unwind(AssertUnwindSafe(|| config.run(&mut ctx)));
     crate::children::stage_ended(&node.id);
+    let mut disk = false;
     let result = match result {
         Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if storage_failure(&e) => {
+            disk = true;
+            Err(format!(
+                "the file system refused a write (full, over quota or read-only): {e:#}"
+            ))
+        }
         Ok(Err(e)) => Err(format!("{e:#}")),
         Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
     };
@@ -184,10 +194,15 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
         }
         None => Ok(()),
     });
-    let stored = result.map_err(|m| (m, false)).and_then(|()| {
+    let stored = result.map_err(|m| (m, disk)).and_then(|()| {
         cache
             .store(&node.id, ki, &out, started, ms, log.clone())
-            .map_err(|e| (format!("cannot store outputs in {}: {e}", cache.dir.display()), true))
+            .map_err(|e| {
+                (
+                    format!("cannot store outputs in {}: {e}", cache.dir.display()),
+                    true,
+                )
+            })
     });
     let _ = std::fs::remove_dir_all(&tmp);
     let outcome = if stored.is_ok() { "built" } else { "failed" };
@@ -220,6 +235,16 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
     }
 }
 
+/// Whether a stage failed because the file system did (full, over quota, read-only), which
+/// is the machine's fault and not the stage's: the build exits 3, as for a cache failure.
+pub fn storage_failure(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+            .is_some_and(|code| [libc::ENOSPC, libc::EDQUOT, libc::EROFS].contains(&code))
+    })
+}
+
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()
@@ -227,5 +252,22 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "unknown panic".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_full_disk_is_named_and_counted_as_the_machines_failure() {
+        let e = crate::stage::write_file(std::path::Path::new("/dev/full"), b"x").unwrap_err();
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("cannot write /dev/full: No space left on device"),
+            "{text}"
+        );
+        assert!(super::storage_failure(&e));
+        assert!(!super::storage_failure(&anyhow::anyhow!(
+            "diverged at epoch 3"
+        )));
     }
 }

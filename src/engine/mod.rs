@@ -4,6 +4,7 @@
 
 pub mod assess;
 pub mod cache;
+pub mod child;
 pub mod executor;
 pub mod fingerprint;
 pub mod memo;

@@ -8,9 +8,11 @@ use indexmap::IndexMap;
 use ron::value::RawValue;
 use serde::Deserialize;
 
-use crate::ron_path::{parse_typed, FieldPath};
+use crate::ron_path::{offset_of, parse_typed, FieldPath};
+use crate::stage::ConfigError;
 
-use super::error::Origin;
+use super::brackets;
+use super::error::{stage_path, Origin};
 use super::{Loader, Span, SpecError, SpecErrors, PIPELINES_DIR};
 
 #[derive(Deserialize)]
@@ -80,23 +82,50 @@ pub fn read_files(root: &Path) -> Result<Vec<(PathBuf, String)>, SpecErrors> {
         .map(|e| e.into_path())
         .collect();
     paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                SpecErrors(vec![SpecError {
-                    file: path.clone(),
-                    line: 1,
-                    col: 1,
-                    path: String::new(),
-                    message: format!("cannot read: {e}"),
-                    hint: None,
-                }])
-            })?;
-            let rel_in = path.strip_prefix(&dir).unwrap_or(&path).to_path_buf();
-            Ok((rel_in, text))
-        })
-        .collect()
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let shown = Path::new(PIPELINES_DIR).join(path.strip_prefix(&dir).unwrap_or(&path));
+        let error = |line, col, message| SpecError {
+            file: shown.clone(),
+            line,
+            col,
+            path: String::new(),
+            message,
+            hint: None,
+        };
+        match std::fs::read(&path) {
+            Err(e) => errors.push(error(1, 1, format!("cannot read: {e}"))),
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => {
+                    let rel_in = path.strip_prefix(&dir).unwrap_or(&path).to_path_buf();
+                    files.push((rel_in, text));
+                }
+                Err(e) => {
+                    let at = e.utf8_error().valid_up_to();
+                    let bytes = e.as_bytes();
+                    let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+                    let (line, col) = crate::ron_path::line_col(valid, at);
+                    errors.push(SpecError {
+                        hint: Some("pipeline files are UTF-8 text; save it as UTF-8".into()),
+                        ..error(
+                            line,
+                            col,
+                            format!(
+                                "not UTF-8: byte {at} (0x{:02X}) starts no character",
+                                bytes[at]
+                            ),
+                        )
+                    });
+                }
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(files)
+    } else {
+        Err(SpecErrors(errors))
+    }
 }
 
 impl Loader<'_> {
@@ -109,12 +138,7 @@ impl Loader<'_> {
                 Ok(m) => m,
                 Err(e) => {
                     uses_by_file.push(Vec::new());
-                    self.config_error(
-                        fi,
-                        &FieldPath::default(),
-                        e,
-                        Origin::Written(Span(0, text.len())),
-                    );
+                    self.syntax_errors(fi, &text, e);
                     continue;
                 }
             };
@@ -152,6 +176,37 @@ impl Loader<'_> {
         }
         self.pending_uses = uses_by_file;
         drafts
+    }
+}
+
+impl Loader<'_> {
+    /// Every error of a file that did not parse, where the parser stops at the first: a
+    /// bracket never closed at the bracket; else each stage parsed on its own, so every
+    /// broken stage is reported, and the file's own error where it lies outside them.
+    fn syntax_errors(&mut self, fi: usize, text: &str, whole: ConfigError) {
+        let groups = match brackets::groups(text) {
+            Ok(g) => g,
+            Err(u) => {
+                self.error_at_offset(fi, u.at, String::new(), u.message, u.hint);
+                return;
+            }
+        };
+        let mut broken = Vec::new();
+        for (index, &(a, b)) in brackets::stage_items(text, &groups).iter().enumerate() {
+            if let Err(e) = parse_typed::<StageModel>(&text[a..b]) {
+                self.config_error(fi, &stage_path(index), e, Origin::Written(Span(a, b)));
+                broken.push((a, b));
+            }
+        }
+        let at = offset_of(text, whole.line, whole.col);
+        if !broken.iter().any(|&(a, b)| (a..b).contains(&at)) {
+            self.config_error(
+                fi,
+                &FieldPath::default(),
+                whole,
+                Origin::Written(Span(0, text.len())),
+            );
+        }
     }
 }
 

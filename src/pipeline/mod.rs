@@ -15,9 +15,11 @@
 //! wrong types (from ron, positioned by [`ron_path`](crate::ron_path)), unknown stage kinds
 //! and references, `uses` of missing files, cycles, invalid values (from each kind's
 //! `validate`), duplicate names and targets. Errors are collected over every file and
-//! stage of a step, so one load reports many (though a file's syntax error ends the reading
-//! of that file); a step whose input has errors does not run.
+//! stage of a step, so one load reports many; a file that does not parse is parsed again
+//! stage by stage ([`brackets`] splits it), so each broken stage is reported, and a bracket
+//! never closed is reported at that bracket. A step whose input has errors does not run.
 
+mod brackets;
 mod config;
 mod error;
 mod files;

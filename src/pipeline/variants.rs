@@ -6,11 +6,11 @@ use std::collections::HashSet;
 
 use crate::ron_path::{locate, value_at, FieldPath};
 
-use super::config::splice_all;
+use super::config::{splice_all, splice_combinations};
 use super::error::{stage_path, Origin};
 use super::files::Draft;
 use super::{Def, Loader, Variant};
-use crate::stage::StageKind;
+use crate::stage::{Parsed, StageKind};
 
 /// Cartesian product of index ranges: `[2, 3]` → `[0,0], [0,1], …, [1,2]`.
 pub fn product(sizes: &[usize]) -> Vec<Vec<usize>> {
@@ -31,6 +31,42 @@ pub fn product(sizes: &[usize]) -> Vec<Vec<usize>> {
 }
 
 impl Loader<'_> {
+    /// Every grid point parsed in one splice of all its fields, where the fields are
+    /// found in `canonical` and apart; `None` for a point (or all) that must go the slow
+    /// way, field by field, to be reported.
+    fn grid_at_once(
+        &self,
+        d: &Draft,
+        kind: &dyn StageKind,
+        canonical: &str,
+        combos: &[Vec<usize>],
+    ) -> Vec<Option<Parsed>> {
+        let ranges: Option<Vec<(usize, usize)>> = d
+            .grid
+            .iter()
+            .map(|(key, _)| locate(canonical, &FieldPath::parse(key)?).ok())
+            .collect();
+        let Some(ranges) = ranges else {
+            return vec![None; combos.len()];
+        };
+        let mut order: Vec<usize> = (0..ranges.len()).collect();
+        order.sort_by_key(|&g| ranges[g]);
+        if order.windows(2).any(|w| ranges[w[0]].1 > ranges[w[1]].0) {
+            return vec![None; combos.len()];
+        }
+        let sorted: Vec<(usize, usize)> = order.iter().map(|&g| ranges[g]).collect();
+        let texts: Vec<Vec<&str>> = combos
+            .iter()
+            .map(|c| {
+                order
+                    .iter()
+                    .map(|&g| self.text(d.file, d.grid[g].1[c[g]]))
+                    .collect()
+            })
+            .collect();
+        splice_combinations(kind, canonical, &sorted, &texts)
+    }
+
     pub(super) fn build_def(
         &mut self,
         d: &Draft,
@@ -145,7 +181,19 @@ impl Loader<'_> {
         }
         if !d.grid.is_empty() {
             let sizes: Vec<usize> = d.grid.iter().map(|(_, v)| v.len()).collect();
-            for combo in product(&sizes) {
+            let combos = product(&sizes);
+            let fast = self.grid_at_once(d, kind, &variants[0].parsed.canonical, &combos);
+            for (combo, fast) in combos.iter().zip(fast) {
+                if let Some(p) = fast {
+                    if seen.insert(p.canonical.clone()) {
+                        variants.push(Variant {
+                            label: String::new(),
+                            coords: Vec::new(),
+                            parsed: p,
+                        });
+                    }
+                    continue;
+                }
                 let mut cur = variants[0].parsed.clone();
                 let mut good = true;
                 for (g, &k) in combo.iter().enumerate() {
@@ -261,8 +309,10 @@ impl Loader<'_> {
             Some(n) => n,
         };
         let originals = variants.len();
-        let mut seen: HashSet<String> =
-            variants.iter().map(|v| v.parsed.canonical.clone()).collect();
+        let mut seen: HashSet<String> = variants
+            .iter()
+            .map(|v| v.parsed.canonical.clone())
+            .collect();
         for i in 0..originals {
             let canonical = variants[i].parsed.canonical.clone();
             let Ok(range) = self.field_range(d, kind, &canonical, SEED, &at) else {
@@ -272,7 +322,10 @@ impl Loader<'_> {
                 self.error_at(
                     d.file,
                     &at,
-                    format!("`seeds` needs a whole-number `seed`, found `{}`", &canonical[range.0..range.1]),
+                    format!(
+                        "`seeds` needs a whole-number `seed`, found `{}`",
+                        &canonical[range.0..range.1]
+                    ),
                     None,
                 );
                 return false;
@@ -294,7 +347,11 @@ impl Loader<'_> {
                     "base" => format!("{SEED}={text}"),
                     l => format!("{l},{SEED}={text}"),
                 };
-                variants.push(Variant { label, coords, parsed });
+                variants.push(Variant {
+                    label,
+                    coords,
+                    parsed,
+                });
             }
         }
         true

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::train::input_of;
 use crate::dataset::Dataset;
-use crate::stage::{KeyCtx, Kind, RunCtx, StageConfig};
+use crate::stage::{write_file, KeyCtx, Kind, RunCtx, StageConfig};
 use crate::train::config::DeviceChoice;
 use crate::train::device::{self, Backend, CpuBackend, GpuBackend, GpuUnfusedBackend};
 use crate::train::evaluate::evaluate;
@@ -22,6 +22,10 @@ pub struct EvaluateConfig {
 }
 
 impl StageConfig for EvaluateConfig {
+    /// burn aborts the process when an allocation fails, and CUDA faults end it.
+    fn own_process(&self) -> bool {
+        true
+    }
     fn environment() -> Option<String> {
         Some(device::environment())
     }
@@ -42,8 +46,8 @@ impl StageConfig for EvaluateConfig {
             Backend::Cuda => evaluate::<GpuBackend>(&trained, &data, &gpu)?,
             Backend::CudaUnfused => evaluate::<GpuUnfusedBackend>(&trained, &data, &gpu)?,
         };
-        std::fs::write(
-            ctx.out_dir().join("evaluation.json"),
+        write_file(
+            &ctx.out_dir().join("evaluation.json"),
             serde_json::to_vec_pretty(&e)?,
         )?;
         // The report reads everything about a variant from here: the run's curves, summary,
@@ -52,7 +56,7 @@ impl StageConfig for EvaluateConfig {
         for f in ["metrics.jsonl", "summary.json", "config.json"] {
             std::fs::copy(trained.join(f), ctx.out_dir().join(f))?;
         }
-        std::fs::write(ctx.out_dir().join("train_key.txt"), &train_key)?;
+        write_file(&ctx.out_dir().join("train_key.txt"), &train_key)?;
         // Runs from before the volatile folder kept their events in `tensorboard/`.
         for (from, to) in [("volatile", "volatile"), ("tensorboard", TENSORBOARD)] {
             copy_tree(&trained.join(from), &ctx.out_dir().join(to))?;

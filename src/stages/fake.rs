@@ -1,7 +1,8 @@
 //! `fake` and `fake_gather`: instant stage kinds for testing the engine through the real
 //! binary. Their output is a pure function of config and inputs, unless `constant` says
-//! otherwise (to show early cutoff); `fail`, `panic`, `sleep_ms` and `steps` simulate
-//! failing, crashing, slow and resumable work.
+//! otherwise (to show early cutoff); `fail`, `panic`, `abort`, `sleep_ms` and `steps`
+//! simulate failing, crashing, slow and resumable work; `own_process` runs it as training
+//! runs, in a child process.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -58,9 +59,19 @@ pub struct FakeConfig {
     pub panic: bool,
     #[serde(default)]
     pub gpu: bool,
+    /// Abort the process (what burn does when an allocation fails).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub abort: bool,
+    /// Run in a child process of its own, as training does.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub own_process: bool,
     /// Cosmetic: never part of the key.
     #[serde(default, skip_serializing)]
     pub title: String,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 fn hash_dir(dir: &Path) -> anyhow::Result<String> {
@@ -105,6 +116,10 @@ impl StageConfig for FakeConfig {
         }
     }
 
+    fn own_process(&self) -> bool {
+        self.own_process
+    }
+
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let step_file = ctx.scratch_dir().join("step");
         let mut step: u32 = std::fs::read_to_string(&step_file)
@@ -125,6 +140,10 @@ impl StageConfig for FakeConfig {
         }
         if self.panic {
             panic!("fake stage asked to panic");
+        }
+        if self.abort {
+            eprintln!("fake stage asked to abort");
+            std::process::abort();
         }
         if self.fail {
             bail!("fake stage asked to fail");

@@ -299,7 +299,7 @@ pub fn normalize(input: &Path, out: &Path, cfg: &NormalizeConfig) -> anyhow::Res
         scale,
         shift,
     };
-    std::fs::write(out.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+    crate::stage::write_file(&out.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
     Ok(meta)
 }
 

@@ -65,7 +65,7 @@ impl StageConfig for ReportConfig {
             assets: &assets,
         };
         let md = render(&meta, &mut runs, ctx.out_dir())?;
-        std::fs::write(ctx.out_dir().join(&file), md)?;
+        crate::stage::write_file(&ctx.out_dir().join(&file), md)?;
         ctx.log(format!("{} runs reported in {file}", runs.len()));
         Ok(())
     }

@@ -77,6 +77,10 @@ impl Report for Progress<'_, '_> {
 }
 
 impl StageConfig for TrainConfig {
+    /// burn aborts the process when an allocation fails, and CUDA faults end it.
+    fn own_process(&self) -> bool {
+        true
+    }
     fn validate(&self) -> Result<(), FieldError> {
         self.check()
     }

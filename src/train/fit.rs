@@ -13,7 +13,7 @@ use anyhow::Context;
 use burn::module::{AutodiffModule, Module};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::record::{BinFileRecorder, BurnRecord, FullPrecisionSettings, Record, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use serde::{Deserialize, Serialize};
@@ -25,9 +25,10 @@ use super::layers::{parameter_count, penalty};
 use super::models::{init, Model};
 use crate::dataset::{Dataset, Split};
 use crate::rng::SplitMix64;
+use crate::stage::{replace_file, write_file};
 
-pub use super::metrics::{EpochMetrics, Timing};
 use super::metrics::failed_to_learn;
+pub use super::metrics::{EpochMetrics, Timing};
 
 /// `summary.json`.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -86,10 +87,19 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
-    std::fs::rename(tmp, path)?;
-    Ok(())
+    replace_file(path, serde_json::to_vec_pretty(value)?)
+}
+
+/// Writes `record` to `stem`.bin, byte for byte what burn's `BinFileRecorder` writes (the
+/// same metadata, the same bincode), but through our own write: burn's drops its
+/// `BufWriter` without looking at the flush (a full disk would leave a short file that
+/// looks written), reports I/O failures as Debug text, and writes in place (a kill
+/// mid-write would leave half a checkpoint).
+fn save_record<B: Backend, R: Record<B>>(record: R, stem: &Path) -> anyhow::Result<()> {
+    let item = BurnRecord::<_, B>::new::<Rec>(record.into_item::<FullPrecisionSettings>());
+    let bytes = bincode::serde::encode_to_vec(&item, bincode::config::standard())
+        .map_err(|e| anyhow::anyhow!("cannot encode {}: {e}", stem.display()))?;
+    replace_file(&stem.with_extension("bin"), bytes)
 }
 
 /// Loss (sum over the batch, on the inner backend) and correct predictions of `logits`.
@@ -266,8 +276,7 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         let (val_loss, val_acc, val_penalty) = if has_val && train_loss.is_finite() {
             let valid = model.valid();
             let (l, a) = measure(&valid, &data.validation, &batcher, device);
-            let extra =
-                penalty(&valid, &cfg.regularizer).map(|p| p.into_scalar().elem::<f64>());
+            let extra = penalty(&valid, &cfg.regularizer).map(|p| p.into_scalar().elem::<f64>());
             (Some(l + extra.unwrap_or(0.0)), Some(a), extra)
         } else {
             (None, None, None)
@@ -306,9 +315,9 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         if improved {
             state.best_val_acc = val_acc;
             state.best_epoch = Some(epoch + 1);
-            save_model(&rec, &model, &dirs.scratch.join("best"))?;
+            save_model(&model, &dirs.scratch.join("best"))?;
         }
-        save_checkpoint(&rec, &model, &optim, &state, &ckpt)?;
+        save_checkpoint(&model, &optim, &state, &ckpt)?;
         last_good = model.clone();
     }
 
@@ -319,7 +328,7 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         lines.push_str(&serde_json::to_string(m)?);
         lines.push('\n');
     }
-    std::fs::write(dirs.out.join("metrics.jsonl"), lines)?;
+    write_file(&dirs.out.join("metrics.jsonl"), lines)?;
     let timing = Timing {
         started_unix: state.started_unix,
         epoch_seconds: state.epoch_seconds.clone(),
@@ -332,17 +341,17 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     };
     std::fs::create_dir_all(dirs.out.join("volatile"))?;
     write_json(&dirs.out.join(Timing::FILE), &timing)?;
-    super::tensorboard::write(
-        &dirs.out.join(super::tensorboard::DIR),
-        &state.metrics,
-        &timing,
-    )?;
-    rec.record(last_good.clone().into_record(), dirs.out.join("model"))?;
+    let events = dirs.out.join(super::tensorboard::DIR);
+    super::tensorboard::write(&events, &state.metrics, &timing)
+        .with_context(|| format!("cannot write {}", events.display()))?;
+    save_record::<B, _>(last_good.clone().into_record(), &dirs.out.join("model"))?;
     let best = dirs.scratch.join("best.bin");
     if best.is_file() {
-        std::fs::copy(&best, dirs.out.join("best.bin"))?;
+        let to = dirs.out.join("best.bin");
+        std::fs::copy(&best, &to)
+            .with_context(|| format!("cannot copy {} to {}", best.display(), to.display()))?;
     } else {
-        rec.record(last_good.into_record(), dirs.out.join("best"))?;
+        save_record::<B, _>(last_good.into_record(), &dirs.out.join("best"))?;
     }
     let summary = Summary {
         family: cfg.model.family().to_string(),
@@ -365,17 +374,13 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     Ok(summary)
 }
 
-fn save_model<B: Backend, M: Module<B>>(rec: &Rec, model: &M, stem: &Path) -> anyhow::Result<()> {
-    let tmp = stem.with_extension("tmp");
-    rec.record(model.clone().into_record(), tmp.clone())?;
-    std::fs::rename(tmp.with_extension("bin"), stem.with_extension("bin"))?;
-    Ok(())
+fn save_model<B: Backend, M: Module<B>>(model: &M, stem: &Path) -> anyhow::Result<()> {
+    save_record::<B, _>(model.clone().into_record(), stem)
 }
 
 /// Writes the checkpoint to a fresh folder and swaps it in, so a kill at any moment leaves
 /// either the previous checkpoint or this one, whole.
 fn save_checkpoint<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
-    rec: &Rec,
     model: &Model<B>,
     optim: &O,
     state: &State,
@@ -383,16 +388,18 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
 ) -> anyhow::Result<()> {
     let tmp = ckpt.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    rec.record(model.clone().into_record(), tmp.join("model"))?;
-    rec.record(optim.to_record(), tmp.join("optim"))?;
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    save_record::<B, _>(model.clone().into_record(), &tmp.join("model"))?;
+    save_record::<B, _>(optim.to_record(), &tmp.join("optim"))?;
     write_json(&tmp.join("state.json"), state)?;
     let old = ckpt.with_extension("old");
     let _ = std::fs::remove_dir_all(&old);
     if ckpt.exists() {
-        std::fs::rename(ckpt, &old)?;
+        std::fs::rename(ckpt, &old)
+            .with_context(|| format!("cannot move {} aside", ckpt.display()))?;
     }
-    std::fs::rename(&tmp, ckpt)?;
+    std::fs::rename(&tmp, ckpt)
+        .with_context(|| format!("cannot put {} in place", ckpt.display()))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }

@@ -235,3 +235,19 @@ pub fn wait_for_progress(
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Runs `script` with `sh` in a mount namespace of its own (`unshare -rm`: as root, or as
+/// any user where user namespaces are allowed), so it can mount a small or read-only file
+/// system over the project's cache without touching the machine's. `$PIPE` is the binary,
+/// and the script starts in the project.
+pub fn in_mount_namespace(p: &Project, script: &str) -> Run {
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", &format!("set -u\ncd \"$P\"\n{script}")])
+        .env("PIPE", bin())
+        .env("P", p.path())
+        .env_remove("PIPE_CACHE")
+        .env_remove("PIPE_GPUS")
+        .output()
+        .expect("unshare (util-linux) runs");
+    Run::from_output(out)
+}
