@@ -47,6 +47,20 @@ pub enum Command {
     /// Read every cached object again (past the hash memo) and report each corrupt or
     /// missing one with the stages that use it. Exit 1 when something is damaged.
     Verify(VerifyArgs),
+    /// One table of every evaluated variant (every seed) of the selected studies or stages
+    /// (all by default), from what the cache holds.
+    ///
+    /// Example: pipe show reports/quick/linear/momentum.md --sort test_acc
+    Show(ShowArgs),
+    /// The config fields and headline numbers that differ between two variants, in any
+    /// studies.
+    ///
+    /// Example: pipe diff quick/linear/momentum:train 'quick/linear/momentum:train[optimizer.momentum=0.9]'
+    Diff(DiffArgs),
+    /// The output files a stage's cache entry holds: `name<TAB>path`, one a line.
+    Outputs(OneArgs),
+    /// The log a stage wrote when it was built.
+    Log(OneArgs),
     /// Run exactly one stage against the cache and exit: what a Slurm job runs on its node.
     #[command(hide = true)]
     StageJob(StageJobArgs),
@@ -94,6 +108,9 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Exit 1 when anything would run (as `git diff --exit-code`), 0 when all is fresh.
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +152,42 @@ pub struct StageJobArgs {
     /// Report progress as tagged lines on stdout, for the build that started this process.
     #[arg(long)]
     pub progress_lines: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// Targets or stages (a report target selects its study); none: every study.
+    pub targets: Vec<String>,
+    #[arg(long, default_value = "table", value_parser = ["table", "md", "csv", "json"])]
+    pub format: String,
+    /// Sort by a column: study, variant, seed, family, best_val_acc, best_epoch, test_acc,
+    /// test_acc_best, gap, epochs_to_90, status, seconds_per_epoch, backend. Accuracies sort
+    /// best first; add `:asc` or `:desc` to choose.
+    #[arg(long, value_name = "COLUMN[:asc|:desc]")]
+    pub sort: Option<String>,
+    /// Only these model families (linear, perceptron, mlp, convnet, resnet, highway, rnn …);
+    /// repeatable.
+    #[arg(long)]
+    pub family: Vec<String>,
+    /// Only studies or stages whose name contains this text.
+    #[arg(long)]
+    pub study: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// A variant: a train or evaluate stage id (with its `[label]`), or a target.
+    pub a: String,
+    pub b: String,
+    /// Also list the results that are the same.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct OneArgs {
+    /// A stage id (with its `[label]` for a variant) or a target path.
+    pub target: String,
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `pipe list | head`: when the reader goes, end quietly, as other command-line tools
+    // do, instead of panicking on the failed write (Rust ignores SIGPIPE by default).
+    // SAFETY: restoring a signal's default disposition before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = pipe::cli::Cli::parse();
     pipe::heap::keep_freed_memory(matches!(cli.command, pipe::cli::Command::Build(_)));
     match pipe::commands::run(cli) {

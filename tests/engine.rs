@@ -993,3 +993,46 @@ fn the_noop_record_is_not_trusted_after_an_edit_a_lost_object_a_deleted_target_o
     );
     assert_eq!(p.build(&[]), sorted(&["extra:x"]));
 }
+
+/// `--force X` alone builds X (it started every target), and a closed stdout ends a command
+/// quietly (`pipe list | head`).
+#[test]
+fn force_alone_builds_what_it_names_and_a_closed_pipe_is_no_panic() {
+    let p = Project::new();
+    p.write(
+        "pipelines/s.ron",
+        r#"Pipeline(stages: [
+            (name: "a", kind: "fake", config: (value: "a")),
+            (name: "b", kind: "fake", inputs: ["a"], config: (value: "b"), target: "reports/b.txt"),
+            (name: "c", kind: "fake", config: (value: "c"), target: "reports/c.txt"),
+        ])"#,
+    );
+    p.ok(&["build"]);
+    p.ran();
+    p.ok(&["build", "--force", "s:c"]);
+    assert_eq!(p.ran(), vec!["s:c".to_string()]);
+
+    let mut many = String::from("Pipeline(stages: [\n");
+    for i in 0..3000 {
+        many.push_str(&format!(
+            "(name: \"x{i}\", kind: \"fake\", config: (value: \"{i}\")),\n"
+        ));
+    }
+    many.push_str("])\n");
+    p.write("pipelines/many.ron", &many);
+    let mut list = p
+        .cmd(&["list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe, as `head -1` does.
+    let mut out = list.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read(&mut out, &mut first).unwrap();
+    drop(out);
+    let o = list.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "quietly: {stderr}");
+}

@@ -212,3 +212,102 @@ fn files_of_removed_variants_do_not_stay_behind() {
     assert!(!p.path().join("reports/mini/val_accuracy.svg").exists());
     assert_eq!(p.read("reports/mini/notes.txt"), "mine");
 }
+
+/// `pipe show` lists every evaluated variant with the numbers its report states, in every
+/// format, sorted and filtered; `diff` names the differing field and results; `outputs`
+/// and `log` read a stage's entry; `status --exit-code` says whether anything would run.
+#[test]
+fn results_are_shown_compared_and_found_without_reading_the_cache_by_hand() {
+    let p = study();
+    let s = p.pipe(&["status", "--exit-code"]);
+    assert_eq!(s.code, 1, "stale before the build: {s:?}");
+    let r = p.pipe(&["show"]);
+    assert!(
+        r.stderr.contains("3 evaluated variant(s) not built yet"),
+        "{r:?}"
+    );
+    p.ok(&["build", "reports/mini.md"]);
+    p.ok(&["status", "--exit-code"]);
+    let md = p.read("reports/mini.md");
+
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&p.ok(&["show", "--format", "json"]).stdout).unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        let variant = r["variant"].as_str().unwrap();
+        let cells = row(&md, variant);
+        assert_eq!(
+            cells[2],
+            format!("{:.1}%", r["best_val_acc"].as_f64().unwrap() * 100.0),
+            "{variant}"
+        );
+        assert_eq!(cells[3], r["best_epoch"].to_string(), "{variant}");
+        assert_eq!(r["study"], "mini");
+        assert_eq!(r["family"], "linear");
+        assert_eq!(r["stale"], false);
+    }
+    let csv = p
+        .ok(&["show", "--format", "csv", "--sort", "test_acc"])
+        .stdout;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("study,variant,seed,family,best_val_acc"),
+        "{csv}"
+    );
+    let col = lines[0].split(',').position(|c| c == "test_acc").unwrap();
+    let accs: Vec<f64> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(accs.len(), 3);
+    assert!(
+        accs.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {accs:?}"
+    );
+    let table = p.ok(&["show", "mini:train[optimizer.momentum=0.9]"]).stdout;
+    assert_eq!(
+        table.lines().count(),
+        2,
+        "the header and the one variant: {table}"
+    );
+    assert!(table.contains("optimizer.momentum=0.9"), "{table}");
+    assert!(p.ok(&["show", "--family", "mlp"]).stdout.lines().count() == 1);
+    assert!(p
+        .ok(&["show", "--format", "md"])
+        .stdout
+        .starts_with("| study | variant |"));
+    assert_eq!(p.pipe(&["show", "--sort", "nonsense"]).code, 2);
+
+    let d = p
+        .ok(&["diff", "mini:eval", "mini:train[optimizer.momentum=0.9]"])
+        .stdout;
+    assert!(d.contains("optimizer.momentum  0.0  0.9"), "{d}");
+    assert!(d.contains("results:") && d.contains("at epoch"), "{d}");
+    assert!(!d.contains("optimizer.lr"), "only what differs: {d}");
+    let all = p
+        .ok(&[
+            "diff",
+            "--all",
+            "mini:eval",
+            "mini:eval[optimizer.momentum=0.9]",
+        ])
+        .stdout;
+    assert!(
+        all.contains("best validation accuracy") && all.contains("status"),
+        "{all}"
+    );
+
+    let outs = p.ok(&["outputs", "mini:train"]).stdout;
+    let model = outs
+        .lines()
+        .find(|l| l.starts_with("model.bin\t"))
+        .expect("model.bin listed");
+    let path = model.split('\t').nth(1).unwrap();
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        std::fs::read(p.outputs("mini:train").join("model.bin")).unwrap()
+    );
+    let log = p.ok(&["log", "mini:train"]).stdout;
+    assert!(log.contains("epoch 6/6"), "{log}");
+    assert_eq!(p.pipe(&["log", "mini:nothing"]).code, 2);
+}

@@ -16,7 +16,12 @@ use crate::engine::slurm::{Settings, Slurm};
 use crate::engine::ui::{outcome_line, Console};
 
 pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Error> {
-    let wanted = p.select_or_targets(&a.targets)?;
+    // `--force X` alone builds X, not every target with X forced wherever it is used.
+    let wanted = if a.targets.is_empty() && !a.force.is_empty() {
+        p.select_or_targets(&a.force)?
+    } else {
+        p.select_or_targets(&a.targets)?
+    };
     if wanted.is_empty() {
         println!("nothing to build: no pipeline declares a `target`");
         return Ok(ExitCode::SUCCESS);

@@ -5,9 +5,13 @@
 mod build;
 mod clean;
 mod dag;
+mod diff;
 mod explain;
 mod gc;
 mod list;
+mod outputs;
+mod results;
+mod show;
 mod stage_job;
 mod status;
 mod verify;
@@ -198,6 +202,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Clean(a) => clean::run(&project, a),
         Command::Gc => gc::run(&project),
         Command::Verify(a) => verify::run(&project, a.repair),
+        Command::Show(a) => show::run(&project, a),
+        Command::Diff(a) => diff::run(&project, a),
+        Command::Outputs(a) => outputs::outputs(&project, &a.target),
+        Command::Log(a) => outputs::log(&project, &a.target),
         Command::StageJob(a) => stage_job::run(&project, a),
     }
 }

@@ -59,7 +59,7 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &StatusArgs) -> Result<ExitCode, Er
             })
             .collect();
         print_json(&rows);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit(a, states.iter().any(|(_, s)| !s.is_fresh())));
     }
     let stale = states.iter().filter(|(_, s)| !s.is_fresh()).count();
     // One line per stage: buffered, or stdout's line buffering makes it a write each.
@@ -79,5 +79,10 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &StatusArgs) -> Result<ExitCode, Er
         };
     }
     let _ = writeln!(out, "{} fresh, {stale} stale", states.len() - stale);
-    Ok(ExitCode::SUCCESS)
+    Ok(exit(a, stale > 0))
+}
+
+/// With `--exit-code`, 1 when anything would run.
+fn exit(a: &StatusArgs, stale: bool) -> ExitCode {
+    ExitCode::from(u8::from(a.exit_code && stale))
 }

@@ -38,9 +38,21 @@ impl Run {
         stage: &str,
         dir: &Path,
     ) -> anyhow::Result<Run> {
+        let mut run = Run::read(label, coords, stage, &|f| std::fs::read(dir.join(f)).ok())?;
+        run.dir = dir.to_path_buf();
+        Ok(run)
+    }
+
+    /// The run from the files of an evaluate output, however they are reached (`pipe show`
+    /// reads them from the cache's objects, without laying them out).
+    pub fn read(
+        label: &str,
+        coords: &[(String, String)],
+        stage: &str,
+        file: &dyn Fn(&str) -> Option<Vec<u8>>,
+    ) -> anyhow::Result<Run> {
         let read = |f: &str| {
-            std::fs::read(dir.join(f))
-                .with_context(|| format!("`{stage}` has no {f}: is it an evaluate stage?"))
+            file(f).with_context(|| format!("`{stage}` has no {f}: is it an evaluate stage?"))
         };
         let metrics = String::from_utf8(read("metrics.jsonl")?)?
             .lines()
@@ -56,9 +68,9 @@ impl Run {
                 .to_string(),
             summary: serde_json::from_slice(&read("summary.json")?)?,
             eval: serde_json::from_slice(&read("evaluation.json")?)?,
-            timing: Timing::of(dir, &metrics),
+            timing: Timing::read(file, &metrics),
             metrics,
-            dir: dir.to_path_buf(),
+            dir: PathBuf::new(),
         })
     }
 

@@ -57,14 +57,15 @@ impl Timing {
     /// The timing a train (or evaluate) output folder holds, from `volatile/timing.json`, or
     /// from the metrics and summary of runs that predate it.
     pub fn of(dir: &std::path::Path, metrics: &[EpochMetrics]) -> Timing {
-        if let Some(t) = std::fs::read(dir.join(Self::FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-        {
+        Self::read(&|f| std::fs::read(dir.join(f)).ok(), metrics)
+    }
+
+    /// As [`of`](Self::of), with the output's files read by `file`.
+    pub fn read(file: &dyn Fn(&str) -> Option<Vec<u8>>, metrics: &[EpochMetrics]) -> Timing {
+        if let Some(t) = file(Self::FILE).and_then(|b| serde_json::from_slice(&b).ok()) {
             return t;
         }
-        let old: serde_json::Value = std::fs::read(dir.join("summary.json"))
-            .ok()
+        let old: serde_json::Value = file("summary.json")
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         Timing {

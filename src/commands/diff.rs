@@ -1,0 +1,176 @@
+//! `pipe diff A B`: what differs between two variants, in any studies: the config fields
+//! (as the kind re-serializes them, so `0.90` and `0.9` are one value) and the headline
+//! numbers of their evaluations.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use super::results::{held, one, Row};
+use super::{Error, Project};
+use crate::cli::DiffArgs;
+
+pub(super) fn run(p: &Project, a: &DiffArgs) -> Result<ExitCode, Error> {
+    let (x, y) = (one(p, &a.a)?, one(p, &a.b)?);
+    let (tx, ty) = (trained(p, x), trained(p, y));
+    let (fx, fy) = (fields(p, tx), fields(p, ty));
+    let mut rows: Vec<[String; 3]> = Vec::new();
+    for key in fx
+        .keys()
+        .chain(fy.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (vx, vy) = (fx.get(key), fy.get(key));
+        if vx != vy {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(none)".into());
+            rows.push([key.clone(), show(vx), show(vy)]);
+        }
+    }
+    println!("A: {}\nB: {}", p.plan.nodes[x].id, p.plan.nodes[y].id);
+    if p.plan.def(tx).kind.name() != p.plan.def(ty).kind.name() {
+        println!(
+            "(a `{}` stage against a `{}` stage)",
+            p.plan.def(tx).kind.name(),
+            p.plan.def(ty).kind.name()
+        );
+    }
+    println!();
+    if rows.is_empty() {
+        println!("config: the same");
+    } else {
+        println!("config:");
+        print_rows(&rows);
+    }
+    let cache = std::mem::ManuallyDrop::new(p.cache()?);
+    let row = |n: usize| -> Option<Row> {
+        let e = evaluation(p, n)?;
+        let (_, h) = held(p, &cache, &[e]).into_iter().next()?;
+        Row::read(p, &cache, e, &h?).ok()
+    };
+    match (row(x), row(y)) {
+        (Some(rx), Some(ry)) => {
+            println!("\nresults:");
+            let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
+            let pts = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}", v * 100.0));
+            let int = |v: Option<usize>| v.map_or("-".into(), |v| v.to_string());
+            let (sx, sy) = (&rx.stats, &ry.stats);
+            let mut rows = vec![
+                [
+                    "best validation accuracy".into(),
+                    pct(sx.best_val_acc),
+                    pct(sy.best_val_acc),
+                ],
+                ["at epoch".into(), int(sx.best_epoch), int(sy.best_epoch)],
+                [
+                    "test accuracy (final)".into(),
+                    pct(Some(sx.test_acc_final)),
+                    pct(Some(sy.test_acc_final)),
+                ],
+                [
+                    "test accuracy (best weights)".into(),
+                    pct(Some(sx.test_acc_best)),
+                    pct(Some(sy.test_acc_best)),
+                ],
+                [
+                    "train-validation gap (points)".into(),
+                    pts(sx.gap),
+                    pts(sy.gap),
+                ],
+                [
+                    "epochs to 90% of best".into(),
+                    int(sx.epochs_to_90),
+                    int(sy.epochs_to_90),
+                ],
+                [
+                    "epochs run".into(),
+                    sx.epochs.to_string(),
+                    sy.epochs.to_string(),
+                ],
+                ["status".into(), rx.status(), ry.status()],
+                [
+                    "seconds per epoch".into(),
+                    format!("{:.2}", sx.seconds_per_epoch),
+                    format!("{:.2}", sy.seconds_per_epoch),
+                ],
+                ["backend".into(), rx.backend.clone(), ry.backend.clone()],
+            ];
+            if !a.all {
+                rows.retain(|r| r[1] != r[2]);
+            }
+            print_rows(&rows);
+        }
+        _ => println!("\nresults: not both evaluated and built yet"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The training behind `n`: itself, or the train stage an evaluation reads.
+fn trained(p: &Project, n: usize) -> usize {
+    if p.plan.def(n).kind.name() == "evaluate" {
+        if let Some(&t) = p.plan.nodes[n]
+            .inputs
+            .iter()
+            .find(|&&i| p.plan.def(i).kind.name() == "train")
+        {
+            return t;
+        }
+    }
+    n
+}
+
+/// The evaluation of `n`: itself, or the first evaluate stage that reads it.
+fn evaluation(p: &Project, n: usize) -> Option<usize> {
+    if p.plan.def(n).kind.name() == "evaluate" {
+        return Some(n);
+    }
+    (0..p.plan.nodes.len())
+        .find(|&e| p.plan.def(e).kind.name() == "evaluate" && p.plan.nodes[e].inputs.contains(&n))
+}
+
+/// Every leaf of the stage's config as `path → value`.
+fn fields(p: &Project, n: usize) -> BTreeMap<String, String> {
+    fn walk(v: &serde_json::Value, path: String, out: &mut BTreeMap<String, String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    walk(
+                        v,
+                        if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        },
+                        out,
+                    );
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, format!("{path}[{i}]"), out);
+                }
+                if items.is_empty() {
+                    out.insert(path, "[]".into());
+                }
+            }
+            leaf => {
+                out.insert(path, leaf.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&p.plan.variant(n).parsed.key, String::new(), &mut out);
+    out
+}
+
+fn print_rows(rows: &[[String; 3]]) {
+    let w0 = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0);
+    let w1 = rows
+        .iter()
+        .map(|r| r[1].chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    println!("  {:<w0$}  {:<w1$}  B", "", "A");
+    for r in rows {
+        println!("  {:<w0$}  {:<w1$}  {}", r[0], r[1], r[2]);
+    }
+}

@@ -1,0 +1,122 @@
+//! What `show`, `diff`, `outputs` and `log` share: a stage's outputs as the cache holds
+//! them (fresh, or the last ones built when the pipeline has changed since), read without
+//! laying them out, and one row of headline numbers per evaluated variant.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::{Error, Project};
+use crate::engine::assess::{assess, Freshness};
+use crate::engine::cache::{Built, Cache};
+use crate::report::stats::{stats, Stats};
+use crate::report::Run;
+
+/// A stage's outputs in the cache: fresh, or (`stale`) the last built before the
+/// pipeline, its inputs or the data changed. `None` where it was never built.
+pub(super) struct Held {
+    pub built: Built,
+    pub stale: bool,
+}
+
+pub(super) fn held(p: &Project, cache: &Cache, nodes: &[usize]) -> Vec<(usize, Option<Held>)> {
+    // A key is known only from its inputs' outputs: assess what they depend on too.
+    let wanted: HashSet<usize> = nodes.iter().copied().collect();
+    assess(
+        &p.plan,
+        cache,
+        &p.root,
+        &p.plan.closure(nodes),
+        &HashSet::new(),
+    )
+    .into_iter()
+    .filter(|(n, _)| wanted.contains(n))
+    .map(|(n, state)| {
+        let held = match state {
+            Freshness::Fresh(b) => Some(Held {
+                built: *b,
+                stale: false,
+            }),
+            Freshness::Stale { .. } => cache
+                .last(&p.plan.nodes[n].id)
+                .and_then(|k| cache.load_entry(&k))
+                .map(|e| Held {
+                    built: e.built,
+                    stale: true,
+                }),
+        };
+        (n, held)
+    })
+    .collect()
+}
+
+/// One output file's bytes, from its object.
+pub(super) fn read_output(cache: &Cache, built: &Built, name: &str) -> Option<Vec<u8>> {
+    let out = built.outputs.iter().find(|o| o.path == name)?;
+    std::fs::read(cache.object_path(&out.hash)).ok()
+}
+
+/// The one node a name selects, for commands about one variant.
+pub(super) fn one(p: &Project, name: &str) -> Result<usize, Error> {
+    // A stage's base variant is named by the stage's id, which also names all its variants.
+    if let Some(&n) = p.plan.by_id.get(name) {
+        return Ok(n);
+    }
+    let found = p.plan.select(&[name.to_string()]).map_err(Error::Usage)?;
+    match found.as_slice() {
+        [n] => Ok(*n),
+        many => Err(Error::Usage(format!(
+            "`{name}` names {} stages; name one variant, e.g. `{}`",
+            many.len(),
+            p.plan.nodes[many[0]].id
+        ))),
+    }
+}
+
+/// One evaluated variant (one seed of it): where it comes from and its headline numbers.
+#[derive(Serialize)]
+pub(super) struct Row {
+    /// The pipeline file the stage is in (`quick/mlp/momentum`).
+    pub study: String,
+    pub stage: String,
+    /// `base`, or the fields that differ from it.
+    pub variant: String,
+    pub seed: u64,
+    pub family: String,
+    pub backend: String,
+    pub parameters: usize,
+    /// Outputs of an older version of the pipeline (it changed since they were built).
+    pub stale: bool,
+    #[serde(flatten)]
+    pub stats: Stats,
+}
+
+impl Row {
+    pub fn read(p: &Project, cache: &Cache, n: usize, held: &Held) -> Result<Row, String> {
+        let node = &p.plan.nodes[n];
+        let file = |f: &str| read_output(cache, &held.built, f);
+        let run =
+            Run::read(&node.label, &node.coords, &node.id, &file).map_err(|e| format!("{e:#}"))?;
+        let def = p.plan.def(n);
+        Ok(Row {
+            study: p.plan.spec.files[def.file].ns.clone(),
+            stage: node.id.clone(),
+            variant: node.label.clone(),
+            seed: run.summary.seed,
+            family: run.summary.family.clone(),
+            backend: run.summary.backend.clone(),
+            parameters: run.summary.parameters,
+            stale: held.stale,
+            stats: stats(&run),
+        })
+    }
+
+    /// `ok`, `stale`, or what went wrong.
+    pub fn status(&self) -> String {
+        match (&self.stats.failure, self.stale) {
+            (Some(f), _) => f.clone(),
+            (None, true) => "stale".into(),
+            (None, false) => "ok".into(),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! `pipe show [TARGET…]`: every evaluated variant (every seed) of the selected studies in
+//! one table, read from what the cache holds — as `dvc exp show` does, without opening
+//! `cache/entries/` by hand.
+
+use std::cmp::Ordering;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use super::results::{held, Row};
+use super::{print_json, Error, Project};
+use crate::cli::ShowArgs;
+
+/// A column: its name (for `--sort` and csv), its header, and its cell.
+struct Column {
+    name: &'static str,
+    header: &'static str,
+    cell: fn(&Row) -> Cell,
+    /// Larger is better: sorted high to low unless `:asc` is asked for.
+    descending: bool,
+}
+
+enum Cell {
+    Text(String),
+    Num(Option<f64>),
+    Pct(Option<f64>),
+    Int(Option<usize>),
+}
+
+impl Cell {
+    fn show(&self) -> String {
+        match self {
+            Cell::Text(s) => s.clone(),
+            Cell::Num(Some(x)) => format!("{x:.2}"),
+            Cell::Pct(Some(x)) => format!("{:.1}", x * 100.0),
+            Cell::Int(Some(x)) => x.to_string(),
+            _ => "-".into(),
+        }
+    }
+    fn raw(&self) -> String {
+        match self {
+            Cell::Text(s) => s.clone(),
+            Cell::Num(Some(x)) | Cell::Pct(Some(x)) => x.to_string(),
+            Cell::Int(Some(x)) => x.to_string(),
+            _ => String::new(),
+        }
+    }
+    fn cmp(&self, other: &Cell) -> Ordering {
+        let num = |c: &Cell| match c {
+            Cell::Num(x) | Cell::Pct(x) => *x,
+            Cell::Int(x) => x.map(|x| x as f64),
+            Cell::Text(_) => None,
+        };
+        match (self, other) {
+            (Cell::Text(a), Cell::Text(b)) => a.cmp(b),
+            _ => match (num(self), num(other)) {
+                (Some(a), Some(b)) => a.total_cmp(&b),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            },
+        }
+    }
+}
+
+const COLUMNS: &[Column] = &[
+    Column {
+        name: "study",
+        header: "study",
+        cell: |r| Cell::Text(r.study.clone()),
+        descending: false,
+    },
+    Column {
+        name: "variant",
+        header: "variant",
+        cell: |r| Cell::Text(r.variant.clone()),
+        descending: false,
+    },
+    Column {
+        name: "seed",
+        header: "seed",
+        cell: |r| Cell::Int(Some(r.seed as usize)),
+        descending: false,
+    },
+    Column {
+        name: "family",
+        header: "family",
+        cell: |r| Cell::Text(r.family.clone()),
+        descending: false,
+    },
+    Column {
+        name: "best_val_acc",
+        header: "best val %",
+        cell: |r| Cell::Pct(r.stats.best_val_acc),
+        descending: true,
+    },
+    Column {
+        name: "best_epoch",
+        header: "@epoch",
+        cell: |r| Cell::Int(r.stats.best_epoch),
+        descending: false,
+    },
+    Column {
+        name: "test_acc",
+        header: "test % (final)",
+        cell: |r| Cell::Pct(Some(r.stats.test_acc_final)),
+        descending: true,
+    },
+    Column {
+        name: "test_acc_best",
+        header: "test % (best weights)",
+        cell: |r| Cell::Pct(Some(r.stats.test_acc_best)),
+        descending: true,
+    },
+    Column {
+        name: "gap",
+        header: "train-val gap (pts)",
+        cell: |r| Cell::Pct(r.stats.gap),
+        descending: false,
+    },
+    Column {
+        name: "epochs_to_90",
+        header: "epochs to 90% of best",
+        cell: |r| Cell::Int(r.stats.epochs_to_90),
+        descending: false,
+    },
+    Column {
+        name: "status",
+        header: "status",
+        cell: |r| Cell::Text(r.status()),
+        descending: false,
+    },
+    Column {
+        name: "seconds_per_epoch",
+        header: "s/epoch",
+        cell: |r| Cell::Num(Some(r.stats.seconds_per_epoch)),
+        descending: false,
+    },
+    Column {
+        name: "backend",
+        header: "backend",
+        cell: |r| Cell::Text(r.backend.clone()),
+        descending: false,
+    },
+];
+
+pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
+    let nodes = evaluations(p, &a.targets)?;
+    let cache = std::mem::ManuallyDrop::new(p.cache()?);
+    let mut rows = Vec::new();
+    let mut missing = 0;
+    for (n, h) in held(p, &cache, &nodes) {
+        let Some(h) = h else {
+            missing += 1;
+            continue;
+        };
+        match Row::read(p, &cache, n, &h) {
+            Ok(r) => rows.push(r),
+            Err(e) => eprintln!("warning: {}: {e}", p.plan.nodes[n].id),
+        }
+    }
+    rows.retain(|r| {
+        (a.family.is_empty() || a.family.contains(&r.family))
+            && a.study
+                .as_ref()
+                .is_none_or(|s| r.study.contains(s.as_str()) || r.stage.contains(s.as_str()))
+    });
+    if let Some(sort) = &a.sort {
+        let (name, dir) = sort.split_once(':').unwrap_or((sort, ""));
+        let col = COLUMNS.iter().find(|c| c.name == name).ok_or_else(|| {
+            let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+            Error::Usage(format!(
+                "no column `{name}` to sort by; one of {}",
+                names.join(", ")
+            ))
+        })?;
+        let descending = match dir {
+            "asc" => false,
+            "desc" => true,
+            "" => col.descending,
+            other => {
+                return Err(Error::Usage(format!(
+                    "`{other}` in --sort: write `{name}:asc` or `{name}:desc`"
+                )))
+            }
+        };
+        rows.sort_by(|x, y| {
+            let o = (col.cell)(x).cmp(&(col.cell)(y));
+            if descending {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+    }
+    match a.format.as_str() {
+        "json" => print_json(&rows),
+        "csv" => print_csv(&rows),
+        "md" => print_markdown(&rows),
+        _ => print_table(&rows),
+    }
+    if missing > 0 && a.format != "json" && a.format != "csv" {
+        eprintln!("{missing} evaluated variant(s) not built yet (`pipe status` lists them)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The evaluate nodes of the selection: those it reaches, and those that evaluate a
+/// selected training.
+fn evaluations(p: &Project, names: &[String]) -> Result<Vec<usize>, Error> {
+    let is_eval = |n: usize| p.plan.def(n).kind.name() == "evaluate";
+    if names.is_empty() {
+        return Ok((0..p.plan.nodes.len()).filter(|&n| is_eval(n)).collect());
+    }
+    let named = p.plan.select(names).map_err(Error::Usage)?;
+    let mut set: std::collections::BTreeSet<usize> = p
+        .plan
+        .closure(&named)
+        .into_iter()
+        .filter(|&n| is_eval(n))
+        .collect();
+    for n in (0..p.plan.nodes.len()).filter(|&n| is_eval(n)) {
+        if p.plan.nodes[n].inputs.iter().any(|i| named.contains(i)) {
+            set.insert(n);
+        }
+    }
+    Ok(set.into_iter().collect())
+}
+
+fn cells(rows: &[Row], show: fn(&Cell) -> String) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| COLUMNS.iter().map(|c| show(&(c.cell)(r))).collect())
+        .collect()
+}
+
+fn print_table(rows: &[Row]) {
+    let body = cells(rows, Cell::show);
+    let widths: Vec<usize> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            body.iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.header.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        line(COLUMNS.iter().map(|c| c.header.to_string()).collect())
+    );
+    for r in body {
+        let _ = writeln!(out, "{}", line(r));
+    }
+}
+
+fn print_markdown(rows: &[Row]) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let headers: Vec<&str> = COLUMNS.iter().map(|c| c.header).collect();
+    let _ = writeln!(out, "| {} |", headers.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(COLUMNS.len()));
+    for r in cells(rows, Cell::show) {
+        let r: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
+}
+
+fn print_csv(rows: &[Row]) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    let _ = writeln!(out, "{}", names.join(","));
+    for r in cells(rows, Cell::raw) {
+        let r: Vec<String> = r.iter().map(|c| quote(c)).collect();
+        let _ = writeln!(out, "{}", r.join(","));
+    }
+}
