@@ -43,7 +43,7 @@ pub enum Command {
     /// the next build reruns their stages. No target: every target.
     Clean(CleanArgs),
     /// Remove cache entries and objects that no current pipeline reaches; print bytes freed.
-    Gc,
+    Gc(GcArgs),
     /// Read every cached object again (past the hash memo) and report each corrupt or
     /// missing one with the stages that use it. Exit 1 when something is damaged.
     Verify(VerifyArgs),
@@ -61,6 +61,10 @@ pub enum Command {
     Outputs(OneArgs),
     /// The log a stage wrote when it was built.
     Log(OneArgs),
+    /// Print a shell completion script: `pipe completions bash > /etc/bash_completion.d/pipe`,
+    /// `pipe completions zsh > ~/.zfunc/_pipe`, `pipe completions fish >
+    /// ~/.config/fish/completions/pipe.fish`.
+    Completions(CompletionsArgs),
     /// Run exactly one stage against the cache and exit: what a Slurm job runs on its node.
     #[command(hide = true)]
     StageJob(StageJobArgs),
@@ -97,8 +101,15 @@ pub struct BuildArgs {
     #[arg(long, value_name = "STAGE")]
     pub force: Vec<String>,
     /// Also list stages that were already fresh.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "quiet")]
     pub verbose: bool,
+    /// Print failures and the summary only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the summary as JSON (built, fresh, failed and skipped stages, targets, seconds)
+    /// and nothing else on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -127,11 +138,14 @@ pub struct DagArgs {
     /// Limit to these targets or stages and what they depend on.
     pub targets: Vec<String>,
     /// Graphviz dot.
-    #[arg(long, conflicts_with = "mermaid")]
+    #[arg(long, conflicts_with_all = ["mermaid", "json"])]
     pub dot: bool,
     /// Mermaid flowchart.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub mermaid: bool,
+    /// The nodes (id, kind, inputs, target) as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -185,6 +199,11 @@ pub struct DiffArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
 pub struct OneArgs {
     /// A stage id (with its `[label]` for a variant) or a target path.
     pub target: String,
@@ -201,4 +220,18 @@ pub struct VerifyArgs {
 #[derive(Args, Debug)]
 pub struct CleanArgs {
     pub targets: Vec<String>,
+    /// List what would be removed, and remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Count what would be removed, and remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
 }

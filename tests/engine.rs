@@ -1036,3 +1036,125 @@ fn force_alone_builds_what_it_names_and_a_closed_pipe_is_no_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.is_empty(), "quietly: {stderr}");
 }
+
+/// The command line scripts and logs rely on: `build --json` (and its no-op answer),
+/// `--quiet`, progress lines off a terminal, the announcement of a big build, `clean` and
+/// `gc --dry-run` that remove nothing, `--json` on `dag`, `clean` and `gc`.
+#[test]
+fn machine_readable_output_quiet_builds_progress_lines_and_dry_runs() {
+    let p = Project::new();
+    let mut stages = String::from("Pipeline(stages: [\n");
+    stages.push_str(r#"(name: "slow", kind: "fake", config: (steps: 3, sleep_ms: 30), target: "reports/slow.txt"),"#);
+    for i in 0..25 {
+        stages.push_str(&format!(
+            "(name: \"x{i}\", kind: \"fake\", config: (value: \"{i}\")),\n"
+        ));
+    }
+    stages.push_str("])\n");
+    p.write("pipelines/s.ron", &stages);
+    let r = p
+        .cmd(&["build", "--json"])
+        .env("PIPE_PROGRESS_SECONDS", "0")
+        .output()
+        .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&r.stdout).expect("stdout is JSON alone");
+    assert_eq!(summary["built"], serde_json::json!(["s:slow"]));
+    assert_eq!(summary["targets"], serde_json::json!(["reports/slow.txt"]));
+    let again: serde_json::Value =
+        serde_json::from_str(&p.ok(&["build", "--json"]).stdout).unwrap();
+    assert_eq!(
+        again["fresh"],
+        serde_json::json!(["s:slow"]),
+        "the no-op answer: {again}"
+    );
+
+    // Off a terminal, a running stage prints its progress; `--quiet` prints the summary only.
+    p.edit("pipelines/s.ron", "steps: 3", "steps: 4");
+    let r = p
+        .cmd(&["build", "s:slow"])
+        .env("PIPE_PROGRESS_SECONDS", "0")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(out.contains("  ...   s:slow 2/4 steps ["), "{out}");
+    assert!(out.contains("left]"), "{out}");
+    p.edit("pipelines/s.ron", "steps: 4", "steps: 5");
+    let q = p.ok(&["build", "--quiet", "s:slow"]).stdout;
+    assert_eq!(
+        q.lines().next().unwrap_or_default().split(" built").next(),
+        Some("1"),
+        "{q}"
+    );
+    assert!(!q.contains("built   s:slow"), "{q}");
+
+    // Twenty stages or more to run are announced first.
+    let r = p.ok(&[
+        "build", "s:x0", "s:x1", "s:x2", "s:x3", "s:x4", "s:x5", "s:x6", "s:x7", "s:x8", "s:x9",
+        "s:x10", "s:x11", "s:x12", "s:x13", "s:x14", "s:x15", "s:x16", "s:x17", "s:x18", "s:x19",
+    ]);
+    assert!(
+        r.stdout
+            .starts_with("about to run 20 stages: 0 trainings (0 epochs in all)"),
+        "{r:?}"
+    );
+
+    let dag: Vec<serde_json::Value> =
+        serde_json::from_str(&p.ok(&["dag", "--json", "s:slow"]).stdout).unwrap();
+    assert_eq!(dag.len(), 1);
+    assert_eq!(dag[0]["kind"], "fake");
+    assert_eq!(dag[0]["target"], "reports/slow.txt");
+
+    let dry = p.ok(&["clean", "--dry-run"]).stdout;
+    assert!(
+        dry.contains("would remove") && dry.contains("reports/slow.txt"),
+        "{dry}"
+    );
+    assert!(
+        p.path().join("reports/slow.txt").exists(),
+        "a dry run removes nothing"
+    );
+    p.ok(&["status", "--exit-code", "s:slow"]);
+    let c: serde_json::Value = serde_json::from_str(&p.ok(&["clean", "--json"]).stdout).unwrap();
+    assert_eq!(c["entries"], 1, "{c}");
+    assert!(!p.path().join("reports/slow.txt").exists());
+
+    p.write("pipelines/s.ron", "Pipeline(stages: [])\n");
+    let g: serde_json::Value =
+        serde_json::from_str(&p.ok(&["gc", "--dry-run", "--json"]).stdout).unwrap();
+    assert!(g["entries_removed"].as_u64().unwrap() >= 20, "{g}");
+    let g2: serde_json::Value = serde_json::from_str(&p.ok(&["gc", "--json"]).stdout).unwrap();
+    assert_eq!(
+        g["entries_removed"], g2["entries_removed"],
+        "the dry run counted what gc removed"
+    );
+    let g3: serde_json::Value = serde_json::from_str(&p.ok(&["gc", "--json"]).stdout).unwrap();
+    assert_eq!(g3["entries_removed"], 0);
+}
+
+/// Completion scripts need no project and know the subcommands and their options.
+#[test]
+fn shell_completions_list_the_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "_pipe()"),
+        ("zsh", "#compdef pipe"),
+        ("fish", "complete -c pipe"),
+    ] {
+        let o = std::process::Command::new(util::bin())
+            .current_dir(dir.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains(marker), "{shell}: {text}");
+        for word in ["build", "show", "diff", "verify", "keep-going"] {
+            assert!(text.contains(word), "{shell} lacks {word}");
+        }
+    }
+}

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 
-use super::{io, one_line, Error, Project};
+use super::{io, one_line, print_json, Error, Project};
 use crate::cli::{BuildArgs, Cli};
 use crate::engine::assess::{assess, Freshness};
+use crate::engine::cache::{Cache, RunRecord};
 use crate::engine::child::ChildProcess;
 use crate::engine::executor::Executor;
 use crate::engine::noop;
@@ -81,7 +82,10 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         Box::leak(Box::new(ChildProcess::new(bin, global)))
     };
     stop_on_signal(exec);
-    let ui = Console::new(a.verbose);
+    if !a.quiet && !a.json {
+        announce(p, &cache, &wanted, &opts.force);
+    }
+    let ui = Console::with(a.verbose, a.quiet || a.json);
     let summary = build(&p.plan, &cache, &p.root, &wanted, &opts, &ui, exec);
     if SIGNAL.load(Ordering::SeqCst) != 0 {
         // The stages ended because their processes were stopped: the signal's thread says
@@ -91,20 +95,71 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         }
     }
     let saved = cache.save();
+    let targets: Vec<String> = p
+        .plan
+        .targets()
+        .into_iter()
+        .filter(|(_, n)| wanted.contains(n))
+        .map(|(t, _)| t.to_string())
+        .collect();
+    if a.json {
+        let ids = |f: fn(&Outcome) -> bool| -> Vec<&str> {
+            summary
+                .results
+                .iter()
+                .filter(|(_, o)| f(o))
+                .map(|(n, _)| p.plan.nodes[*n].id.as_str())
+                .collect()
+        };
+        let why = |f: fn(&Outcome) -> Option<&String>| -> Vec<Reason> {
+            summary
+                .results
+                .iter()
+                .filter_map(|(n, o)| {
+                    f(o).map(|r| Reason {
+                        stage: &p.plan.nodes[*n].id,
+                        reason: r,
+                    })
+                })
+                .collect()
+        };
+        print_json(&JsonSummary {
+            built: ids(|o| matches!(o, Outcome::Built { .. })),
+            fresh: ids(|o| matches!(o, Outcome::Fresh)),
+            failed: why(|o| match o {
+                Outcome::Failed(r) => Some(r),
+                _ => None,
+            }),
+            skipped: why(|o| match o {
+                Outcome::Skipped(r) => Some(r),
+                _ => None,
+            }),
+            targets: if summary.failed() {
+                Vec::new()
+            } else {
+                targets.iter().map(String::as_str).collect()
+            },
+            seconds: clock.elapsed().as_secs_f64(),
+        });
+    }
     let count = |f: fn(&Outcome) -> bool| summary.results.iter().filter(|(_, o)| f(o)).count();
     let built = count(|o| matches!(o, Outcome::Built { .. }));
     let fresh = count(|o| matches!(o, Outcome::Fresh));
     let failed = count(|o| matches!(o, Outcome::Failed(_)));
     let skipped = count(|o| matches!(o, Outcome::Skipped(_)));
-    println!(
-        "{built} built, {fresh} fresh, {failed} failed, {skipped} skipped in {:.2}s",
-        clock.elapsed().as_secs_f64()
-    );
+    if !a.json {
+        println!(
+            "{built} built, {fresh} fresh, {failed} failed, {skipped} skipped in {:.2}s",
+            clock.elapsed().as_secs_f64()
+        );
+    }
     if summary.failed() {
-        println!("failures:");
-        for (n, o) in &summary.results {
-            if let Outcome::Failed(_) = o {
-                println!("  {}", outcome_line(&p.plan.nodes[*n].id, o));
+        if !a.json {
+            println!("failures:");
+            for (n, o) in &summary.results {
+                if let Outcome::Failed(_) = o {
+                    println!("  {}", outcome_line(&p.plan.nodes[*n].id, o));
+                }
             }
         }
         if let Err(e) = &saved {
@@ -114,15 +169,10 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         return Ok(ExitCode::from(if io { 3 } else { 1 }));
     }
     saved.map_err(io("cannot save the cache index"))?;
-    let targets: Vec<String> = p
-        .plan
-        .targets()
-        .into_iter()
-        .filter(|(_, n)| wanted.contains(n))
-        .map(|(t, _)| t.to_string())
-        .collect();
-    for t in &targets {
-        println!("target  {t}");
+    if !a.json {
+        for t in &targets {
+            println!("target  {t}");
+        }
     }
     // Nothing failed: every stage is now fresh, and the next build can be answered so.
     if fresh + built == summary.results.len() {
@@ -146,6 +196,81 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `build --json`: the summary for scripts.
+#[derive(serde::Serialize)]
+pub(super) struct JsonSummary<'a> {
+    pub built: Vec<&'a str>,
+    pub fresh: Vec<&'a str>,
+    pub failed: Vec<Reason<'a>>,
+    pub skipped: Vec<Reason<'a>>,
+    /// The targets materialized (none when something failed).
+    pub targets: Vec<&'a str>,
+    pub seconds: f64,
+}
+
+#[derive(serde::Serialize)]
+pub(super) struct Reason<'a> {
+    stage: &'a str,
+    reason: &'a String,
+}
+
+/// Before a big build (many stages, or many epochs of training), what it is about to do:
+/// the stages, the trainings and their epochs, and how long the same stages took when they
+/// last ran here (`cache/log/runs.jsonl`), so nobody starts a GPU-day by accident.
+fn announce(p: &Project, cache: &Cache, wanted: &[usize], force: &HashSet<usize>) {
+    let order = p.plan.closure(wanted);
+    let stale: Vec<usize> = assess(&p.plan, cache, &p.root, &order, force)
+        .into_iter()
+        .filter(|(_, s)| !s.is_fresh())
+        .map(|(n, _)| n)
+        .collect();
+    let trainings: Vec<usize> = stale
+        .iter()
+        .copied()
+        .filter(|&n| p.plan.def(n).kind.name() == "train")
+        .collect();
+    let epochs: u64 = trainings
+        .iter()
+        .filter_map(|&n| p.plan.variant(n).parsed.key.get("epochs")?.as_u64())
+        .sum();
+    if stale.len() < ANNOUNCE_STAGES && epochs < ANNOUNCE_EPOCHS {
+        return;
+    }
+    let mut last_ms: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let log = std::fs::read_to_string(p.cache_dir.join("log/runs.jsonl")).unwrap_or_default();
+    for rec in log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<RunRecord>(l).ok())
+    {
+        if rec.outcome == "built" {
+            last_ms.insert(rec.stage, rec.duration_ms);
+        }
+    }
+    let known: Vec<u64> = stale
+        .iter()
+        .filter_map(|&n| last_ms.get(&p.plan.nodes[n].id).copied())
+        .collect();
+    let mut line = format!(
+        "about to run {} stage{}: {} training{} ({epochs} epochs in all)",
+        stale.len(),
+        if stale.len() == 1 { "" } else { "s" },
+        trainings.len(),
+        if trainings.len() == 1 { "" } else { "s" },
+    );
+    if !known.is_empty() {
+        line.push_str(&format!(
+            "; {} of them ran here before, taking {} one after another",
+            known.len(),
+            crate::engine::ui::clock(known.iter().sum::<u64>() as f64 / 1000.0)
+        ));
+    }
+    println!("{line}");
+}
+
+/// A build is announced from this many stages to run, or this many epochs of training.
+const ANNOUNCE_STAGES: usize = 20;
+const ANNOUNCE_EPOCHS: u64 = 200;
 
 /// The signal that interrupted the build (0: none).
 static SIGNAL: AtomicI32 = AtomicI32::new(0);

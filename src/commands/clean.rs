@@ -3,10 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{io, Error, Project};
+use super::{io, print_json, Error, Project};
 use crate::cli::CleanArgs;
 
-fn remove_file(path: &Path, removed: &mut Vec<PathBuf>) -> Result<(), Error> {
+fn remove_file(path: &Path, removed: &mut Vec<PathBuf>, dry_run: bool) -> Result<(), Error> {
+    if dry_run {
+        if path.symlink_metadata().is_ok() && !removed.iter().any(|r| r == path) {
+            removed.push(path.to_path_buf());
+        }
+        return Ok(());
+    }
     match std::fs::remove_file(path) {
         Ok(()) => {
             removed.push(path.to_path_buf());
@@ -20,16 +26,21 @@ fn remove_file(path: &Path, removed: &mut Vec<PathBuf>) -> Result<(), Error> {
 pub(super) fn run(p: &Project, a: &CleanArgs) -> Result<ExitCode, Error> {
     let chosen = p.select_or_targets(&a.targets)?;
     let cache = p.cache()?;
+    let dry = a.dry_run;
     let mut removed = Vec::new();
     let mut entries = 0;
     for n in chosen {
         let node = &p.plan.nodes[n];
         if let Some(t) = &p.plan.def(n).target {
             // Everything its materializations wrote, files of variants since removed included.
-            removed.extend(
-                crate::engine::targets::unmaterialize(&cache, &p.root, t)
-                    .map_err(|e| Error::Io(format!("cannot clean target {t}: {e}")))?,
-            );
+            if dry {
+                removed.extend(crate::engine::targets::materialized(&cache, &p.root, t));
+            } else {
+                removed.extend(
+                    crate::engine::targets::unmaterialize(&cache, &p.root, t)
+                        .map_err(|e| Error::Io(format!("cannot clean target {t}: {e}")))?,
+                );
+            }
         }
         let Some(key) = cache.last(&node.id) else {
             continue;
@@ -43,24 +54,40 @@ pub(super) fn run(p: &Project, a: &CleanArgs) -> Result<ExitCode, Error> {
                 .unwrap_or_else(|| p.root.clone());
             if let Some(entry) = cache.load_entry(&key) {
                 for out in &entry.built.outputs {
-                    remove_file(&base.join(&out.path), &mut removed)?;
+                    remove_file(&base.join(&out.path), &mut removed, dry)?;
                 }
             }
-            remove_file(&p.root.join(t), &mut removed)?;
+            remove_file(&p.root.join(t), &mut removed, dry)?;
         }
-        if cache
-            .remove_entry(&key)
-            .map_err(io("cannot remove a cache entry"))?
-        {
+        let gone = if dry {
+            cache.load_entry(&key).is_some()
+        } else {
+            cache
+                .remove_entry(&key)
+                .map_err(io("cannot remove a cache entry"))?
+        };
+        if gone {
             entries += 1;
         }
     }
-    cache.save().map_err(io("cannot save the cache index"))?;
+    if !dry {
+        cache.save().map_err(io("cannot save the cache index"))?;
+    }
+    if a.json {
+        print_json(&serde_json::json!({
+            "dry_run": dry,
+            "files": removed,
+            "entries": entries,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if dry { "would remove" } else { "removed" };
     for r in &removed {
-        println!("removed {}", r.display());
+        println!("{verb} {}", r.display());
     }
     println!(
-        "cleaned {} file(s) and {entries} cache entr{}",
+        "{} {} file(s) and {entries} cache entr{}",
+        if dry { "would clean" } else { "cleaned" },
         removed.len(),
         if entries == 1 { "y" } else { "ies" }
     );

@@ -32,6 +32,22 @@ pub(super) fn run(p: &Project, a: &DagArgs) -> Result<ExitCode, Error> {
         let node = &p.plan.nodes[n];
         format!("{} ({})", node.id, p.plan.def(n).kind.name())
     };
+    if a.json {
+        let rows: Vec<serde_json::Value> = nodes
+            .iter()
+            .map(|&n| {
+                let node = &p.plan.nodes[n];
+                serde_json::json!({
+                    "id": node.id,
+                    "kind": p.plan.def(n).kind.name(),
+                    "inputs": node.inputs.iter().map(|&i| p.plan.nodes[i].id.as_str()).collect::<Vec<_>>(),
+                    "target": p.plan.def(n).target,
+                })
+            })
+            .collect();
+        super::print_json(&rows);
+        return Ok(ExitCode::SUCCESS);
+    }
     if a.dot {
         println!("digraph pipe {{\n  rankdir=LR;\n  node [shape=box];");
         for &n in &nodes {

@@ -3,10 +3,11 @@
 use std::collections::HashSet;
 use std::process::ExitCode;
 
-use super::{io, Error, Project};
+use super::{io, print_json, Error, Project};
+use crate::cli::GcArgs;
 use crate::engine::assess::{assess, Freshness};
 
-pub(super) fn run(p: &Project) -> Result<ExitCode, Error> {
+pub(super) fn run(p: &Project, a: &GcArgs) -> Result<ExitCode, Error> {
     let cache = p.cache()?;
     let all: Vec<usize> = (0..p.plan.nodes.len()).collect();
     // Reached: the current key of every fresh stage, and the last build of every current
@@ -20,12 +21,27 @@ pub(super) fn run(p: &Project) -> Result<ExitCode, Error> {
             keep.insert(k);
         }
     }
-    let (entries, bytes) = cache.gc(&keep).map_err(io("garbage collection failed"))?;
-    cache.save().map_err(io("cannot save the cache index"))?;
-    println!(
-        "removed {entries} unreachable entr{}, freed {bytes} bytes; kept {}",
-        if entries == 1 { "y" } else { "ies" },
-        keep.len()
-    );
+    let (entries, bytes) = cache
+        .gc(&keep, a.dry_run)
+        .map_err(io("garbage collection failed"))?;
+    if !a.dry_run {
+        cache.save().map_err(io("cannot save the cache index"))?;
+    }
+    if a.json {
+        print_json(&serde_json::json!({
+            "dry_run": a.dry_run,
+            "entries_removed": entries,
+            "bytes_freed": bytes,
+            "entries_kept": keep.len(),
+        }));
+    } else {
+        println!(
+            "{} {entries} unreachable entr{}, {} {bytes} bytes; kept {}",
+            if a.dry_run { "would remove" } else { "removed" },
+            if entries == 1 { "y" } else { "ies" },
+            if a.dry_run { "would free" } else { "freed" },
+            keep.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

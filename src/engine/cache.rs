@@ -710,7 +710,8 @@ impl Cache {
 
     /// Removes every entry whose key is not in `keep`, then every object, scratch folder and
     /// index record no kept entry uses. Returns (entries removed, bytes freed).
-    pub fn gc(&self, keep: &HashSet<String>) -> io::Result<(usize, u64)> {
+    /// With `dry_run`, counts what it would remove and removes nothing.
+    pub fn gc(&self, keep: &HashSet<String>, dry_run: bool) -> io::Result<(usize, u64)> {
         let mut removed = 0;
         let mut freed = 0u64;
         let mut live_objects: HashSet<String> = HashSet::new();
@@ -734,7 +735,9 @@ impl Cache {
                 }
             }
             freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(e.path())?;
+            if !dry_run {
+                fs::remove_file(e.path())?;
+            }
             removed += 1;
         }
         for e in walkdir::WalkDir::new(self.dir.join("objects"))
@@ -744,7 +747,9 @@ impl Cache {
             if e.file_type().is_file() && !live_objects.contains(&*e.file_name().to_string_lossy())
             {
                 freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(e.path())?;
+                if !dry_run {
+                    fs::remove_file(e.path())?;
+                }
             }
         }
         for sub in ["scratch", "locks"] {
@@ -765,6 +770,9 @@ impl Cache {
                         }
                     }
                     freed += dir_size(&e.path());
+                    if dry_run {
+                        continue;
+                    }
                     if e.path().is_dir() {
                         fs::remove_dir_all(e.path())?;
                     } else {
@@ -772,6 +780,9 @@ impl Cache {
                     }
                 }
             }
+        }
+        if dry_run {
+            return Ok((removed, freed));
         }
         {
             let path = self.dir.join("index.json");

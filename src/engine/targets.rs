@@ -139,6 +139,17 @@ pub fn materialize(
 
 /// Removes every file the last materialization of `target` wrote, and its record; returns
 /// the paths removed.
+/// The files the target's last materialization wrote that are still there: what
+/// [`unmaterialize`] would remove (`clean --dry-run`).
+pub fn materialized(cache: &Cache, root: &Path, target: &str) -> Vec<PathBuf> {
+    read_manifest(cache, target)
+        .files
+        .iter()
+        .map(|f| root.join(f))
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect()
+}
+
 pub fn unmaterialize(cache: &Cache, root: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
     let old = read_manifest(cache, target);
     let base_dir = base(root, target);

@@ -4,7 +4,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -39,16 +39,23 @@ pub struct Console {
     bars: Option<MultiProgress>,
     /// Hits are many and dull: shown only with `--verbose`.
     verbose: bool,
+    /// `--quiet`: failures only (the caller prints the summary).
+    quiet: bool,
     out: Mutex<()>,
 }
 
 impl Console {
     pub fn new(verbose: bool) -> Console {
-        let live = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+        Self::with(verbose, false)
+    }
+
+    pub fn with(verbose: bool, quiet: bool) -> Console {
+        let live = !quiet && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
         let bars = live.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Console {
             bars,
             verbose,
+            quiet,
             out: Mutex::new(()),
         }
     }
@@ -108,7 +115,70 @@ impl Drop for Bar {
     }
 }
 
-/// Progress nobody sees: a stage off a terminal, or in a Slurm job.
+/// Progress off a terminal (a log file, CI): a plain line per running stage every
+/// [`LINES_EVERY`] (and at its last step, when it printed before), with the stage's elapsed time and an estimate of
+/// what is left, so a log shows that a long training is alive and how far it is.
+struct Lines {
+    stage: String,
+    started: Instant,
+    last: Mutex<Option<Instant>>,
+}
+
+/// How often a running stage prints its progress off a terminal; `PIPE_PROGRESS_SECONDS`
+/// sets it (0: every step).
+const LINES_EVERY: Duration = Duration::from_secs(10);
+
+impl Lines {
+    fn new(stage: &str) -> Lines {
+        Lines {
+            stage: stage.to_string(),
+            started: Instant::now(),
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl Progress for Lines {
+    fn set(&self, done: u64, total: u64, message: &str) {
+        if total == 0 || done == 0 {
+            return;
+        }
+        let every = std::env::var("PIPE_PROGRESS_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(LINES_EVERY, Duration::from_secs);
+        // A stage shorter than `every` says nothing; a longer one, every `every` and its end.
+        let mut last = self.last.lock().unwrap();
+        let due = last.unwrap_or(self.started).elapsed() >= every;
+        if !(due || (done == total && last.is_some())) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let left = elapsed / done as f64 * total.saturating_sub(done) as f64;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "  ...   {} {done}/{total} {message} [{} elapsed, ~{} left]",
+            self.stage,
+            clock(elapsed),
+            clock(left)
+        );
+        let _ = out.flush();
+    }
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+pub fn clock(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// Progress nobody sees: a quiet build, or a stage in a Slurm job.
 pub struct Silent;
 impl Progress for Silent {
     fn set(&self, _: u64, _: u64, _: &str) {}
@@ -127,17 +197,21 @@ impl Ui for Console {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 Box::new(Bar(bar))
             }
+            None if self.quiet => Box::new(Silent),
             None => {
                 if self.verbose {
                     self.print(&format!("start   {stage}"));
                 }
-                Box::new(Silent)
+                Box::new(Lines::new(stage))
             }
         }
     }
 
     fn finish(&self, stage: &str, outcome: &Outcome, log: &str) {
         if matches!(outcome, Outcome::Fresh) && !self.verbose {
+            return;
+        }
+        if self.quiet && !matches!(outcome, Outcome::Failed(_)) {
             return;
         }
         self.print(&with_log(outcome_line(stage, outcome), log));
