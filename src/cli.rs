@@ -50,12 +50,12 @@ pub enum Command {
     /// One table of every evaluated variant (every seed) of the selected studies or stages
     /// (all by default), from what the cache holds.
     ///
-    /// Example: pipe show reports/quick/linear/momentum.md --sort test_acc
+    /// Example: pipe show reports/quick/momentum.md --sort test_acc
     Show(ShowArgs),
     /// The config fields and headline numbers that differ between two variants, in any
     /// studies.
     ///
-    /// Example: pipe diff quick/linear/momentum:train 'quick/linear/momentum:train[optimizer.momentum=0.9]'
+    /// Example: pipe diff quick/linear:momentum 'quick/linear:momentum[optimizer.momentum=0.9]'
     Diff(DiffArgs),
     /// The output files a stage's cache entry holds: `name<TAB>path`, one a line.
     Outputs(OneArgs),

@@ -176,3 +176,43 @@ fn every_family_trains_to_the_same_weights() {
         .collect();
     check("weights.tsv", &out);
 }
+
+/// Every example in `pipe --help` names stages and targets that exist in the shipped
+/// pipelines.
+#[test]
+fn help_examples_name_what_the_shipped_pipelines_hold() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let help = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let mut checked = 0;
+    for sub in ["show", "diff"] {
+        let text = help(&[sub, "--help"]);
+        let example = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Example: pipe "))
+            .unwrap_or_else(|| panic!("{sub}: {text}"));
+        for word in example
+            .split_whitespace()
+            .skip(1)
+            .filter(|w| !w.starts_with("--") && w.contains(['/', ':']))
+        {
+            let name = word.trim_matches('\'');
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_pipe"))
+                .args(["-C", root, "dag", "--json", name])
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "`{name}` of `pipe {sub}`'s example: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3);
+}
