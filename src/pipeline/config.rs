@@ -5,7 +5,7 @@
 use crate::ron_path::{did_you_mean, locate, splice, FieldPath};
 use crate::stage::{ConfigError, FieldError, Parsed, StageKind};
 
-use super::error::{stage_path, Origin};
+use super::error::Origin;
 use super::files::Draft;
 use super::{Def, Loader, Span};
 
@@ -81,7 +81,7 @@ impl Loader<'_> {
         d: &Draft,
         parent: Option<&Def>,
     ) -> Option<&'static dyn StageKind> {
-        let path = stage_path(d.index);
+        let path = d.place.whole();
         match (&d.kind, parent) {
             (Some(k), _) => {
                 let found = self.kinds.iter().copied().find(|x| x.name() == k);

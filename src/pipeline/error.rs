@@ -54,6 +54,48 @@ pub(super) fn stage_path(index: usize) -> FieldPath {
     FieldPath::default().key("stages").index(index)
 }
 
+/// Where a stage's fields are written, for its errors: a written stage's under
+/// `stages[i]`; a stage that `studies` makes has them spread over its study and the
+/// family's shared fields (its `target` is the family's pattern).
+#[derive(Clone, Debug)]
+pub struct Place {
+    whole: FieldPath,
+    moved: Vec<(String, FieldPath)>,
+}
+
+impl Place {
+    pub(super) fn stage(index: usize) -> Place {
+        Place {
+            whole: stage_path(index),
+            moved: Vec::new(),
+        }
+    }
+
+    /// A made stage written at `whole`, its field `rel` (as `field` takes it) at `path`.
+    pub(super) fn made(whole: FieldPath, moved: Vec<(&str, FieldPath)>) -> Place {
+        Place {
+            whole,
+            moved: moved.into_iter().map(|(k, p)| (k.to_string(), p)).collect(),
+        }
+    }
+
+    pub(super) fn whole(&self) -> FieldPath {
+        self.whole.clone()
+    }
+
+    /// The path of field `rel` (`vary`, `inputs[1]`): where it was written, else inside
+    /// the stage.
+    pub(super) fn field(&self, rel: &str) -> FieldPath {
+        if let Some((_, p)) = self.moved.iter().find(|(k, _)| k == rel) {
+            return p.clone();
+        }
+        match FieldPath::parse(rel) {
+            Some(p) => self.whole.clone().join(&p),
+            None => self.whole.clone().key(rel),
+        }
+    }
+}
+
 impl Loader<'_> {
     /// An error at `path` in `file`; a path that is not written (a defaulted field) points
     /// at the nearest enclosing value that is.
@@ -151,7 +193,7 @@ impl Spec {
         hint: Option<String>,
     ) -> SpecError {
         let f = &self.files[def.file];
-        let path = stage_path(def.index).key(field);
+        let path = def.place.field(field);
         let (line, col) = line_col(&f.text, offset_of_path(&f.text, &path));
         SpecError {
             file: f.rel.clone(),

@@ -12,7 +12,8 @@ use crate::ron_path::{offset_of, parse_typed, FieldPath};
 use crate::stage::ConfigError;
 
 use super::brackets;
-use super::error::{stage_path, Origin};
+use super::error::{stage_path, Origin, Place};
+use super::studies::FamilyModel;
 use super::{Loader, Span, SpecError, SpecErrors, PIPELINES_DIR};
 
 #[derive(Deserialize)]
@@ -24,6 +25,8 @@ struct FileModel<'a> {
     uses: Vec<String>,
     #[serde(default, borrow)]
     stages: Vec<StageModel<'a>>,
+    #[serde(default, borrow)]
+    studies: Vec<FamilyModel<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -53,21 +56,28 @@ struct StageModel<'a> {
     target: Option<String>,
 }
 
-/// One stage as written, before resolution; owns no borrowed text.
+/// One stage as written (or as `studies` makes it), before resolution; owns no borrowed
+/// text.
 pub(super) struct Draft {
     pub(super) file: usize,
-    pub(super) index: usize,
+    pub(super) place: Place,
     pub(super) name: String,
     pub(super) kind: Option<String>,
     pub(super) description: String,
     pub(super) extends: Option<String>,
     pub(super) inputs: Option<Vec<String>>,
-    pub(super) config: Option<Span>,
+    pub(super) config: Option<ConfigText>,
     pub(super) set: Vec<(String, Span)>,
     pub(super) vary: Vec<(String, Vec<Span>)>,
     pub(super) grid: Vec<(String, Vec<Span>)>,
     pub(super) seeds: Option<u64>,
     pub(super) target: Option<String>,
+}
+
+/// A whole `config`: written in the file, or made by `studies` (a report's title).
+pub(super) enum ConfigText {
+    Written(Span),
+    Made(String),
 }
 
 /// is made of, and so what a no-op answer is recorded against.
@@ -142,41 +152,52 @@ impl Loader<'_> {
                     continue;
                 }
             };
-            let span = |r: &RawValue| {
-                let s = r.get_ron().as_ptr() as usize - text.as_ptr() as usize;
-                Span(s, s + r.get_ron().len())
-            };
+            let span = |r: &RawValue| span_in(&text, r);
             self.files[fi].description = model.description;
             uses_by_file.push(model.uses);
             for (index, st) in model.stages.into_iter().enumerate() {
                 drafts.push(Draft {
                     file: fi,
-                    index,
+                    place: Place::stage(index),
                     name: st.name,
                     kind: st.kind,
                     description: st.description,
                     extends: st.extends,
                     inputs: st.inputs,
-                    config: st.config.map(span),
-                    set: st.set.into_iter().map(|(k, v)| (k, span(v))).collect(),
-                    vary: st
-                        .vary
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_iter().map(span).collect()))
-                        .collect(),
-                    grid: st
-                        .grid
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_iter().map(span).collect()))
-                        .collect(),
+                    config: st.config.map(|c| ConfigText::Written(span(c))),
+                    set: spans(&text, st.set),
+                    vary: spans_each(&text, st.vary),
+                    grid: spans_each(&text, st.grid),
                     seeds: st.seeds,
                     target: st.target,
                 });
+            }
+            for (i, family) in model.studies.into_iter().enumerate() {
+                self.expand_studies(fi, &text, i, family, &mut drafts);
             }
         }
         self.pending_uses = uses_by_file;
         drafts
     }
+}
+
+/// Where a value borrowed from `text` lies in it.
+pub(super) fn span_in(text: &str, r: &RawValue) -> Span {
+    let s = r.get_ron().as_ptr() as usize - text.as_ptr() as usize;
+    Span(s, s + r.get_ron().len())
+}
+
+pub(super) fn spans(text: &str, map: IndexMap<String, &RawValue>) -> Vec<(String, Span)> {
+    map.into_iter().map(|(k, v)| (k, span_in(text, v))).collect()
+}
+
+pub(super) fn spans_each(
+    text: &str,
+    map: IndexMap<String, Vec<&RawValue>>,
+) -> Vec<(String, Vec<Span>)> {
+    map.into_iter()
+        .map(|(k, v)| (k, v.into_iter().map(|r| span_in(text, r)).collect()))
+        .collect()
 }
 
 impl Loader<'_> {

@@ -24,13 +24,14 @@ mod config;
 mod error;
 mod files;
 mod resolve;
+mod studies;
 mod variants;
 
 use std::path::{Path, PathBuf};
 
 use crate::stage::{Parsed, StageKind};
 
-pub use error::{SpecError, SpecErrors};
+pub use error::{Place, SpecError, SpecErrors};
 pub use files::read_files;
 pub use variants::{product, SEED};
 
@@ -64,8 +65,8 @@ pub struct Def {
     /// `namespace:name`, unique across all files.
     pub id: String,
     pub file: usize,
-    /// Position of the stage in its file's `stages` list.
-    pub index: usize,
+    /// Where it is written, for errors found later.
+    pub place: Place,
     pub name: String,
     pub description: String,
     pub kind: &'static dyn StageKind,

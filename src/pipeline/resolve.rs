@@ -10,7 +10,7 @@ use petgraph::graph::DiGraph;
 
 use crate::ron_path::{did_you_mean, line_col, offset_of_path, FieldPath};
 
-use super::error::stage_path;
+use super::error::Place;
 use super::files::{normalize, Draft};
 use super::{Def, Loader};
 
@@ -67,10 +67,10 @@ impl Loader<'_> {
         let mut by_name: HashMap<(usize, &str), usize> = HashMap::new();
         for (i, d) in drafts.iter().enumerate() {
             if let Some(&first) = by_name.get(&(d.file, d.name.as_str())) {
-                let (line, _) = self.locate_line(d.file, &stage_path(drafts[first].index));
+                let (line, _) = self.locate_line(d.file, &drafts[first].place.whole());
                 self.error_at(
                     d.file,
-                    &stage_path(d.index).key("name"),
+                    &d.place.field("name"),
                     format!("stage `{}` is defined twice", d.name),
                     Some(format!(
                         "the first definition is on line {line}; rename one"
@@ -89,7 +89,7 @@ impl Loader<'_> {
                     Ok(p) => parent[i] = Some(p),
                     Err(hint) => self.error_at(
                         d.file,
-                        &stage_path(d.index).key("extends"),
+                        &d.place.field("extends"),
                         format!("unknown stage `{ext}`"),
                         Some(hint),
                     ),
@@ -100,7 +100,7 @@ impl Loader<'_> {
                     Ok(t) => inputs[i].push(t),
                     Err(hint) => self.error_at(
                         d.file,
-                        &stage_path(d.index).key("inputs").index(j),
+                        &d.place.field(&format!("inputs[{j}]")),
                         format!("unknown stage `{r}`"),
                         Some(hint),
                     ),
@@ -198,7 +198,7 @@ impl Loader<'_> {
                 };
                 self.error_at(
                     first.file,
-                    &stage_path(first.index).key(field),
+                    &first.place.field(field),
                     format!("dependency cycle: {}", names.join(" → ")),
                     Some(
                         "a stage cannot depend on its own output; remove one of these inputs"
@@ -211,10 +211,10 @@ impl Loader<'_> {
     }
 
     fn check_targets(&mut self, drafts: &[Draft]) {
-        let mut seen: HashMap<PathBuf, (usize, usize)> = HashMap::new();
+        let mut seen: HashMap<PathBuf, (usize, &Place)> = HashMap::new();
         for d in drafts {
             let Some(t) = &d.target else { continue };
-            let path = stage_path(d.index).key("target");
+            let path = d.place.field("target");
             let p = Path::new(t);
             if p.is_absolute()
                 || p.components().any(|c| matches!(c, Component::ParentDir))
@@ -242,8 +242,8 @@ impl Loader<'_> {
                 );
                 continue;
             }
-            if let Some(&(f, i)) = seen.get(&norm) {
-                let (line, col) = self.locate_line(f, &stage_path(i).key("target"));
+            if let Some(&(f, place)) = seen.get(&norm) {
+                let (line, col) = self.locate_line(f, &place.field("target"));
                 let first = format!("{}:{line}:{col}", self.files[f].rel.display());
                 self.error_at(
                     d.file,
@@ -252,7 +252,7 @@ impl Loader<'_> {
                     Some(format!("first declared at {first}")),
                 );
             } else {
-                seen.insert(norm, (d.file, d.index));
+                seen.insert(norm, (d.file, &d.place));
             }
         }
         // A report lays its files out in a folder named after it (`reports/lr.md` writes
@@ -261,13 +261,13 @@ impl Loader<'_> {
             .keys()
             .map(|q| (q.with_extension(""), q.clone()))
             .collect();
-        let mut inside: Vec<(usize, usize, String)> = Vec::new();
-        for (p, &(f, i)) in &seen {
+        let mut inside: Vec<(usize, FieldPath, String)> = Vec::new();
+        for (p, &(f, place)) in &seen {
             for dir in p.ancestors().skip(1) {
                 if let Some(q) = assets.get(dir).filter(|q| *q != p) {
                     inside.push((
                         f,
-                        i,
+                        place.field("target"),
                         format!(
                             "target `{}` lies in `{}/`, where target `{}` writes its files",
                             p.display(),
@@ -278,9 +278,9 @@ impl Loader<'_> {
                 }
             }
         }
-        inside.sort();
-        for (f, i, message) in inside {
-            self.error_at(f, &stage_path(i).key("target"), message, None);
+        inside.sort_by(|a, b| (a.0, a.1.to_string()).cmp(&(b.0, b.1.to_string())));
+        for (f, at, message) in inside {
+            self.error_at(f, &at, message, None);
         }
     }
 }

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use crate::ron_path::{locate, value_at, FieldPath};
 
 use super::config::{splice_all, splice_combinations};
-use super::error::{stage_path, Origin};
-use super::files::Draft;
+use super::error::Origin;
+use super::files::{ConfigText, Draft};
 use super::{Def, Loader, Variant};
 use crate::stage::{Parsed, StageKind};
 
@@ -74,22 +74,29 @@ impl Loader<'_> {
         inputs: Vec<usize>,
     ) -> Option<Def> {
         let kind = self.find_kind(d, parent)?;
-        let sp = stage_path(d.index);
-        let mut base = match (parent, d.config) {
+        let sp = d.place.whole();
+        let mut base = match (parent, &d.config) {
             (Some(_), Some(_)) => {
                 self.error_at(
                     d.file,
-                    &sp.clone().key("config"),
+                    &d.place.field("config"),
                     "a stage that `extends` another cannot also give a whole `config`".into(),
                     Some("change fields with `set: {\"optimizer.lr\": 0.01}`".into()),
                 );
                 return None;
             }
             (Some(p), None) => p.variants[0].parsed.clone(),
-            (None, Some(span)) => match kind.parse(self.text(d.file, span)) {
+            (None, Some(ConfigText::Written(span))) => match kind.parse(self.text(d.file, *span)) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.config_error(d.file, &sp.clone().key("config"), e, Origin::Written(span));
+                    self.config_error(d.file, &d.place.field("config"), e, Origin::Written(*span));
+                    return None;
+                }
+            },
+            (None, Some(ConfigText::Made(text))) => match kind.parse(text) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.error_at(d.file, &d.place.field("config"), e.message, e.hint);
                     return None;
                 }
             },
@@ -111,14 +118,14 @@ impl Loader<'_> {
             },
         };
         for (key, value) in &d.set {
-            let at = sp.clone().key("set").key(key);
+            let at = d.place.field("set").key(key);
             base = self.apply(d, kind, &base, key, *value, &at).ok()?;
         }
         let written_config = parent.is_none() && d.set.is_empty();
         let at = if written_config {
-            sp.clone().key("config")
+            d.place.field("config")
         } else {
-            sp.clone().key("set")
+            d.place.field("set")
         };
         if !self.validate(d, &base, &at, written_config) {
             return None;
@@ -144,7 +151,7 @@ impl Loader<'_> {
             for (key, _) in list.iter().filter(|(_, v)| v.is_empty()) {
                 self.error_at(
                     d.file,
-                    &sp.clone().key(field).key(key),
+                    &d.place.field(field).key(key),
                     format!("`{field}` gives `{key}` no values"),
                     Some("list at least one value, or remove the field".into()),
                 );
@@ -153,7 +160,7 @@ impl Loader<'_> {
         }
         for (key, values) in &d.vary {
             let base = variants[0].parsed.canonical.clone();
-            let first = sp.clone().key("vary").key(key).index(0);
+            let first = d.place.field("vary").key(key).index(0);
             let range = match self.field_range(d, kind, &base, key, &first) {
                 Ok(r) => r,
                 Err(_) => {
@@ -164,7 +171,7 @@ impl Loader<'_> {
             let texts: Vec<&str> = values.iter().map(|v| self.text(d.file, *v)).collect();
             let attempts = splice_all(kind, &base, range, &texts);
             for (k, (value, attempt)) in values.iter().zip(attempts).enumerate() {
-                let at = sp.clone().key("vary").key(key).index(k);
+                let at = d.place.field("vary").key(key).index(k);
                 match self.splice_report(d, &at, *value, attempt) {
                     Ok(p) if self.validate(d, &p, &at, false) => {
                         if seen.insert(p.canonical.clone()) {
@@ -198,7 +205,7 @@ impl Loader<'_> {
                 let mut good = true;
                 for (g, &k) in combo.iter().enumerate() {
                     let (key, values) = &d.grid[g];
-                    let at = sp.clone().key("grid").key(key).index(k);
+                    let at = d.place.field("grid").key(key).index(k);
                     match self.apply(d, kind, &cur, key, values[k], &at) {
                         Ok(p) if self.validate(d, &p, &at, false) => cur = p,
                         _ => {
@@ -266,7 +273,7 @@ impl Loader<'_> {
         Some(Def {
             id: format!("{}:{}", f.ns, d.name),
             file: d.file,
-            index: d.index,
+            place: d.place.clone(),
             name: d.name.clone(),
             description: d.description.clone(),
             kind,
@@ -290,7 +297,7 @@ impl Loader<'_> {
     /// labelled `…,seed=43`.
     /// (A larger count is a typo: each replicate is a full training run.)
     fn replicate(&mut self, d: &Draft, kind: &dyn StageKind, variants: &mut Vec<Variant>) -> bool {
-        let at = stage_path(d.index).key("seeds");
+        let at = d.place.field("seeds");
         let n = match d.seeds {
             None | Some(1) => return true,
             Some(0) => {
