@@ -18,4 +18,5 @@ pub mod rng;
 pub mod ron_path;
 pub mod stage;
 pub mod stages;
+pub mod tfevents;
 pub mod train;

@@ -112,8 +112,7 @@ fn a_tiny_study_reports_tables_that_match_its_metrics() {
 /// Reads the study's TensorBoard files with the `tensorboard` package. Where Python lacks
 /// it the test says so and passes, unless `PIPE_REQUIRE_TENSORBOARD` is set (CI sets it
 /// after installing the package).
-#[test]
-fn tensorboard_reads_back_every_scalar() {
+fn tensorboard_installed() -> bool {
     let probe = std::process::Command::new("python3")
         .args(["-c", "import tensorboard"])
         .output();
@@ -123,6 +122,14 @@ fn tensorboard_reads_back_every_scalar() {
             "the tensorboard Python package is required"
         );
         eprintln!("python3 cannot import tensorboard: `pip install tensorboard` to run this check");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn tensorboard_reads_back_every_scalar() {
+    if !tensorboard_installed() {
         return;
     }
     let p = study();
@@ -171,6 +178,111 @@ fn tensorboard_reads_back_every_scalar() {
     }
 }
 
+/// The real TensorBoard server, asked what its HParams dashboard shows: the experiment's
+/// hyperparameters and metrics, and one session group per variant with its values and the
+/// final figures of its evaluation.
+const HPARAMS_QUERY: &str = r#"
+import json, sys, urllib.request
+from tensorboard import program
+tb = program.TensorBoard()
+tb.configure(argv=[None, "--logdir", sys.argv[1], "--port", "0", "--host", "127.0.0.1",
+                   "--load_fast", "false"])
+url = tb.launch()
+def post(route, body):
+    req = urllib.request.Request(url + "data/plugin/hparams/" + route,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"})
+    return json.load(urllib.request.urlopen(req))
+experiment = post("experiment", {"experimentName": ""})
+groups = post("session_groups", {"experimentName": "", "startIndex": 0, "sliceSize": 100,
+    "allowedStatuses": ["STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING", "STATUS_UNKNOWN"]})
+print(json.dumps({"experiment": experiment, "groups": groups}))
+"#;
+
+#[test]
+fn tensorboard_hparams_dashboard_lists_and_compares_the_variants() {
+    if !tensorboard_installed() {
+        return;
+    }
+    let p = study();
+    p.ok(&["build", "reports/mini.md"]);
+    let out = std::process::Command::new("python3")
+        .args(["-c", HPARAMS_QUERY])
+        .arg(p.path().join("reports/mini/tensorboard"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let infos = &tb["experiment"]["hparamInfos"];
+    assert_eq!(infos.as_array().unwrap().len(), 1, "{infos}");
+    assert_eq!(infos[0]["name"], "optimizer.momentum");
+    assert_eq!(infos[0]["type"], "DATA_TYPE_FLOAT64");
+    assert_eq!(
+        infos[0]["domainDiscrete"],
+        serde_json::json!([0.0, 0.5, 0.9])
+    );
+    let tags: Vec<&str> = tb["experiment"]["metricInfos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"]["tag"].as_str().unwrap())
+        .collect();
+    assert!(tags.contains(&"final/test_accuracy"), "{tags:?}");
+    assert!(tags.contains(&"validation/epoch_accuracy"), "{tags:?}");
+
+    let groups = tb["groups"]["sessionGroups"].as_array().unwrap();
+    let mut names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["base", "optimizer.momentum=0.5", "optimizer.momentum=0.9"]
+    );
+    for g in groups {
+        let variant = g["name"].as_str().unwrap();
+        let momentum = g["hparams"]["optimizer.momentum"].as_f64().unwrap();
+        let want = variant
+            .strip_prefix("optimizer.momentum=")
+            .map_or(0.0, |v| v.parse().unwrap());
+        assert_eq!(momentum, want, "{variant}");
+        let session = &g["sessions"][0];
+        assert_eq!(session["status"], "STATUS_SUCCESS", "{variant}");
+        let value = |tag: &str| {
+            session["metricValues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"]["tag"] == tag)
+                .unwrap_or_else(|| panic!("{variant}: no {tag}"))["value"]
+                .as_f64()
+                .unwrap()
+        };
+        let stage = if variant == "base" {
+            "mini:eval".to_string()
+        } else {
+            format!("mini:eval[{variant}]")
+        };
+        let eval: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(p.outputs(&stage).join("evaluation.json")).unwrap(),
+        )
+        .unwrap();
+        let test_acc = eval["final"]["accuracy"].as_f64().unwrap();
+        assert!(
+            (value("final/test_accuracy") - test_acc).abs() < 1e-6,
+            "{variant}"
+        );
+        let m = metrics(&p, variant);
+        let last_val = m.last().unwrap()["val_acc"].as_f64().unwrap();
+        assert!(
+            (value("validation/epoch_accuracy") - last_val).abs() < 1e-6,
+            "{variant}"
+        );
+    }
+}
+
 /// Removing a variant removes its files from the report folder and from TensorBoard's run
 /// list at the next build; `pipe clean` removes every file the target's builds wrote.
 #[test]
@@ -202,7 +314,11 @@ fn files_of_removed_variants_do_not_stay_behind() {
         .collect();
     assert_eq!(
         sorted(&runs.iter().map(String::as_str).collect::<Vec<_>>()),
-        sorted(&["base", "optimizer.momentum_0.9"])
+        sorted(&[
+            "base",
+            "optimizer.momentum_0.9",
+            "events.out.tfevents.1.pipe-hparams"
+        ])
     );
     // A file the user put beside the report is not the build's to remove.
     p.write("reports/mini/notes.txt", "mine");

@@ -188,7 +188,9 @@ pub(super) fn span_in(text: &str, r: &RawValue) -> Span {
 }
 
 pub(super) fn spans(text: &str, map: IndexMap<String, &RawValue>) -> Vec<(String, Span)> {
-    map.into_iter().map(|(k, v)| (k, span_in(text, v))).collect()
+    map.into_iter()
+        .map(|(k, v)| (k, span_in(text, v)))
+        .collect()
 }
 
 pub(super) fn spans_each(

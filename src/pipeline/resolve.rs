@@ -278,7 +278,7 @@ impl Loader<'_> {
                 }
             }
         }
-        inside.sort_by(|a, b| (a.0, a.1.to_string()).cmp(&(b.0, b.1.to_string())));
+        inside.sort_by_key(|a| (a.0, a.1.to_string()));
         for (f, at, message) in inside {
             self.error_at(f, &at, message, None);
         }

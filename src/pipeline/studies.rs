@@ -113,7 +113,10 @@ impl Loader<'_> {
                 fi,
                 &fam.clone().key("each"),
                 "`each` lists no study".into(),
-                Some("add `(name: \"momentum\", vary: {\"optimizer.momentum\": [0.0, 0.99]})`".into()),
+                Some(
+                    "add `(name: \"momentum\", vary: {\"optimizer.momentum\": [0.0, 0.99]})`"
+                        .into(),
+                ),
             );
             return;
         }
@@ -262,7 +265,8 @@ mod tests {
             .defs
             .iter()
             .map(|d| {
-                let inputs: Vec<&str> = d.inputs.iter().map(|&i| spec.defs[i].id.as_str()).collect();
+                let inputs: Vec<&str> =
+                    d.inputs.iter().map(|&i| spec.defs[i].id.as_str()).collect();
                 let variants: Vec<String> = d
                     .variants
                     .iter()
@@ -302,22 +306,39 @@ mod tests {
     fn errors_in_a_family_point_at_what_was_written() {
         let e = errors(&SHORT.replace("[0.0, 0.5]", "[0.0, 1.5]"));
         assert!(
-            e.contains("pipelines/mlp.ron:8:67: studies[0].each[0].vary[\"optimizer.momentum\"][1]"),
+            e.contains(
+                "pipelines/mlp.ron:8:67: studies[0].each[0].vary[\"optimizer.momentum\"][1]"
+            ),
             "{e}"
         );
         let e = errors(&SHORT.replace("\"mlp\",\n", "\"mpl\",\n"));
-        assert!(e.contains("mlp.ron:2:18: studies[0].extends: unknown stage `mpl`"), "{e}");
+        assert!(
+            e.contains("mlp.ron:2:18: studies[0].extends: unknown stage `mpl`"),
+            "{e}"
+        );
         let e = errors(&SHORT.replace("data: \"data\"", "data: \"dta\""));
-        assert!(e.contains("mlp.ron:3:15: studies[0].data: unknown stage `dta`"), "{e}");
+        assert!(
+            e.contains("mlp.ron:3:15: studies[0].data: unknown stage `dta`"),
+            "{e}"
+        );
         assert_eq!(e.matches("error:").count(), 2, "once per study: {e}");
         let e = errors(&SHORT.replace("{name}.md", "all.md"));
         assert!(e.contains("mlp.ron:4:17: studies[0].target: target pattern `reports/mlp/all.md` has no `{name}`"), "{e}");
         let e = errors(&SHORT.replace("{about}", "{abut}"));
-        assert!(e.contains("mlp.ron:5:16: studies[0].title: `{abut}` is not a placeholder"), "{e}");
+        assert!(
+            e.contains("mlp.ron:5:16: studies[0].title: `{abut}` is not a placeholder"),
+            "{e}"
+        );
         let e = errors(&SHORT.replace("seeds: 2", "seeds: 0"));
-        assert!(e.contains("mlp.ron:6:16: studies[0].seeds: `seeds` must be at least 1"), "{e}");
+        assert!(
+            e.contains("mlp.ron:6:16: studies[0].seeds: `seeds` must be at least 1"),
+            "{e}"
+        );
         let e = errors(&SHORT.replace("\"learning_rate\"", "\"momentum\""));
-        assert!(e.contains("mlp.ron:9:20: studies[0].each[1].name: stage `momentum` is defined twice"), "{e}");
+        assert!(
+            e.contains("mlp.ron:9:20: studies[0].each[1].name: stage `momentum` is defined twice"),
+            "{e}"
+        );
         let e = errors(&SHORT.replace("each: [", "ech: ["));
         assert!(e.contains("mlp.ron:7:"), "{e}");
     }

@@ -3,6 +3,7 @@
 //! at the classes, and provenance. Seed replicates of a variant (labels ending in `seed=N`)
 //! are one row, their mean ± sd, and one curve, the mean with a band.
 
+pub mod hparams;
 pub mod influence;
 pub mod plot;
 pub mod stats;

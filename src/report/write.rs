@@ -527,9 +527,11 @@ fn tensorboard(md: &mut String, runs: &[Run], meta: &Meta, assets: &Path) -> any
         any = true;
     }
     if any {
+        super::hparams::write(&assets.join("tensorboard"), meta.title, runs)?;
         writeln!(
             md,
-            "\nTensorBoard: `tensorboard --logdir {}/tensorboard` (next to this file).",
+            "\nTensorBoard: `tensorboard --logdir {}/tensorboard` (next to this file); its \
+             HParams tab compares the runs by hyperparameter and final metrics.",
             meta.assets
         )?;
     }
