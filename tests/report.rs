@@ -283,6 +283,127 @@ fn tensorboard_hparams_dashboard_lists_and_compares_the_variants() {
     }
 }
 
+/// Checks HTML pages with html5lib's strict parser (the WHATWG parsing algorithm; any parse
+/// error fails) and prints every `href` and `src` as JSON, per page.
+const HTML_CHECK: &str = r#"
+import json, sys, html5lib
+out = {}
+for path in sys.argv[1:]:
+    doc = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(open(path, "rb"))
+    out[path] = {
+        "title": doc.find("head/title").text,
+        "href": [a.get("href") for a in doc.iter("a")],
+        "src": [i.get("src") for i in doc.iter("img")],
+        "tables": len(list(doc.iter("table"))),
+    }
+print(json.dumps(out))
+"#;
+
+#[test]
+fn each_report_is_one_self_contained_html_page_and_the_index_links_them() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import html5lib"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("PIPE_REQUIRE_HTML5LIB").is_none(),
+            "the html5lib Python package is required"
+        );
+        eprintln!("python3 cannot import html5lib: `pip install html5lib` to run this check");
+        return;
+    }
+    let p = study();
+    p.write(
+        "pipelines/other.ron",
+        r#"Pipeline(uses: ["mini.ron"], stages: [
+            (name: "lr", extends: "train", set: {"epochs": 2}, vary: {"optimizer.lr": [0.1]}),
+            (name: "eval", kind: "evaluate", inputs: ["lr", "data"]),
+            (name: "report", kind: "report", inputs: ["eval"], target: "reports/more/lr.md", config: (title: "Rate <&> study")),
+        ])"#,
+    );
+    p.ok(&["build"]);
+    let pages = [
+        "reports/mini.html",
+        "reports/more/lr.html",
+        "reports/index.html",
+    ];
+    let out = std::process::Command::new("python3")
+        .args(["-c", HTML_CHECK])
+        .args(pages.iter().map(|f| p.path().join(f)))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let page = |f: &str| &parsed[p.path().join(f).to_string_lossy().as_ref()];
+    assert_eq!(page("reports/more/lr.html")["title"], "Rate <&> study");
+    for f in pages {
+        let dir = p.path().join(f).parent().unwrap().to_path_buf();
+        for src in page(f)["src"].as_array().unwrap() {
+            let src = src.as_str().unwrap();
+            assert!(
+                src.starts_with("data:image/svg+xml;base64,"),
+                "{f}: {}",
+                &src[..40.min(src.len())]
+            );
+        }
+        for href in page(f)["href"].as_array().unwrap() {
+            let href = href.as_str().unwrap();
+            assert!(
+                dir.join(href).is_file(),
+                "{f}: link {href} does not resolve"
+            );
+        }
+    }
+    let md = p.read("reports/mini.md");
+    let images = md.matches("![").count();
+    assert!(images >= 5, "{md}");
+    assert_eq!(
+        page("reports/mini.html")["src"].as_array().unwrap().len(),
+        images
+    );
+    assert!(page("reports/mini.html")["tables"].as_u64().unwrap() >= 1);
+    let mut links: Vec<&str> = page("reports/index.html")["href"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    links.sort();
+    assert_eq!(links, ["mini.html", "more/lr.html"]);
+    // The index row says what the report's table says.
+    let index = p.read("reports/index.html");
+    let headline: serde_json::Value =
+        serde_json::from_str(&p.read("reports/mini/headline.json")).unwrap();
+    let (base, best) = (&headline["base"], &headline["best"]);
+    assert_eq!(base["label"], "base");
+    let table_cell = row(&md, "base")[2].to_string();
+    assert_eq!(base["best_val_acc"], table_cell.as_str());
+    let best_cell = row(&md, best["label"].as_str().unwrap())[2].to_string();
+    assert_eq!(best["best_val_acc"], best_cell.as_str());
+    assert!(
+        index.contains(&format!(
+            "<td>{table_cell}</td><td><code>{}</code>: {best_cell}</td>",
+            best["label"].as_str().unwrap()
+        )),
+        "{index}"
+    );
+
+    // Cleaning one report drops it from the index; cleaning both removes the index.
+    p.ok(&["clean", "reports/more/lr.md"]);
+    assert!(!p.path().join("reports/more/lr.html").exists());
+    let index = p.read("reports/index.html");
+    assert!(
+        index.contains("mini.html") && !index.contains("lr.html"),
+        "{index}"
+    );
+    p.ok(&["clean"]);
+    assert!(!p.path().join("reports/index.html").exists());
+}
+
 /// Removing a variant removes its files from the report folder and from TensorBoard's run
 /// list at the next build; `pipe clean` removes every file the target's builds wrote.
 #[test]

@@ -95,6 +95,7 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         }
     }
     let saved = cache.save();
+    super::index::refresh(p);
     let targets: Vec<String> = p
         .plan
         .targets()

@@ -72,6 +72,7 @@ pub(super) fn run(p: &Project, a: &CleanArgs) -> Result<ExitCode, Error> {
     }
     if !dry {
         cache.save().map_err(io("cannot save the cache index"))?;
+        super::index::refresh(p);
     }
     if a.json {
         print_json(&serde_json::json!({

@@ -8,6 +8,7 @@ mod dag;
 mod diff;
 mod explain;
 mod gc;
+mod index;
 mod list;
 mod outputs;
 mod results;

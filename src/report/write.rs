@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::html::{Figure, Headline};
 use super::influence::{influence, Side};
 use super::plot::{confusion, figure, Look, Panel, Series};
 use super::stats::{mean, stats, std_dev, Agg, Stats};
@@ -97,6 +98,44 @@ fn status(v: &Variant, all: &[Stats]) -> String {
     }
 }
 
+/// The model families of the runs, each once, in the order they first come.
+fn families(runs: &[Run]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for r in runs {
+        if !out.contains(&r.summary.family.as_str()) {
+            out.push(&r.summary.family);
+        }
+    }
+    out
+}
+
+/// The base against the best variant that learned, as the index shows them.
+fn headline(meta: &Meta, variants: &[Variant], runs: &[Run], all: &[Stats]) -> Headline {
+    let figure = |v: &Variant| Figure {
+        label: v.label.clone(),
+        best_val_acc: Agg::of(&v.stats(all), |s| s.best_val_acc).pct(),
+    };
+    let learned = |v: &&Variant| v.stats(all).iter().all(|s| s.failure.is_none());
+    let best = variants.iter().filter(learned).max_by(|a, b| {
+        let m = |v: &Variant| Agg::of(&v.stats(all), |s| s.best_val_acc).mean();
+        m(a).unwrap_or(f64::MIN)
+            .total_cmp(&m(b).unwrap_or(f64::MIN))
+    });
+    Headline {
+        title: meta.title.to_string(),
+        family: families(runs).join(", "),
+        variants: variants.len(),
+        seeds: variants.iter().map(|v| v.runs.len()).min().unwrap_or(0),
+        base: variants.iter().find(|v| v.label == "base").map(figure),
+        best: best.map(figure),
+        failed: variants
+            .iter()
+            .filter(|v| !learned(v))
+            .map(|v| v.label.clone())
+            .collect(),
+    }
+}
+
 /// Writes `<assets>/*.svg` under `out` and returns the markdown.
 pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<String> {
     anyhow::ensure!(
@@ -122,6 +161,11 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
     let replicated = seeds_per_variant.iter().all(|&n| n >= 2);
     let assets = out.join(meta.assets);
     std::fs::create_dir_all(&assets)?;
+    let headline = headline(meta, &variants, runs, &all);
+    crate::stage::write_file(
+        &assets.join(super::html::HEADLINE),
+        serde_json::to_vec_pretty(&headline)?,
+    )?;
     let mut md = String::new();
     writeln!(md, "# {}\n", meta.title)?;
     if !meta.description.is_empty() {
@@ -137,11 +181,7 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
         v.dedup();
         v
     };
-    let families: Vec<&str> = {
-        let mut f: Vec<&str> = runs.iter().map(|r| r.summary.family.as_str()).collect();
-        f.dedup();
-        f
-    };
+    let families = families(runs);
     let seeds_said = if replicated {
         format!(
             "each trained with {} seeds; tables give the mean ± standard deviation over seeds, and curves the mean with a ±1 sd band",

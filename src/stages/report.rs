@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::report::{render, Meta, Run};
 use crate::stage::{Kind, RunCtx, StageConfig};
 
-pub static REPORT: Kind<ReportConfig> = Kind::new("report", 3).gathering();
+pub static REPORT: Kind<ReportConfig> = Kind::new("report", 4).gathering();
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -65,7 +65,10 @@ impl StageConfig for ReportConfig {
             assets: &assets,
         };
         let md = render(&meta, &mut runs, ctx.out_dir())?;
+        let page = crate::report::html::page(&md, &title, ctx.out_dir())?;
         crate::stage::write_file(&ctx.out_dir().join(&file), md)?;
+        let html = Path::new(&file).with_extension("html");
+        crate::stage::write_file(&ctx.out_dir().join(html), page)?;
         ctx.log(format!("{} runs reported in {file}", runs.len()));
         Ok(())
     }
