@@ -1158,3 +1158,46 @@ fn shell_completions_list_the_subcommands() {
         }
     }
 }
+
+/// Off a terminal, the build says how far it is and, from the runs recorded here, how long
+/// the rest will take: a new variant is timed by its siblings.
+#[test]
+fn the_build_prints_its_progress_and_time_left_from_recorded_runs() {
+    let p = study();
+    let run = |args: &[&str]| {
+        let out = p
+            .cmd(args)
+            .env("PIPE_PROGRESS_SECONDS", "0")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run(&["build"]);
+    let lines: Vec<&str> = first
+        .lines()
+        .filter(|l| l.starts_with("build   "))
+        .collect();
+    assert_eq!(lines.len(), ALL_MOMENTUM.len(), "a line per stage: {first}");
+    assert!(lines[0].starts_with("build   1/8 stages done, "), "{first}");
+    assert!(lines[7].starts_with("build   8/8 stages done, "), "{first}");
+    assert!(!lines[7].contains("left"), "{first}");
+
+    // A new momentum value: its training has siblings on record, as have the evaluation
+    // and the report, so the time left is given from the first line on.
+    p.edit("pipelines/momentum.ron", "[0.1, 0.9]", "[0.1, 0.7]");
+    let second = run(&["build"]);
+    let lines: Vec<&str> = second
+        .lines()
+        .filter(|l| l.starts_with("build   "))
+        .collect();
+    assert_eq!(lines.len(), 3, "{second}");
+    assert!(
+        lines[0].starts_with("build   1/3 stages done, "),
+        "{second}"
+    );
+    assert!(
+        lines[0].contains(" left") && !lines[0].contains("without a time"),
+        "{second}"
+    );
+}

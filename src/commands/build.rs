@@ -10,6 +10,7 @@ use crate::cli::{BuildArgs, Cli};
 use crate::engine::assess::{assess, Freshness};
 use crate::engine::cache::{Cache, RunRecord};
 use crate::engine::child::ChildProcess;
+use crate::engine::eta::Eta;
 use crate::engine::executor::Executor;
 use crate::engine::noop;
 use crate::engine::scheduler::{build, BuildOptions, Outcome};
@@ -82,10 +83,19 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         Box::leak(Box::new(ChildProcess::new(bin, global)))
     };
     stop_on_signal(exec);
-    if !a.quiet && !a.json {
-        announce(p, &cache, &wanted, &opts.force);
+    let ahead = (!a.quiet && !a.json).then(|| Ahead::of(p, &cache, &wanted, &opts.force));
+    if let Some(ahead) = &ahead {
+        ahead.announce(p);
     }
     let ui = Console::with(a.verbose, a.quiet || a.json);
+    if let Some(ahead) = &ahead {
+        let slots = if a.executor == "slurm" {
+            a.max_jobs
+        } else {
+            jobs
+        };
+        ui.expect(ahead.eta(p, slots));
+    }
     let summary = build(&p.plan, &cache, &p.root, &wanted, &opts, &ui, exec);
     if SIGNAL.load(Ordering::SeqCst) != 0 {
         // The stages ended because their processes were stopped: the signal's thread says
@@ -216,57 +226,85 @@ pub(super) struct Reason<'a> {
     reason: &'a String,
 }
 
-/// Before a big build (many stages, or many epochs of training), what it is about to do:
-/// the stages, the trainings and their epochs, and how long the same stages took when they
-/// last ran here (`cache/log/runs.jsonl`), so nobody starts a GPU-day by accident.
-fn announce(p: &Project, cache: &Cache, wanted: &[usize], force: &HashSet<usize>) {
-    let order = p.plan.closure(wanted);
-    let stale: Vec<usize> = assess(&p.plan, cache, &p.root, &order, force)
-        .into_iter()
-        .filter(|(_, s)| !s.is_fresh())
-        .map(|(n, _)| n)
-        .collect();
-    let trainings: Vec<usize> = stale
-        .iter()
-        .copied()
-        .filter(|&n| p.plan.def(n).kind.name() == "train")
-        .collect();
-    let epochs: u64 = trainings
-        .iter()
-        .filter_map(|&n| p.plan.variant(n).parsed.key.get("epochs")?.as_u64())
-        .sum();
-    if stale.len() < ANNOUNCE_STAGES && epochs < ANNOUNCE_EPOCHS {
-        return;
-    }
-    let mut last_ms: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-    let log = std::fs::read_to_string(p.cache_dir.join("log/runs.jsonl")).unwrap_or_default();
-    for rec in log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<RunRecord>(l).ok())
-    {
-        if rec.outcome == "built" {
-            last_ms.insert(rec.stage, rec.duration_ms);
+/// What a build is about to run: the stale stages, and the seconds each recorded run of
+/// every stage took here (`cache/log/runs.jsonl`, the last one per stage).
+struct Ahead {
+    stale: Vec<usize>,
+    last: std::collections::HashMap<String, f64>,
+}
+
+impl Ahead {
+    fn of(p: &Project, cache: &Cache, wanted: &[usize], force: &HashSet<usize>) -> Ahead {
+        let order = p.plan.closure(wanted);
+        let stale: Vec<usize> = assess(&p.plan, cache, &p.root, &order, force)
+            .into_iter()
+            .filter(|(_, s)| !s.is_fresh())
+            .map(|(n, _)| n)
+            .collect();
+        let mut last = std::collections::HashMap::new();
+        let log = std::fs::read_to_string(p.cache_dir.join("log/runs.jsonl")).unwrap_or_default();
+        for rec in log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<RunRecord>(l).ok())
+        {
+            if rec.outcome == "built" {
+                last.insert(rec.stage, rec.duration_ms as f64 / 1000.0);
+            }
         }
+        Ahead { stale, last }
     }
-    let known: Vec<u64> = stale
-        .iter()
-        .filter_map(|&n| last_ms.get(&p.plan.nodes[n].id).copied())
-        .collect();
-    let mut line = format!(
-        "about to run {} stage{}: {} training{} ({epochs} epochs in all)",
-        stale.len(),
-        if stale.len() == 1 { "" } else { "s" },
-        trainings.len(),
-        if trainings.len() == 1 { "" } else { "s" },
-    );
-    if !known.is_empty() {
-        line.push_str(&format!(
-            "; {} of them ran here before, taking {} one after another",
-            known.len(),
-            crate::engine::ui::clock(known.iter().sum::<u64>() as f64 / 1000.0)
-        ));
+
+    /// The whole build's time left, for the progress display.
+    fn eta(&self, p: &Project, slots: usize) -> Eta {
+        let to_run = self
+            .stale
+            .iter()
+            .map(|&n| {
+                let id = &p.plan.nodes[n].id;
+                (id.clone(), self.last.get(id).copied())
+            })
+            .collect();
+        let recorded: Vec<(String, f64)> = self.last.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        Eta::new(to_run, &recorded, slots)
     }
-    println!("{line}");
+
+    /// Before a big build (many stages, or many epochs of training), what it is about to
+    /// do: the stages, the trainings and their epochs, and how long the same stages took
+    /// when they last ran here, so nobody starts a GPU-day by accident.
+    fn announce(&self, p: &Project) {
+        let stale = &self.stale;
+        let trainings: Vec<usize> = stale
+            .iter()
+            .copied()
+            .filter(|&n| p.plan.def(n).kind.name() == "train")
+            .collect();
+        let epochs: u64 = trainings
+            .iter()
+            .filter_map(|&n| p.plan.variant(n).parsed.key.get("epochs")?.as_u64())
+            .sum();
+        if stale.len() < ANNOUNCE_STAGES && epochs < ANNOUNCE_EPOCHS {
+            return;
+        }
+        let known: Vec<f64> = stale
+            .iter()
+            .filter_map(|&n| self.last.get(&p.plan.nodes[n].id).copied())
+            .collect();
+        let mut line = format!(
+            "about to run {} stage{}: {} training{} ({epochs} epochs in all)",
+            stale.len(),
+            if stale.len() == 1 { "" } else { "s" },
+            trainings.len(),
+            if trainings.len() == 1 { "" } else { "s" },
+        );
+        if !known.is_empty() {
+            line.push_str(&format!(
+                "; {} of them ran here before, taking {} one after another",
+                known.len(),
+                crate::engine::ui::clock(known.iter().sum::<f64>())
+            ));
+        }
+        println!("{line}");
+    }
 }
 
 /// A build is announced from this many stages to run, or this many epochs of training.

@@ -5,6 +5,7 @@
 pub mod assess;
 pub mod cache;
 pub mod child;
+pub mod eta;
 pub mod executor;
 pub mod fingerprint;
 pub mod memo;

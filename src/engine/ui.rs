@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::eta::Eta;
 use super::outcome::Outcome;
 use crate::stage::Progress;
 
@@ -42,6 +43,15 @@ pub struct Console {
     /// `--quiet`: failures only (the caller prints the summary).
     quiet: bool,
     out: Mutex<()>,
+    /// The whole build's progress and time left, once the build says what it will run.
+    eta: Mutex<Option<Whole>>,
+}
+
+/// The build's line: a bar on a terminal, else a line at most every [`LINES_EVERY`].
+struct Whole {
+    eta: Eta,
+    bar: Option<ProgressBar>,
+    printed: Option<Instant>,
 }
 
 impl Console {
@@ -57,6 +67,60 @@ impl Console {
             verbose,
             quiet,
             out: Mutex::new(()),
+            eta: Mutex::new(None),
+        }
+    }
+
+    /// What the build will run, for its progress line and time left.
+    pub fn expect(&self, eta: Eta) {
+        if self.quiet || eta.total() == 0 {
+            return;
+        }
+        let bar = self.bars.as_ref().map(|mp| {
+            let bar = mp.insert(0, ProgressBar::new(eta.total() as u64));
+            bar.set_style(ProgressStyle::with_template("{msg}").expect("valid template"));
+            bar.set_message(eta.line());
+            bar
+        });
+        *self.eta.lock().unwrap() = Some(Whole {
+            eta,
+            bar,
+            printed: None,
+        });
+    }
+
+    fn whole_started(&self, stage: &str) {
+        if let Some(w) = self.eta.lock().unwrap().as_mut() {
+            w.eta.start(stage);
+        }
+    }
+
+    fn whole_finished(&self, stage: &str, outcome: &Outcome) {
+        let mut guard = self.eta.lock().unwrap();
+        let Some(w) = guard.as_mut() else { return };
+        let before = w.eta.done();
+        let built = match outcome {
+            Outcome::Built { ms } => Some(*ms as f64 / 1000.0),
+            _ => None,
+        };
+        w.eta.finish(stage, built);
+        if w.eta.done() == before {
+            return;
+        }
+        if let Some(bar) = &w.bar {
+            bar.set_message(w.eta.line());
+            if w.eta.done() == w.eta.total() {
+                bar.finish_and_clear();
+            }
+            return;
+        }
+        let every = lines_every();
+        let last = w.eta.done() == w.eta.total();
+        if last || w.printed.is_none_or(|t| t.elapsed() >= every) {
+            w.printed = Some(Instant::now());
+            let line = w.eta.line();
+            drop(guard);
+            self.print(&line);
         }
     }
 
@@ -143,10 +207,7 @@ impl Progress for Lines {
         if total == 0 || done == 0 {
             return;
         }
-        let every = std::env::var("PIPE_PROGRESS_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map_or(LINES_EVERY, Duration::from_secs);
+        let every = lines_every();
         // A stage shorter than `every` says nothing; a longer one, every `every` and its end.
         let mut last = self.last.lock().unwrap();
         let due = last.unwrap_or(self.started).elapsed() >= every;
@@ -168,6 +229,13 @@ impl Progress for Lines {
     }
 }
 
+fn lines_every() -> Duration {
+    std::env::var("PIPE_PROGRESS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(LINES_EVERY, Duration::from_secs)
+}
+
 /// `42s`, `3m05s`, `2h07m`.
 pub fn clock(seconds: f64) -> String {
     let s = seconds.round() as u64;
@@ -186,6 +254,7 @@ impl Progress for Silent {
 
 impl Ui for Console {
     fn start(&self, stage: &str) -> Box<dyn Progress> {
+        self.whole_started(stage);
         match &self.bars {
             Some(mp) => {
                 let bar = mp.add(ProgressBar::new_spinner());
@@ -208,13 +277,12 @@ impl Ui for Console {
     }
 
     fn finish(&self, stage: &str, outcome: &Outcome, log: &str) {
-        if matches!(outcome, Outcome::Fresh) && !self.verbose {
-            return;
+        let hit_hidden = matches!(outcome, Outcome::Fresh) && !self.verbose;
+        let quiet_hidden = self.quiet && !matches!(outcome, Outcome::Failed(_));
+        if !hit_hidden && !quiet_hidden {
+            self.print(&with_log(outcome_line(stage, outcome), log));
         }
-        if self.quiet && !matches!(outcome, Outcome::Failed(_)) {
-            return;
-        }
-        self.print(&with_log(outcome_line(stage, outcome), log));
+        self.whole_finished(stage, outcome);
     }
 
     fn note(&self, message: &str) {
