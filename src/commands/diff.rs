@@ -41,10 +41,13 @@ pub(super) fn run(p: &Project, a: &DiffArgs) -> Result<ExitCode, Error> {
         print_rows(&rows);
     }
     let cache = std::mem::ManuallyDrop::new(p.cache()?);
+    // Both sides in one assessment: their closures overlap (the data, the base).
+    let evals: Vec<usize> = [x, y].iter().filter_map(|&n| evaluation(p, n)).collect();
+    let found = held(p, &cache, &evals);
     let row = |n: usize| -> Option<Row> {
         let e = evaluation(p, n)?;
-        let (_, h) = held(p, &cache, &[e]).into_iter().next()?;
-        Row::read(p, &cache, e, &h?).ok()
+        let (_, h) = found.iter().find(|(m, _)| *m == e)?;
+        Row::read(p, &cache, e, h.as_ref()?).ok()
     };
     match (row(x), row(y)) {
         (Some(rx), Some(ry)) => {
