@@ -109,24 +109,29 @@ fn a_tiny_study_reports_tables_that_match_its_metrics() {
     assert!(p.read("reports/mini.md").starts_with("# Momentum, tiny"));
 }
 
-/// Reads the study's TensorBoard files with the `tensorboard` package. Where Python lacks
-/// it the test says so and passes, unless `PIPE_REQUIRE_TENSORBOARD` is set (CI sets it
-/// after installing the package).
-fn tensorboard_installed() -> bool {
+/// Whether python3 can import `module`. Where it cannot, the test says so and passes,
+/// unless `require` is set (CI sets `PIPE_REQUIRE_TENSORBOARD` and `PIPE_REQUIRE_HTML5LIB`
+/// after installing the packages).
+fn python_has(module: &str, require: &str) -> bool {
     let probe = std::process::Command::new("python3")
-        .args(["-c", "import tensorboard"])
+        .args(["-c", &format!("import {module}")])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         assert!(
-            std::env::var_os("PIPE_REQUIRE_TENSORBOARD").is_none(),
-            "the tensorboard Python package is required"
+            std::env::var_os(require).is_none(),
+            "the {module} Python package is required"
         );
-        eprintln!("python3 cannot import tensorboard: `pip install tensorboard` to run this check");
+        eprintln!("python3 cannot import {module}: `pip install {module}` to run this check");
         return false;
     }
     true
 }
 
+fn tensorboard_installed() -> bool {
+    python_has("tensorboard", "PIPE_REQUIRE_TENSORBOARD")
+}
+
+/// Reads the study's TensorBoard files with the `tensorboard` package.
 #[test]
 fn tensorboard_reads_back_every_scalar() {
     if !tensorboard_installed() {
@@ -301,15 +306,7 @@ print(json.dumps(out))
 
 #[test]
 fn each_report_is_one_self_contained_html_page_and_the_index_links_them() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import html5lib"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("PIPE_REQUIRE_HTML5LIB").is_none(),
-            "the html5lib Python package is required"
-        );
-        eprintln!("python3 cannot import html5lib: `pip install html5lib` to run this check");
+    if !python_has("html5lib", "PIPE_REQUIRE_HTML5LIB") {
         return;
     }
     let p = study();

@@ -13,6 +13,7 @@
 use std::path::Path;
 
 use super::stats::stats;
+use super::write::value_order;
 use super::{slug, Run};
 use crate::pipeline::SEED;
 use crate::tfevents::{event, file_version, scalar, write_file, Msg};
@@ -118,10 +119,7 @@ pub fn write(dir: &Path, title: &str, runs: &[Run]) -> std::io::Result<()> {
         .double(3, start);
     for (name, &num) in names.iter().zip(&numeric) {
         let mut values: Vec<String> = runs.iter().map(|r| value_text(r, name)).collect();
-        values.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
-            (Ok(x), Ok(y)) => x.total_cmp(&y),
-            _ => a.cmp(b),
-        });
+        values.sort_by(|a, b| value_order(a, b));
         values.dedup();
         // ListValue { values = 1 }.
         let domain = values

@@ -26,7 +26,7 @@ impl Variant {
 }
 
 /// Sorts values numerically when they all parse, else as text.
-fn value_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub(super) fn value_order(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) => x.total_cmp(&y),
         _ => a.cmp(b),
