@@ -78,8 +78,9 @@ def write_synthetic_cifar(folder: Path):
 class Project:
     """A throwaway pipe project with one train + evaluate stage pair per family."""
 
-    def __init__(self, root: Path, pipe: str, device: str, source: Path, validation: int, epochs: int, families, seed=1):
-        self.root, self.pipe, self.device = root, pipe, device
+    def __init__(self, root: Path, pipe: str, device: str, source: Path, validation: int, epochs: int, families, seed=1,
+                 threads=None):
+        self.root, self.pipe, self.device, self.threads = root, pipe, device, threads
         (root / "pipelines").mkdir(parents=True, exist_ok=True)
         stages = [
             f'(name: "cifar10", kind: "download", config: (source: Local("{source}"))),',
@@ -95,15 +96,15 @@ class Project:
 
     def build(self, target, cache="cache", force=False):
         again = ["--force", target] if force else []
-        return run([self.pipe, "--device", self.device, "--cache", cache, "build", *again, target], cwd=self.root)
+        threads = ["--threads", str(self.threads)] if self.threads else []
+        return run([self.pipe, "--device", self.device, "--cache", cache, "build", *threads, *again, target],
+                   cwd=self.root)
 
     def outputs(self, stage, cache="cache"):
-        """{path: object file} of a built stage's outputs in the content-addressed cache."""
-        out, _, _ = run([self.pipe, "--cache", cache, "status", "--json", stage], cwd=self.root)
-        key = next(s["key"] for s in json.loads(out) if s["stage"] == stage)
-        entry = json.loads((self.root / cache / "entries" / key[:2] / f"{key}.json").read_text())
-        objects = self.root / cache / "objects"
-        return {o["path"]: objects / o["hash"][:2] / o["hash"] for o in entry["outputs"]}
+        """{path: object file} of a built stage's outputs in the content-addressed cache
+        (`pipe outputs`: one `path<TAB>file` a line)."""
+        out, _, _ = run([self.pipe, "--cache", cache, "outputs", stage], cwd=self.root)
+        return {path: Path(obj) for path, obj in (l.split("\t", 1) for l in out.splitlines() if l)}
 
     def folder(self, stage):
         """The stage's outputs as a plain folder of links, for the PyTorch side to read."""
@@ -115,6 +116,27 @@ class Project:
             if not link.exists():
                 link.symlink_to(obj)
         return d
+
+
+def cpu_model():
+    """This machine's processor, as the ratios depend on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def threads_used(proj, stage):
+    """The CPU threads the stage's log says it trained on (None on a GPU)."""
+    out, _, _ = run([proj.pipe, "log", stage], cwd=proj.root)
+    for line in out.splitlines():
+        words = line.split()
+        if line.startswith("on ") and "CPU thread" in line:
+            return int(words[1])
+    return None
 
 
 def steady(epoch_seconds):
@@ -130,10 +152,10 @@ def measure(a, proj, data, name, model, batch, momentum, torch_family, times):
     _, rss, wall = proj.build(f"b:e_{name}")
     trained = proj.outputs(f"b:t_{name}")
     summary = json.loads(trained["summary.json"].read_text())
+    timing = json.loads(trained["volatile/timing.json"].read_text())
     evaluation = json.loads(proj.outputs(f"b:e_{name}")["evaluation.json"].read_text())
     # `--device auto`: PyTorch goes where pipe went.
     torch_device = "cuda" if "cuda" in summary["backend"] else "cpu"
-    metrics = [json.loads(l) for l in trained["metrics.jsonl"].read_text().splitlines()]
     r = {
         "family": name,
         "model": model,
@@ -142,9 +164,10 @@ def measure(a, proj, data, name, model, batch, momentum, torch_family, times):
         "parameters": summary["parameters"],
         "pipe": {
             "backend": summary["backend"],
-            "train_images_per_second": summary["train_images_per_second"],
-            "first_epoch_seconds": metrics[0]["seconds"],
-            "steady_epoch_seconds": steady([m["seconds"] for m in metrics]),
+            "threads": threads_used(proj, f"b:t_{name}"),
+            "train_images_per_second": timing["train_images_per_second"],
+            "first_epoch_seconds": timing["epoch_seconds"][0],
+            "steady_epoch_seconds": steady(timing["epoch_seconds"]),
             "test_accuracy": evaluation["final"]["accuracy"],
             "peak_rss_mib": rss,
             "wall_seconds": wall,
@@ -165,7 +188,7 @@ def measure(a, proj, data, name, model, batch, momentum, torch_family, times):
     torch_cmd = [
         sys.executable, str(ROOT / "bench" / "torch_train.py"), "--data", str(data),
         "--family", torch_family, "--epochs", str(epochs), "--batch", str(batch),
-        "--momentum", str(momentum), "--threads", str(a.threads), "--device", torch_device,
+        "--momentum", str(momentum), "--threads", str(a.threads or os.cpu_count()), "--device", torch_device,
     ]
     if not a.no_torch:
         out, rss, wall = run(torch_cmd)
@@ -186,8 +209,8 @@ def measure(a, proj, data, name, model, batch, momentum, torch_family, times):
     torch_runs = [r["torch"]["train_images_per_second"]] if "torch" in r else []
     for _ in range(a.repeat - 1):
         proj.build(f"b:t_{name}", force=True)
-        summary = json.loads(proj.outputs(f"b:t_{name}")["summary.json"].read_text())
-        pipe_runs.append(summary["train_images_per_second"])
+        timing = json.loads(proj.outputs(f"b:t_{name}")["volatile/timing.json"].read_text())
+        pipe_runs.append(timing["train_images_per_second"])
         if not a.no_torch:
             torch_runs.append(json.loads(run(torch_cmd)[0])["train_images_per_second"])
     r["pipe"]["runs_images_per_second"] = pipe_runs
@@ -204,7 +227,8 @@ def main():
     ap.add_argument("--pipe", default=str(ROOT / "target" / "release" / "pipe"))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2, help="PyTorch's thread count")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="threads of each side: PyTorch's, and pipe's (`pipe build --threads`); 0 lets pipe choose")
     ap.add_argument("--families", default=",".join(f[0] for f in FAMILIES))
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar-10-sample"),
                     help="a CIFAR-10 binary folder, or full-synthetic")
@@ -229,12 +253,13 @@ def main():
             write_synthetic_cifar(source)
     else:
         source, validation = Path(a.data).resolve(), 1000
-    proj = Project(root, os.path.abspath(a.pipe), a.device, source, validation, a.epochs, families, a.seed)
+    proj = Project(root, os.path.abspath(a.pipe), a.device, source, validation, a.epochs, families, a.seed,
+                   a.threads or None)
     proj.build("b:data")
     data = proj.folder("b:data")
     meta = json.loads((data / "meta.json").read_text())
     longer = ", ".join(f"{f[0]} {a.epochs * f[5]}" for f in families if f[5] != 1)
-    print(f"{a.device}, {a.epochs} epoch(s){f' ({longer})' if longer else ''}, SGD lr 0.01, data {source} {meta['sizes']}", flush=True)
+    print(f"{cpu_model()}, {os.cpu_count()} cores; {a.device}, {a.epochs} epoch(s){f' ({longer})' if longer else ''}, SGD lr 0.01, data {source} {meta['sizes']}", flush=True)
 
     results = []
     for family in families:
@@ -261,7 +286,8 @@ def main():
             print(f"| {r['family']} | {r['batch']} | {r['epochs']} | {r['parameters']:,} | {p['train_images_per_second']:,.0f} "
                   f"| – | – | {p['steady_epoch_seconds']:.2f} | – | {p['test_accuracy']:.3f} | – | {p['peak_rss_mib']:,.0f} | – |")
     if a.out:
-        Path(a.out).write_text(json.dumps({"device": a.device, "epochs": a.epochs, "results": results}, indent=1))
+        Path(a.out).write_text(json.dumps({"device": a.device, "cpu": cpu_model(), "epochs": a.epochs,
+                                           "results": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -81,6 +81,11 @@ pub struct BuildArgs {
     /// devices this process sees, 1 when none].
     #[arg(long, env = "PIPE_GPUS")]
     pub gpus: Option<usize>,
+    /// CPU threads of every CPU training, overriding each stage's `threads` and pipe's
+    /// choice (one while others wait for cores, more when cores would idle; see README).
+    /// Never in a key: the weights are the same bytes on any number of threads.
+    #[arg(long, env = "PIPE_THREADS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: Option<u64>,
     /// How many GPU stages may share one GPU at once (small models use a sliver of one).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..), env = "PIPE_GPU_SHARE")]
     pub gpu_share: u64,
@@ -166,6 +171,10 @@ pub struct StageJobArgs {
     /// Report progress as tagged lines on stdout, for the build that started this process.
     #[arg(long)]
     pub progress_lines: bool,
+    /// The cores this stage may compute on [default: Slurm's `SLURM_CPUS_PER_TASK`, else
+    /// what the stage asks for, at most this machine's cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]

@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -183,6 +184,33 @@ impl Dataset {
             test: load("test")?,
             meta,
         })
+    }
+
+    /// [`Dataset::load`], once per process for each `key` (the normalize stage's cache key,
+    /// which fixes the bytes): trainings and evaluations that run in the build's process
+    /// share one copy instead of reading the files again for each stage. The last few are
+    /// kept; a study reads one.
+    pub fn shared(dir: &Path, key: &str) -> anyhow::Result<Arc<Dataset>> {
+        const KEEP: usize = 2;
+        static LOADED: Mutex<Vec<(String, Arc<Dataset>)>> = Mutex::new(Vec::new());
+        {
+            let mut loaded = LOADED.lock().unwrap();
+            if let Some(i) = loaded.iter().position(|(k, _)| k == key) {
+                let hit = loaded.remove(i);
+                let data = hit.1.clone();
+                loaded.push(hit);
+                return Ok(data);
+            }
+        }
+        let data = Arc::new(Dataset::load(dir)?);
+        let mut loaded = LOADED.lock().unwrap();
+        if !loaded.iter().any(|(k, _)| k == key) {
+            if loaded.len() >= KEEP {
+                loaded.remove(0);
+            }
+            loaded.push((key.to_string(), data.clone()));
+        }
+        Ok(data)
     }
 }
 

@@ -26,14 +26,25 @@ pub trait FileDigest: Sync {
 
 /// Slots a running stage holds in the scheduler: CPU stages share `-j` cores, GPU stages
 /// share the GPU slots, so a training run on the GPU does not starve CPU work and vice versa.
+/// The cores given are also the threads the stage computes on: the engine runs it inside a
+/// thread pool of exactly those (at most `-j`), so stages packed side by side never fight
+/// over a core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resources {
     pub cpus: usize,
     pub gpus: usize,
+    /// Cores beyond `cpus` the stage uses well, given when they would otherwise idle (fewer
+    /// stages waiting than free cores): a training left alone at the end of a study takes
+    /// them; 500 waiting trainings take one core each.
+    pub more_cpus: usize,
 }
 
 impl Resources {
-    pub const ONE_CPU: Resources = Resources { cpus: 1, gpus: 0 };
+    pub const ONE_CPU: Resources = Resources {
+        cpus: 1,
+        gpus: 0,
+        more_cpus: 0,
+    };
 }
 
 /// A config field that failed validation; the pipeline language turns the path into
@@ -234,6 +245,7 @@ pub struct RunCtx<'a> {
     pub(crate) memo: &'a dyn FileDigest,
     pub(crate) progress: &'a dyn Progress,
     pub(crate) gpus: Vec<usize>,
+    pub(crate) threads: usize,
 }
 
 impl RunCtx<'_> {
@@ -272,6 +284,11 @@ impl RunCtx<'_> {
     /// process; empty for a stage that asked for no GPU.
     pub fn gpus(&self) -> &[usize] {
         &self.gpus
+    }
+    /// The threads of the pool this stage runs in (the cores the scheduler gave it): rayon
+    /// work started inside `run` uses exactly these.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
     pub fn progress(&self, done: u64, total: u64, message: &str) {
         self.progress.set(done, total, message);

@@ -520,3 +520,99 @@ rm cache/filler
     );
     assert!(after.contains("1 built, 2 fresh, 0 failed"), "{r:?}");
 }
+
+/// The weights are the same bytes on 1, 2 and 3 threads, for every family and the options
+/// that take their own code paths: the thread count is not in the key, so a result from a
+/// laptop and from a 64-core node must be one cache entry. Batches of 48 split over the
+/// threads unevenly (LSTM shares, image chunks, matrix halves).
+#[test]
+fn every_family_trains_to_the_same_bytes_on_1_2_and_3_threads() {
+    let families = [
+        ("linear", "Linear()"),
+        ("perceptron", "Perceptron(hidden: 64, activation: Tanh)"),
+        (
+            "mlp",
+            "Mlp(hidden: [64, 32], dropout: [0.1], batch_norm: true)",
+        ),
+        (
+            "convnet",
+            "ConvNet(blocks: [(filters: 8), (filters: 8, batch_norm: true)], dense: [32])",
+        ),
+        ("resnet", "ResNet(depth: 8, width: 4)"),
+        ("highway", "Highway(depth: 3, width: 64)"),
+        ("lstm", "Rnn(cell: Lstm, hidden: 32)"),
+        ("lstm2", "Rnn(cell: Lstm, hidden: 16, layers: 2, bidirectional: true)"),
+        ("gru", "Rnn(cell: Gru, hidden: 16, bidirectional: true)"),
+        ("simple", "Rnn(cell: Simple, hidden: 16, read: Columns)"),
+    ];
+    let mut stages = String::new();
+    for (name, model) in families {
+        stages.push_str(&format!(
+            r#"(name: "{name}", kind: "train", inputs: ["data"], config: (model: {model}, epochs: 2, batch_size: 48, optimizer: (lr: 0.01, momentum: 0.9), seed: 5)),"#
+        ));
+    }
+    let targets: Vec<String> = families.iter().map(|(n, _)| format!("t:{n}")).collect();
+    let weights = |threads: &str| {
+        let p = project(60, 20, &stages);
+        // -j 3: a training gets at most -j cores, and this machine may have two.
+        let mut args = vec!["build", "-j", "3", "--threads", threads];
+        args.extend(targets.iter().map(String::as_str));
+        p.ok(&args);
+        families
+            .iter()
+            .map(|(name, _)| {
+                let log = p.ok(&["log", &format!("t:{name}")]).stdout;
+                let on = format!("on {threads} CPU thread");
+                assert!(log.contains(&on), "{name} trained {on}s: {log}");
+                let dir = output(&p, &format!("t:{name}"));
+                (
+                    name.to_string(),
+                    std::fs::read(dir.join("model.bin")).unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let one = weights("1");
+    for threads in ["2", "3"] {
+        for ((name, a), (_, b)) in one.iter().zip(weights(threads)) {
+            assert!(*a == b, "{name}: model.bin differs between 1 and {threads} threads");
+        }
+    }
+}
+
+/// `bench/train.py`, the documented training benchmark, runs against this build's binary
+/// (one family, one epoch, PyTorch's side left out: CI has no PyTorch), so it cannot rot
+/// unnoticed as it did when the timings moved to `volatile/timing.json`.
+#[test]
+fn the_training_benchmark_script_runs_and_reports_its_figures() {
+    let p = Project::new();
+    let data = p.path().join("src-data");
+    learnable(&data, 500, 100);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/train.py");
+    let out_json = p.path().join("bench.json");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .args(["--pipe", util::bin(), "--no-torch", "--families", "linear"])
+        .args(["--epochs", "1", "--threads", "1", "--data"])
+        .arg(&data)
+        .arg("--workdir")
+        .arg(p.path().join("work"))
+        .arg("--out")
+        .arg(&out_json)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("| linear | 256 | 10 |")),
+        "a table row for the linear model: {stdout}"
+    );
+    let r = json(out_json);
+    let linear = &r["results"][0]["pipe"];
+    assert!(linear["train_images_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(linear["threads"], 1, "{r}");
+    assert!(r["cpu"].as_str().is_some_and(|c| !c.is_empty()), "{r}");
+}

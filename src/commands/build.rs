@@ -50,6 +50,7 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         return Ok(ExitCode::SUCCESS);
     }
     let jobs = a.jobs.unwrap_or_else(crate::par::cores);
+
     let opts = BuildOptions {
         jobs,
         gpus: a
@@ -261,7 +262,8 @@ impl Ahead {
             .iter()
             .map(|&n| {
                 let id = &p.plan.nodes[n].id;
-                (id.clone(), self.last.get(id).copied())
+                let cpus = p.plan.variant(n).parsed.config.resources().cpus;
+                (id.clone(), self.last.get(id).copied(), cpus)
             })
             .collect();
         let recorded: Vec<(String, f64)> = self.last.iter().map(|(k, v)| (k.clone(), *v)).collect();

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BuildArgs, Cli, Command};
 use crate::engine::cache::{Cache, Preloaded};
 use crate::engine::noop;
 use crate::pipeline::{self, SpecErrors};
@@ -178,6 +178,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     if let Some(d) = &cli.device {
         // Read by the stage kinds when they resolve their backend (and key on it).
         std::env::set_var(crate::train::device::DEVICE_ENV, d);
+    }
+    if let Command::Build(BuildArgs {
+        threads: Some(t), ..
+    }) = &cli.command
+    {
+        // Read by the train stages when they say how many cores they need (and by their
+        // child processes), before any thread starts.
+        std::env::set_var(crate::train::threads::THREADS_ENV, t.to_string());
     }
     let (root, cache_dir) = locate(&cli)?;
     crate::train::device::set_cache_dir(cache_dir.clone());

@@ -58,7 +58,18 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
     }
     let input_entries: Vec<(usize, Built)> =
         inputs.iter().map(|&i| (i, built[&i].clone())).collect();
-    let resources = plan.variant(n).parsed.config.resources();
+    let mut resources = plan.variant(n).parsed.config.resources();
+    // What the build handed it, else what Slurm gave the job, else what the stage asks for
+    // on this machine.
+    resources.cpus = a
+        .threads
+        .or_else(|| {
+            std::env::var("SLURM_CPUS_PER_TASK")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or_else(|| resources.cpus.min(crate::par::cores()))
+        .max(1);
     let gpus: Vec<usize> = (0..resources.gpus).collect();
     let env = Env {
         plan,

@@ -65,6 +65,7 @@ impl Executor for ChildProcess {
         if job.forced {
             cmd.arg("--force");
         }
+        cmd.args(["--threads", &job.resources.cpus.max(1).to_string()]);
         if !job.gpus.is_empty() {
             // The child numbers its GPUs 0..n, as a Slurm job does.
             let list: Vec<String> = job.gpus.iter().map(|g| g.to_string()).collect();

@@ -159,12 +159,15 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
         memo: &cache.memo,
         progress: job.progress,
         gpus: job.gpus.to_vec(),
+        threads: job.resources.cpus.max(1),
     };
     let started = now_ms();
     let clock = Instant::now();
     let config = plan.variant(n).parsed.config.clone();
     crate::children::stage_started(&node.id);
-    let result = catch_unwind(AssertUnwindSafe(|| config.run(&mut ctx)));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        in_pool(ctx.threads, &node.id, || config.run(&mut ctx))
+    }));
     crate::children::stage_ended(&node.id);
     let mut disk = false;
     let result = match result {
@@ -232,6 +235,28 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
             io,
             ..Failure::default()
         }),
+    }
+}
+
+/// `f` inside a thread pool of its own with `threads` threads: every rayon call the stage
+/// makes (burn's kernels, pipe's CPU kernels) runs on exactly the cores the scheduler gave
+/// it, whatever else runs in this process, instead of on the global pool's every core.
+fn in_pool<R>(threads: usize, id: &str, f: impl FnOnce() -> R + Send) -> R
+where
+    R: Send,
+{
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name({
+            let id = id.to_string();
+            move |i| format!("{id}#{i}")
+        })
+        .build();
+    match pool {
+        Ok(pool) => pool.install(f),
+        // Threads cannot be started (a process limit): the stage still runs, on the
+        // global pool.
+        Err(_) => f(),
     }
 }
 

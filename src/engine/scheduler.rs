@@ -248,9 +248,14 @@ fn round(
                 remote_running += 1;
                 (want, Slot::Remote)
             } else {
+                let cpus = want.cpus.clamp(1, jobs);
+                // Spare cores, shared with the stages still waiting in this round.
+                let waiting = st.ready.len() + deferred.len();
+                let spare = free_cpus.saturating_sub(cpus) / (1 + waiting);
                 let need = Resources {
-                    cpus: want.cpus.clamp(1, jobs),
+                    cpus: cpus + want.more_cpus.min(spare),
                     gpus: want.gpus.min(opts.gpus),
+                    more_cpus: 0,
                 };
                 let gpus = match pick_gpus(&gpu_load, share, need.gpus) {
                     Some(g) if need.cpus <= free_cpus => g,
@@ -432,6 +437,7 @@ mod tests {
         running: Mutex<HashMap<Option<usize>, usize>>,
         most: Mutex<HashMap<Option<usize>, usize>>,
         handed: Mutex<Vec<(String, Vec<usize>)>>,
+        cores: Mutex<HashMap<String, usize>>,
     }
 
     impl Executor for Fake {
@@ -453,6 +459,10 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push((env.plan.nodes[job.node].id.clone(), job.gpus.to_vec()));
+            self.cores
+                .lock()
+                .unwrap()
+                .insert(env.plan.nodes[job.node].id.clone(), job.resources.cpus);
             std::thread::sleep(Duration::from_millis(20));
             for p in &places {
                 *self.running.lock().unwrap().get_mut(p).unwrap() -= 1;
@@ -536,6 +546,27 @@ mod tests {
         let s = run(&p, &exec, opts(1, 1, 1, 4));
         assert!(!s.failed());
         assert_eq!(exec.most.lock().unwrap().get(&None), Some(&4));
+    }
+
+    #[test]
+    fn stages_that_use_more_cores_get_the_spare_ones_and_one_each_while_others_wait() {
+        let stages = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!(r#"(name: "s{i}", kind: "fake", config: (value: "{i}", more_cpus: 3)),"#))
+                .collect()
+        };
+        // Six waiting: one core each, four at once.
+        let exec = Fake::default();
+        assert!(!run(&plan(&stages(6)), &exec, opts(4, 1, 1, 1)).failed());
+        assert_eq!(exec.most.lock().unwrap().get(&None), Some(&4));
+        assert!(exec.cores.lock().unwrap().values().all(|&c| c == 1));
+        // Alone: every core. Two: half each.
+        for (n, each) in [(1, 4), (2, 2)] {
+            let exec = Fake::default();
+            assert!(!run(&plan(&stages(n)), &exec, opts(4, 1, 1, 1)).failed());
+            let cores = exec.cores.lock().unwrap();
+            assert!(cores.values().all(|&c| c == each), "{n} stages: {cores:?}");
+        }
     }
 
     #[test]

@@ -59,6 +59,7 @@ impl StageConfig for CommandConfig {
         Resources {
             cpus: self.cpus,
             gpus: self.gpus,
+            more_cpus: 0,
         }
     }
 

@@ -10,6 +10,7 @@ use crate::stage::{write_file, KeyCtx, Kind, RunCtx, StageConfig};
 use crate::train::config::DeviceChoice;
 use crate::train::device::{self, Backend, CpuBackend, GpuBackend, GpuUnfusedBackend};
 use crate::train::evaluate::evaluate;
+use crate::train::isolation;
 use crate::train::tensorboard::DIR as TENSORBOARD;
 
 pub static EVALUATE: Kind<EvaluateConfig> = Kind::new("evaluate", 4);
@@ -22,9 +23,14 @@ pub struct EvaluateConfig {
 }
 
 impl StageConfig for EvaluateConfig {
-    /// burn aborts the process when an allocation fails, and CUDA faults end it.
+    /// burn aborts the process when an allocation fails, and CUDA faults end it. On the
+    /// CPU an evaluation needs less memory than the training that made its model, which
+    /// has fit: it runs in the build's process, as that training did when it was small.
     fn own_process(&self) -> bool {
-        true
+        match device::resolve(self.device) {
+            Ok(Backend::Cpu) => !isolation::in_build_process(None, 0),
+            _ => true,
+        }
     }
     fn environment() -> Option<String> {
         Some(device::environment())
@@ -39,7 +45,8 @@ impl StageConfig for EvaluateConfig {
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let train_input = input_of(ctx.inputs(), "train", "evaluate")?;
         let (trained, train_key) = (train_input.dir.clone(), train_input.key.clone());
-        let data = Dataset::load(&input_of(ctx.inputs(), "normalize", "evaluate")?.dir)?;
+        let input = input_of(ctx.inputs(), "normalize", "evaluate")?;
+        let data = Dataset::shared(&input.dir, &input.key)?;
         let gpu = device::cuda_device(ctx.gpus().first().copied().unwrap_or(0));
         let e = match device::resolve(self.device)? {
             Backend::Cpu => evaluate::<CpuBackend>(&trained, &data, &Default::default())?,

@@ -68,6 +68,9 @@ pub struct FakeConfig {
     /// Cosmetic: never part of the key.
     #[serde(default, skip_serializing)]
     pub title: String,
+    /// Cores beyond one it would use well (as a CPU training); never part of the key.
+    #[serde(default, skip_serializing)]
+    pub more_cpus: usize,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -110,9 +113,16 @@ impl StageConfig for FakeConfig {
 
     fn resources(&self) -> Resources {
         if self.gpu {
-            Resources { cpus: 1, gpus: 1 }
+            Resources {
+                cpus: 1,
+                gpus: 1,
+                more_cpus: 0,
+            }
         } else {
-            Resources::ONE_CPU
+            Resources {
+                more_cpus: self.more_cpus,
+                ..Resources::ONE_CPU
+            }
         }
     }
 

@@ -8,6 +8,7 @@ use crate::dataset::Dataset;
 use crate::stage::{FieldError, Input, KeyCtx, Kind, Resources, RunCtx, StageConfig};
 use crate::train::config::TrainConfig;
 use crate::train::device::{self, Backend, CpuTrain, GpuTrain, GpuUnfusedTrain};
+use crate::train::{isolation, threads};
 use crate::train::fit::{fit, recover_checkpoint, Dirs, EpochMetrics, Report, Summary};
 
 pub static TRAIN: Kind<TrainConfig> = Kind::new("train", 8);
@@ -79,7 +80,13 @@ impl Report for Progress<'_, '_> {
 impl StageConfig for TrainConfig {
     /// burn aborts the process when an allocation fails, and CUDA faults end it.
     fn own_process(&self) -> bool {
-        true
+        match device::resolve(self.device) {
+            Ok(Backend::Cpu) => {
+                self.model.draws_while_training()
+                    || !isolation::in_build_process(self.model.size(), self.batch_size)
+            }
+            _ => true,
+        }
     }
     fn validate(&self) -> Result<(), FieldError> {
         self.check()
@@ -87,11 +94,23 @@ impl StageConfig for TrainConfig {
 
     fn resources(&self) -> Resources {
         match device::resolve(self.device) {
-            Ok(b) if b.is_gpu() => Resources { cpus: 1, gpus: 1 },
-            // flex uses every core it is given: one CPU training at a time.
-            _ => Resources {
-                cpus: usize::MAX,
-                gpus: 0,
+            Ok(b) if b.is_gpu() => Resources {
+                cpus: 1,
+                gpus: 1,
+                more_cpus: 0,
+            },
+            // Packed side by side, a core each, unless told; more when cores would idle.
+            _ => match threads::fixed(self) {
+                Some(n) => Resources {
+                    cpus: n,
+                    gpus: 0,
+                    more_cpus: 0,
+                },
+                None => Resources {
+                    cpus: 1,
+                    gpus: 0,
+                    more_cpus: threads::most(self) - 1,
+                },
             },
         }
     }
@@ -107,8 +126,8 @@ impl StageConfig for TrainConfig {
     }
 
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
-        let data_dir = input_of(ctx.inputs(), "normalize", "train")?.dir.clone();
-        let data = Dataset::load(&data_dir)?;
+        let input = input_of(ctx.inputs(), "normalize", "train")?;
+        let data = Dataset::shared(&input.dir, &input.key)?;
         let (scratch, out) = (ctx.scratch_dir().to_path_buf(), ctx.out_dir().to_path_buf());
         recover_checkpoint(&scratch);
         let backend = device::resolve(self.device)?;
@@ -119,6 +138,9 @@ impl StageConfig for TrainConfig {
         let gpu = ctx.gpus().first().copied().unwrap_or(0);
         if backend != Backend::Cpu {
             ctx.log(format!("on CUDA device {gpu}"));
+        } else {
+            let n = ctx.threads();
+            ctx.log(format!("on {n} CPU thread{}", if n == 1 { "" } else { "s" }));
         }
         let mut report = Progress(ctx);
         let fit_here = match backend {

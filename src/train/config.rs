@@ -36,6 +36,10 @@ pub struct TrainConfig {
     /// Where to train; the backend actually used is part of the key (it changes results).
     #[serde(default, skip_serializing)]
     pub device: DeviceChoice,
+    /// CPU threads this training computes on; default: [`super::threads`]'s rule. Not in
+    /// the key: the weights are the same bytes on any number of threads.
+    #[serde(default, skip_serializing)]
+    pub threads: Option<usize>,
 }
 
 fn default_epochs() -> usize {
@@ -219,6 +223,10 @@ impl TrainConfig {
                     format!("a penalty must be ≥ 0, got {v}"),
                 ));
             }
+        }
+        if self.threads == Some(0) {
+            return Err(FieldError::new("threads", "at least one thread")
+                .hint("leave it out to let pipe choose"));
         }
         check_init("initializer", &self.initializer)?;
         check_init("bias_initializer", &self.bias_initializer)?;

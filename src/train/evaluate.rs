@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::config::TrainConfig;
 use super::data::Batcher;
 use super::fit::Summary;
-use super::models::{init, Model};
+use super::models::{generator, init, Model};
 use crate::dataset::{Dataset, Split, CLASSES};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -103,10 +103,12 @@ pub fn evaluate<B: Backend>(
         let record = rec
             .load(trained.join(stem), device)
             .with_context(|| format!("loading {stem}.bin"))?;
-        Ok(
+        // Its draws are overwritten, but must not take a training's seeded ones.
+        let model = {
+            let _draws = generator();
             init::<B>(&cfg.model, &cfg.initializer, &cfg.bias_initializer, device)
-                .load_record(record),
-        )
+        };
+        Ok(model.load_record(record))
     };
     let batcher = Batcher::new(&data.meta);
     Ok(Evaluation {

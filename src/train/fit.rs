@@ -22,7 +22,7 @@ use super::config::{OptimizerKind, TrainConfig};
 use super::cpu::sgd::Sgd;
 use super::data::Batcher;
 use super::layers::{parameter_count, penalty};
-use super::models::{init, Model};
+use super::models::{generator, init, Model};
 use crate::dataset::{Dataset, Split};
 use crate::rng::SplitMix64;
 use crate::stage::{replace_file, write_file};
@@ -185,8 +185,11 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     mut optim: O,
 ) -> anyhow::Result<Summary> {
     let rec = Rec::new();
-    B::seed(device, epoch_seed(cfg.seed, 0));
-    let mut model: Model<B> = init(&cfg.model, &cfg.initializer, &cfg.bias_initializer, device);
+    let mut model: Model<B> = {
+        let _draws = generator();
+        B::seed(device, epoch_seed(cfg.seed, 0));
+        init(&cfg.model, &cfg.initializer, &cfg.bias_initializer, device)
+    };
     let parameters = parameter_count(&model);
     let ckpt = ckpt_dir(dirs.scratch);
     let mut state = State::default();
@@ -217,7 +220,10 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     for epoch in state.epochs_done..cfg.epochs {
         let clock = Instant::now();
         let lr = cfg.schedule.lr(cfg.optimizer.lr, epoch, cfg.epochs);
-        B::seed(device, epoch_seed(cfg.seed, epoch + 1));
+        {
+            let _draws = generator();
+            B::seed(device, epoch_seed(cfg.seed, epoch + 1));
+        }
         let mut order: Vec<usize> = (0..train.len()).collect();
         if cfg.shuffle {
             SplitMix64::new(epoch_seed(cfg.seed, epoch + 1)).shuffle(&mut order);

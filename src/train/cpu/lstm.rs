@@ -28,6 +28,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorPrimitive};
 use rayon::prelude::*;
 
+/// Batch rows a share of the recurrence runs ([`Dims::share`]).
+pub const SHARE_ROWS: usize = 32;
+
 use super::activation::{map_any, Act};
 use super::flex::{cast, tensor, values};
 use super::matmul::{add_rows, new_product, Mat, Packing};
@@ -114,11 +117,11 @@ impl Dims {
         4 * self.hidden
     }
 
-    /// Batch rows per share: one share per core, so each core runs its own recurrence.
+    /// Batch rows per share; each share runs its own recurrence, the shares side by side.
+    /// A fixed number, not one share per core: a step's product over fewer rows can round
+    /// differently, and the weights must not depend on the thread count.
     fn share(&self) -> usize {
-        self.batch
-            .div_ceil(rayon::current_num_threads().max(1))
-            .max(1)
+        SHARE_ROWS.min(self.batch).max(1)
     }
 
     /// The step read `k`-th, and the one read before it.

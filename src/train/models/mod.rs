@@ -115,6 +115,35 @@ impl ModelConfig {
     }
 }
 
+/// burn's `flex` backend draws every random number (initial weights, dropout masks) from
+/// one generator per process, which `Backend::seed` sets. Trainings and evaluations that
+/// share the build's process hold this while they seed it and draw from it, so that one's
+/// draws never come from another's seed; trainings with dropout, which draw through every
+/// epoch, run in a process of their own ([`ModelConfig::draws_while_training`]).
+pub static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`GENERATOR`], held.
+pub fn generator() -> std::sync::MutexGuard<'static, ()> {
+    GENERATOR.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ModelConfig {
+    /// Whether training draws random numbers after the initial weights (dropout masks).
+    pub fn draws_while_training(&self) -> bool {
+        fn any_dropout(v: &serde_json::Value, under: bool) -> bool {
+            match v {
+                serde_json::Value::Number(n) => under && n.as_f64().is_some_and(|p| p > 0.0),
+                serde_json::Value::Array(a) => a.iter().any(|x| any_dropout(x, under)),
+                serde_json::Value::Object(o) => o
+                    .iter()
+                    .any(|(k, x)| any_dropout(x, under || k.contains("dropout"))),
+                _ => false,
+            }
+        }
+        serde_json::to_value(self).is_ok_and(|v| any_dropout(&v, false))
+    }
+}
+
 /// Builds `model` with every parameter initialized now, in a fixed order, from the
 /// backend's generator (seed it first): kernels by `kernel`, biases by `bias`.
 pub fn init<B: Backend>(

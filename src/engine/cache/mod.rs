@@ -15,7 +15,7 @@
 //! Objects are renamed into place before the entry that names them, and the entry is
 //! written last, atomically: an interrupted stage never looks fresh.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,13 @@ use serde::{Deserialize, Serialize};
 
 use super::fingerprint::{output_hash, KeyInputs};
 use super::memo::{hash_uncached, Memo, Stamp};
+
+mod check;
+mod files;
+
+use check::damage;
+pub use files::{host_name, now_ms, remove_stale_tmp_files, write_atomic};
+use files::{dir_size, write_atomic_stamped};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct OutFile {
@@ -125,143 +132,17 @@ pub struct Cache {
     index_stamp: std::sync::Mutex<Option<Stamp>>,
     /// Objects this process has found intact (by `precheck`).
     checked: std::sync::Mutex<HashSet<String>>,
-}
-
-/// Removes, under `dir`, the temporary files of [`write_atomic`] calls that were
-/// interrupted: those of this machine's processes that no longer exist, and any older than
-/// a day (another node's, on a shared cache). `skip` folders are not entered, nor any below
-/// `depth`.
-pub fn remove_stale_tmp_files(dir: &Path, skip: &[&str], depth: usize) {
-    let here = host_name();
-    let walk = walkdir::WalkDir::new(dir)
-        .max_depth(depth)
-        .into_iter()
-        .filter_entry(|e| e.depth() != 1 || !skip.contains(&&*e.file_name().to_string_lossy()));
-    for e in walk.filter_map(|e| e.ok()) {
-        let name = e.file_name().to_string_lossy();
-        let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
-            continue;
-        };
-        let mut parts = stem.rsplitn(4, '~');
-        let (Some(_seq), Some(pid), Some(host), Some(_)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let dead = host == here
-            && pid.parse::<u32>().is_ok_and(|p| {
-                p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists()
-            });
-        let old = e
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() > 24 * 3600);
-        if e.file_type().is_file() && (dead || old) {
-            let _ = fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_stamped(path, bytes).map(|_| ())
-}
-
-/// As [`write_atomic`], returning the stamp of the file written (a rename keeps it).
-fn write_atomic_stamped(path: &Path, bytes: &[u8]) -> io::Result<Stamp> {
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}~{}~{}~{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        host_name(),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        let stamp = Stamp::of(&f.metadata()?);
-        drop(f);
-        fs::rename(&tmp, path)?;
-        Ok(stamp)
-    })();
-    // A full disk leaves nothing behind, and its error names the file.
-    written.map_err(|e: io::Error| {
-        let _ = fs::remove_file(&tmp);
-        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-    })
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// This machine's name, as a file name may hold it.
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
-    let name = if ok {
-        String::from_utf8_lossy(&buf[..end]).to_string()
-    } else {
-        String::new()
-    };
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() {
-        "host".into()
-    } else {
-        name
-    }
-}
-
-fn dir_size(path: &Path) -> u64 {
-    walkdir::WalkDir::new(path)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
+    /// Objects this process has read in full and found intact as a stage's inputs, with
+    /// their inode, size and mtime then. The next stage of this build that reads the same
+    /// object (500 variants read one dataset) does not hash it again while those hold: the
+    /// stages in this process share the dataset as first loaded (`Dataset::shared`) right
+    /// after that check, and a stage in a child process checks its inputs itself (ctime
+    /// cannot tell: laying out each stage's inputs as hard links changes it).
+    read_back: std::sync::Mutex<HashMap<String, (u64, u64, i64)>>,
 }
 
 fn object_path(dir: &Path, hash: &str) -> PathBuf {
     dir.join("objects").join(&hash[..2]).join(hash)
-}
-
-/// Why `out`'s object in the cache at `dir` is not intact (missing, wrong size, wrong content
-/// hash through the memo), or `None`. Changes nothing: `preload` and `precheck` run it
-/// ahead, `lookup` acts on it.
-fn damage(dir: &Path, memo: &Memo, out: &OutFile) -> Option<String> {
-    let obj = object_path(dir, &out.hash);
-    let meta = match fs::metadata(&obj) {
-        Err(_) => return Some("is missing from the cache".into()),
-        Ok(m) if m.len() != out.size => {
-            return Some(format!("has the wrong size ({} ≠ {})", m.len(), out.size))
-        }
-        Ok(m) => m,
-    };
-    match memo.hash_with_meta(&obj, &meta) {
-        Ok(h) if h == out.hash => None,
-        _ => Some("is corrupt (hash mismatch)".into()),
-    }
 }
 
 fn read_index(path: &Path) -> Index {
@@ -344,6 +225,7 @@ impl Cache {
             index: std::sync::Mutex::new((index, Index::new())),
             index_stamp: std::sync::Mutex::new(index_stamp),
             checked: std::sync::Mutex::new(checked),
+            read_back: Default::default(),
         })
     }
 
@@ -394,79 +276,6 @@ impl Cache {
             }
         }
         Lookup::Hit(Box::new(built))
-    }
-
-    fn damage(&self, out: &OutFile) -> Option<String> {
-        damage(&self.dir, &self.memo, out)
-    }
-
-    /// Checks `out`'s object (unless `precheck` found it intact). A damaged one stays: a
-    /// lookup changes nothing on disk (`status` uses it); `store` replaces it on rebuild.
-    fn check_object(&self, out: &OutFile) -> Result<(), String> {
-        if self.checked.lock().unwrap().contains(&out.hash) {
-            return Ok(());
-        }
-        match self.damage(out) {
-            None => Ok(()),
-            Some(why) => Err(format!("cached output `{}` {why}", out.path)),
-        }
-    }
-
-    /// Reads every object of `entry` again, past the memo, before a stage uses them. A
-    /// damaged object is removed and the entry dropped, so the next lookup misses and the
-    /// producing stage runs again; the error says which output and why.
-    pub fn verify(&self, entry: &Built) -> Result<(), String> {
-        let bad = entry
-            .outputs
-            .par_iter()
-            .find_map_any(|out| self.fault(&out.hash, out.size).map(|why| (out, why)));
-        let Some((out, why)) = bad else {
-            return Ok(());
-        };
-        self.checked.lock().unwrap().remove(&out.hash);
-        let _ = fs::remove_file(self.object_path(&out.hash));
-        let _ = self.remove_entry(&entry.key);
-        Err(format!("cached output `{}` {why}", out.path))
-    }
-
-    /// What is wrong with the object for `hash` (read in full, past the memo), or `None`
-    /// when it is in place with exactly these bytes.
-    fn fault(&self, hash: &str, size: u64) -> Option<&'static str> {
-        let obj = self.object_path(hash);
-        match fs::metadata(&obj) {
-            Err(_) => Some("is missing from the cache"),
-            Ok(m) if m.len() != size => Some("has the wrong size"),
-            Ok(_) => match hash_uncached(&obj) {
-                Ok(h) if h == hash => None,
-                _ => Some("is corrupt (its blake3 no longer matches)"),
-            },
-        }
-    }
-
-    /// Checks, on every core, the objects of the last build of each of `stages`, so that
-    /// the lookups that follow (which go in dependency order, one at a time) find them
-    /// checked. Only good objects are remembered; a bad one is left for its lookup to report.
-    pub fn precheck<'a>(&self, stages: impl Iterator<Item = &'a str>) {
-        let outputs: Vec<OutFile> = {
-            let idx = self.index.lock().unwrap();
-            let checked = self.checked.lock().unwrap();
-            stages
-                .filter_map(|s| idx.0.get(s).and_then(|r| r.outputs.as_ref()))
-                .flatten()
-                .filter(|o| !checked.contains(&o.hash))
-                .cloned()
-                .collect()
-        };
-        let good = crate::par::map_chunks(&outputs, 128, |part| {
-            part.iter()
-                .filter(|out| self.damage(out).is_none())
-                .map(|out| out.hash.clone())
-                .collect::<Vec<_>>()
-        });
-        self.checked
-            .lock()
-            .unwrap()
-            .extend(good.into_iter().flatten());
     }
 
     /// Blocks until no other thread or process is building `key`. The lock is released when
