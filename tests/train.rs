@@ -541,7 +541,10 @@ fn every_family_trains_to_the_same_bytes_on_1_2_and_3_threads() {
         ("resnet", "ResNet(depth: 8, width: 4)"),
         ("highway", "Highway(depth: 3, width: 64)"),
         ("lstm", "Rnn(cell: Lstm, hidden: 32)"),
-        ("lstm2", "Rnn(cell: Lstm, hidden: 16, layers: 2, bidirectional: true)"),
+        (
+            "lstm2",
+            "Rnn(cell: Lstm, hidden: 16, layers: 2, bidirectional: true)",
+        ),
         ("gru", "Rnn(cell: Gru, hidden: 16, bidirectional: true)"),
         ("simple", "Rnn(cell: Simple, hidden: 16, read: Columns)"),
     ];
@@ -575,7 +578,10 @@ fn every_family_trains_to_the_same_bytes_on_1_2_and_3_threads() {
     let one = weights("1");
     for threads in ["2", "3"] {
         for ((name, a), (_, b)) in one.iter().zip(weights(threads)) {
-            assert!(*a == b, "{name}: model.bin differs between 1 and {threads} threads");
+            assert!(
+                *a == b,
+                "{name}: model.bin differs between 1 and {threads} threads"
+            );
         }
     }
 }
@@ -607,12 +613,17 @@ fn the_training_benchmark_script_runs_and_reports_its_figures() {
     );
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.lines().any(|l| l.starts_with("| linear | 256 | 10 |")),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("| linear | 256 | 10 |")),
         "a table row for the linear model: {stdout}"
     );
     let r = json(out_json);
     let linear = &r["results"][0]["pipe"];
-    assert!(linear["train_images_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(
+        linear["train_images_per_second"].as_f64().unwrap() > 0.0,
+        "{r}"
+    );
     assert_eq!(linear["threads"], 1, "{r}");
     assert!(r["cpu"].as_str().is_some_and(|c| !c.is_empty()), "{r}");
 }

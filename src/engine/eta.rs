@@ -207,7 +207,11 @@ mod tests {
         // 40 core-seconds over 2 slots, but nothing ends before the 30 s stage.
         assert_eq!(two.left(), (30.0, 0));
         assert_eq!(two.line(), "build   0/2 stages done, 0s elapsed, ~30s left");
-        let packed = Eta::new(ids(&[("a", Some(10.0)), ("b", Some(10.0)), ("c", Some(10.0))]), &[], 2);
+        let packed = Eta::new(
+            ids(&[("a", Some(10.0)), ("b", Some(10.0)), ("c", Some(10.0))]),
+            &[],
+            2,
+        );
         assert_eq!(packed.left(), (15.0, 0));
         // Nothing timed: no time left said. A stage not in the build changes nothing.
         let mut none = Eta::new(ids(&[("a", None)]), &[], 1);

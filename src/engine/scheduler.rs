@@ -552,7 +552,11 @@ mod tests {
     fn stages_that_use_more_cores_get_the_spare_ones_and_one_each_while_others_wait() {
         let stages = |n: usize| -> String {
             (0..n)
-                .map(|i| format!(r#"(name: "s{i}", kind: "fake", config: (value: "{i}", more_cpus: 3)),"#))
+                .map(|i| {
+                    format!(
+                        r#"(name: "s{i}", kind: "fake", config: (value: "{i}", more_cpus: 3)),"#
+                    )
+                })
                 .collect()
         };
         // Six waiting: one core each, four at once.

@@ -8,8 +8,8 @@ use crate::dataset::Dataset;
 use crate::stage::{FieldError, Input, KeyCtx, Kind, Resources, RunCtx, StageConfig};
 use crate::train::config::TrainConfig;
 use crate::train::device::{self, Backend, CpuTrain, GpuTrain, GpuUnfusedTrain};
-use crate::train::{isolation, threads};
 use crate::train::fit::{fit, recover_checkpoint, Dirs, EpochMetrics, Report, Summary};
+use crate::train::{isolation, threads};
 
 pub static TRAIN: Kind<TrainConfig> = Kind::new("train", 8);
 
@@ -140,7 +140,10 @@ impl StageConfig for TrainConfig {
             ctx.log(format!("on CUDA device {gpu}"));
         } else {
             let n = ctx.threads();
-            ctx.log(format!("on {n} CPU thread{}", if n == 1 { "" } else { "s" }));
+            ctx.log(format!(
+                "on {n} CPU thread{}",
+                if n == 1 { "" } else { "s" }
+            ));
         }
         let mut report = Progress(ctx);
         let fit_here = match backend {

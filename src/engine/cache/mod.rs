@@ -31,8 +31,8 @@ mod check;
 mod files;
 
 use check::damage;
-pub use files::{host_name, now_ms, remove_stale_tmp_files, write_atomic};
 use files::{dir_size, write_atomic_stamped};
+pub use files::{host_name, now_ms, remove_stale_tmp_files, write_atomic};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct OutFile {
