@@ -176,7 +176,11 @@ fn every_family_trains_to_the_same_weights() {
         .collect();
     // `gemm` computes with AVX-512 where the CPU has it, and its products round differently
     // from AVX2's: one golden per instruction set.
-    let golden = if std::arch::is_x86_feature_detected!("avx512f") {
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    let golden = if avx512 {
         "weights.tsv"
     } else {
         "weights-avx2.tsv"
