@@ -122,33 +122,12 @@ fn every_shipped_pipeline_keeps_every_stage_key() {
     check("keys.tsv", &out);
 }
 
-/// Two epochs of each family, recurrent cells and the options that take their own code
-/// paths (batch norm, dropout, bidirectional, columns) included.
-const FAMILIES: [(&str, &str); 10] = [
-    ("linear", "Linear()"),
-    ("perceptron", "Perceptron(hidden: 64, activation: Tanh)"),
-    (
-        "mlp",
-        "Mlp(hidden: [64, 32], dropout: [0.1], batch_norm: true)",
-    ),
-    (
-        "convnet",
-        "ConvNet(blocks: [(filters: 8), (filters: 8, batch_norm: true)], dense: [32])",
-    ),
-    ("resnet", "ResNet(depth: 8, width: 4)"),
-    ("highway", "Highway(depth: 3, width: 64)"),
-    ("lstm", "Rnn(cell: Lstm, hidden: 32)"),
-    ("gru", "Rnn(cell: Gru, hidden: 16, bidirectional: true)"),
-    ("simple", "Rnn(cell: Simple, hidden: 16, read: Columns)"),
-    ("lstm2", "Rnn(cell: Lstm, hidden: 16, layers: 2)"),
-];
-
 #[test]
 fn every_family_trains_to_the_same_weights() {
     let p = Project::new();
     learnable(&p.path().join("src-data"), 40, 20);
     let mut stages = String::new();
-    for (name, model) in FAMILIES {
+    for (name, model) in util::FAMILIES {
         stages.push_str(&format!(
             r#"(name: "{name}", kind: "train", inputs: ["data"], config: (model: {model}, epochs: 2, batch_size: 16, optimizer: (lr: 0.01, momentum: 0.9), seed: 3)),"#
         ));
@@ -164,10 +143,13 @@ fn every_family_trains_to_the_same_weights() {
         ),
     );
     let mut args = vec!["--device", "cpu", "build"];
-    let targets: Vec<String> = FAMILIES.iter().map(|(n, _)| format!("t:{n}")).collect();
+    let targets: Vec<String> = util::FAMILIES
+        .iter()
+        .map(|(n, _)| format!("t:{n}"))
+        .collect();
     args.extend(targets.iter().map(String::as_str));
     p.ok(&args);
-    let out: BTreeMap<String, String> = FAMILIES
+    let out: BTreeMap<String, String> = util::FAMILIES
         .iter()
         .map(|(name, _)| {
             let bin = std::fs::read(p.outputs(&format!("t:{name}")).join("model.bin")).unwrap();

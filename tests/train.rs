@@ -527,27 +527,7 @@ rm cache/filler
 /// threads unevenly (LSTM shares, image chunks, matrix halves).
 #[test]
 fn every_family_trains_to_the_same_bytes_on_1_2_and_3_threads() {
-    let families = [
-        ("linear", "Linear()"),
-        ("perceptron", "Perceptron(hidden: 64, activation: Tanh)"),
-        (
-            "mlp",
-            "Mlp(hidden: [64, 32], dropout: [0.1], batch_norm: true)",
-        ),
-        (
-            "convnet",
-            "ConvNet(blocks: [(filters: 8), (filters: 8, batch_norm: true)], dense: [32])",
-        ),
-        ("resnet", "ResNet(depth: 8, width: 4)"),
-        ("highway", "Highway(depth: 3, width: 64)"),
-        ("lstm", "Rnn(cell: Lstm, hidden: 32)"),
-        (
-            "lstm2",
-            "Rnn(cell: Lstm, hidden: 16, layers: 2, bidirectional: true)",
-        ),
-        ("gru", "Rnn(cell: Gru, hidden: 16, bidirectional: true)"),
-        ("simple", "Rnn(cell: Simple, hidden: 16, read: Columns)"),
-    ];
+    let families = util::FAMILIES;
     let mut stages = String::new();
     for (name, model) in families {
         stages.push_str(&format!(

@@ -251,3 +251,24 @@ pub fn in_mount_namespace(p: &Project, script: &str) -> Run {
         .expect("unshare (util-linux) runs");
     Run::from_output(out)
 }
+
+/// One model of each family, recurrent cells and the options that take their own code
+/// paths (batch norm, dropout, bidirectional, columns) included.
+pub const FAMILIES: [(&str, &str); 10] = [
+    ("linear", "Linear()"),
+    ("perceptron", "Perceptron(hidden: 64, activation: Tanh)"),
+    (
+        "mlp",
+        "Mlp(hidden: [64, 32], dropout: [0.1], batch_norm: true)",
+    ),
+    (
+        "convnet",
+        "ConvNet(blocks: [(filters: 8), (filters: 8, batch_norm: true)], dense: [32])",
+    ),
+    ("resnet", "ResNet(depth: 8, width: 4)"),
+    ("highway", "Highway(depth: 3, width: 64)"),
+    ("lstm", "Rnn(cell: Lstm, hidden: 32)"),
+    ("gru", "Rnn(cell: Gru, hidden: 16, bidirectional: true)"),
+    ("simple", "Rnn(cell: Simple, hidden: 16, read: Columns)"),
+    ("lstm2", "Rnn(cell: Lstm, hidden: 16, layers: 2)"),
+];
