@@ -59,15 +59,16 @@ def main():
         status = header.index("status") if "status" in header else None
         seeds = header.index("seeds") if "seeds" in header else None
         base = next(r for r in body if r[0] == "base")
-        learned = [r for r in body if status is None or r[status] == "ok"]
+        learned = [r for r in body if status is None or not "failed" in r[status]]
         best = max(learned or body, key=lambda r: acc(r[col]) or -1)
-        failed = [r[0] for r in body if status is not None and r[status] != "ok"]
+        failed = [(r[0], r[status]) for r in body
+                  if status is not None and not r[status].startswith("ok")]
         study = md_path.stem.replace("_", " ")
         name = best[0] if len(best[0]) <= 40 else best[0][:37] + "…"
         out.append(
             f"| {family} | [{study}]({rel.as_posix()}) | {base[col]} | "
             f"`{name}`: {best[col]} | {len(body)} | {base[seeds] if seeds is not None else 1} | "
-            f"{'all learned' if not failed else 'failed: ' + ', '.join(f'`{f}`' for f in failed)} |")
+            f"{'all learned' if not failed else '; '.join(f'`{f}`: {st}' for f, st in failed)} |")
     out.append("")
     (QUICK / "README.md").write_text("\n".join(out))
     print(f"{sum(l.startswith('| ') for l in out) - 1} reports indexed")

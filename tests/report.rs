@@ -238,6 +238,11 @@ fn tensorboard_hparams_dashboard_lists_and_compares_the_variants() {
         .collect();
     assert!(tags.contains(&"final/test_accuracy"), "{tags:?}");
     assert!(tags.contains(&"validation/epoch_accuracy"), "{tags:?}");
+    // Losses as metrics are the cross-entropy alone, named apart from the curves (whose
+    // losses hold the penalty), and the penalty is its own metric.
+    assert!(tags.contains(&"final/validation_cross_entropy"), "{tags:?}");
+    assert!(tags.contains(&"final/weight_penalty"), "{tags:?}");
+    assert!(!tags.contains(&"validation/epoch_loss"), "{tags:?}");
 
     let groups = tb["groups"]["sessionGroups"].as_array().unwrap();
     let mut names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
@@ -283,6 +288,13 @@ fn tensorboard_hparams_dashboard_lists_and_compares_the_variants() {
         let last_val = m.last().unwrap()["val_acc"].as_f64().unwrap();
         assert!(
             (value("validation/epoch_accuracy") - last_val).abs() < 1e-6,
+            "{variant}"
+        );
+        let last = m.last().unwrap();
+        let cross_entropy =
+            last["val_loss"].as_f64().unwrap() - last["val_penalty"].as_f64().unwrap_or(0.0);
+        assert!(
+            (value("final/validation_cross_entropy") - cross_entropy).abs() < 1e-5,
             "{variant}"
         );
     }

@@ -51,7 +51,16 @@ pub(super) fn run(p: &Project, a: &DiffArgs) -> Result<ExitCode, Error> {
     };
     match (row(x), row(y)) {
         (Some(rx), Some(ry)) => {
-            println!("\nresults:");
+            let (nx, ny) = (replicates(p, x), replicates(p, y));
+            if nx > 1 || ny > 1 {
+                println!(
+                    "\nresults: one seed each (A's seed {} of {nx}, B's seed {} of {ny}); \
+                     the study's report gives the mean ± sd over the seeds:",
+                    rx.seed, ry.seed
+                );
+            } else {
+                println!("\nresults:");
+            }
             let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
             let pts = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}", v * 100.0));
             let int = |v: Option<usize>| v.map_or("-".into(), |v| v.to_string());
@@ -104,6 +113,21 @@ pub(super) fn run(p: &Project, a: &DiffArgs) -> Result<ExitCode, Error> {
         _ => println!("\nresults: not both evaluated and built yet"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How many seed replicates the variant of `n` has (1 without `seeds`).
+fn replicates(p: &Project, n: usize) -> usize {
+    let own = |m: usize| -> Vec<&(String, String)> {
+        p.plan.nodes[m]
+            .coords
+            .iter()
+            .filter(|(f, _)| f != crate::pipeline::SEED)
+            .collect()
+    };
+    let (def, coords) = (p.plan.nodes[n].def, own(n));
+    (0..p.plan.nodes.len())
+        .filter(|&m| p.plan.nodes[m].def == def && own(m) == coords)
+        .count()
 }
 
 /// The training behind `n`: itself, or the train stage an evaluation reads.

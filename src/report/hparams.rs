@@ -24,7 +24,7 @@ pub const FILE_NAME: &str = "events.out.tfevents.1.pipe-hparams";
 const PLUGIN: &str = "hparams";
 
 /// Final figures written as scalars at the last epoch: `(tag, description)`.
-const FINAL: [(&str, &str); 5] = [
+const FINAL: [(&str, &str); 8] = [
     (
         "final/best_validation_accuracy",
         "best validation accuracy over the epochs",
@@ -42,17 +42,27 @@ const FINAL: [(&str, &str); 5] = [
         "final/epochs_to_90pct_of_best",
         "first epoch reaching 90% of the best validation accuracy",
     ),
+    // The curves' losses include a regularizer's penalty (what the optimizer minimized);
+    // the dashboard compares fits, so the penalty is its own metric.
+    (
+        "final/validation_cross_entropy",
+        "validation loss at the last epoch, cross-entropy without the weight penalty",
+    ),
+    (
+        "final/train_cross_entropy",
+        "training loss at the last epoch, cross-entropy without the weight penalty",
+    ),
+    (
+        "final/weight_penalty",
+        "the L1/L2 weight penalty at the last epoch (absent without a regularizer)",
+    ),
 ];
 
 /// Curves whose last value is also a metric of the dashboard.
-const CURVES: [(&str, &str); 3] = [
-    (
-        "validation/epoch_accuracy",
-        "validation accuracy (last epoch)",
-    ),
-    ("validation/epoch_loss", "validation loss (last epoch)"),
-    ("train/epoch_loss", "training loss (last epoch)"),
-];
+const CURVES: [(&str, &str); 1] = [(
+    "validation/epoch_accuracy",
+    "validation accuracy (last epoch)",
+)];
 
 /// A hyperparameter's value as `google.protobuf.Value`, from its canonical RON text:
 /// `number_value = 2`, `string_value = 3`, `bool_value = 4`.
@@ -173,12 +183,16 @@ pub fn write(dir: &Path, title: &str, runs: &[Run]) -> std::io::Result<()> {
             session = session.msg(1, entry);
         }
         session = session.str(4, &run.variant()).double(5, t0);
+        let last = run.metrics.iter().rev().find(|m| m.train_loss.is_finite());
         let figures = [
             s.best_val_acc,
             Some(s.test_acc_final),
             Some(s.test_acc_best),
             s.gap,
             s.epochs_to_90.map(|e| e as f64),
+            last.and_then(|m| m.val_data_loss()),
+            last.map(|m| m.train_data_loss()),
+            s.final_penalty,
         ];
         let scalars = FINAL
             .iter()

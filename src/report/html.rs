@@ -23,8 +23,17 @@ pub struct Headline {
     pub base: Option<Figure>,
     /// The best variant that learned, by mean best validation accuracy.
     pub best: Option<Figure>,
-    /// Variants with a run that diverged or did not learn.
-    pub failed: Vec<String>,
+    /// Variants with a seed that diverged or did not learn.
+    #[serde(default)]
+    pub failures: Vec<Failed>,
+}
+
+/// A variant with failed seeds: how many of how many.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Failed {
+    pub label: String,
+    pub seeds_failed: usize,
+    pub seeds: usize,
 }
 
 /// A variant's best validation accuracy, over its seeds.
@@ -35,7 +44,7 @@ pub struct Figure {
     pub best_val_acc: String,
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;\
 padding:0 1rem;line-height:1.5;color:#222}img{max-width:100%;height:auto}\
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem;display:block;overflow-x:auto}\
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#f3f3f3}\
@@ -152,15 +161,23 @@ pub fn index(entries: &[Entry]) -> String {
             ),
             Some(f) => escape(&f.best_val_acc),
         };
-        let status = if h.failed.is_empty() {
+        let status = if h.failures.is_empty() {
             "all learned".to_string()
         } else {
             let names: Vec<String> = h
-                .failed
+                .failures
                 .iter()
-                .map(|f| format!("<code>{}</code>", escape(f)))
+                .map(|f| {
+                    format!(
+                        "<code>{}</code>: {} of {} seed{} failed",
+                        escape(&f.label),
+                        f.seeds_failed,
+                        f.seeds,
+                        if f.seeds == 1 { "" } else { "s" }
+                    )
+                })
                 .collect();
-            format!("failed: {}", names.join(", "))
+            names.join("; ")
         };
         let _ = writeln!(
             body,

@@ -1,8 +1,9 @@
 //! A study report from its variants' evaluations: curves, a table per variant, an
 //! "Influence" section written from the measured numbers (its rules: [`influence`]), a look
-//! at the classes, and provenance. Seed replicates of a variant (labels ending in `seed=N`)
+//! at the classes, and provenance. Seed replicates of a variant (coordinates ending in `seed`)
 //! are one row, their mean ± sd, and one curve, the mean with a band.
 
+pub mod claims;
 pub mod hparams;
 pub mod html;
 pub mod influence;
@@ -76,17 +77,17 @@ impl Run {
         })
     }
 
-    /// The variant this run replicates: its label without the seed part.
+    /// The variant this run replicates: its label without the seed part, which a seed
+    /// replicate's label ends with (`…,seed=43`) as its coordinates end with the seed.
     pub fn variant(&self) -> String {
-        let kept: Vec<&str> = self
-            .label
-            .split(',')
-            .filter(|part| !part.starts_with(&format!("{SEED}=")))
-            .collect();
-        if kept.is_empty() {
-            "base".into()
-        } else {
-            kept.join(",")
+        let Some((_, seed)) = self.coords.last().filter(|(p, _)| p == SEED) else {
+            return self.label.clone();
+        };
+        let own = format!("{SEED}={seed}");
+        match self.label.strip_suffix(&own) {
+            Some("") => "base".into(),
+            Some(rest) => rest.strip_suffix(',').unwrap_or(rest).to_string(),
+            None => self.label.clone(),
         }
     }
 

@@ -77,15 +77,16 @@ fn color(i: usize) -> RGBColor {
 /// Curves spanning more than this ratio (all positive) get a log axis.
 const LOG_RATIO: f64 = 30.0;
 
-/// Draws the panels side by side with one legend (the first panel's series) at the right.
+/// Draws the panels one above the other with one legend (the first panel's series) at the
+/// right: a figure stays 860 px wide, so a page shows it at full size, its text readable.
 pub fn figure(path: &Path, panels: &[Panel]) -> anyhow::Result<Drawn> {
-    let legend_w = 250;
+    let legend_w = 300;
     let panel_w = 560;
-    let width = panel_w * panels.len() as u32 + legend_w;
-    let root = SVGBackend::new(path, (width, 400)).into_drawing_area();
+    let height = 400 * panels.len().max(1) as u32;
+    let root = SVGBackend::new(path, (panel_w + legend_w, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let (plots, legend) = root.split_horizontally(panel_w * panels.len() as u32);
-    let areas = plots.split_evenly((1, panels.len()));
+    let (plots, legend) = root.split_horizontally(panel_w);
+    let areas = plots.split_evenly((panels.len(), 1));
     let mut drawn = Drawn::default();
     for (panel, area) in panels.iter().zip(&areas) {
         if draw_panel(area, panel)? {
@@ -149,7 +150,7 @@ fn draw_panel(
             .y_desc(format!("{} (log scale)", panel.y_label))
             .x_labels(ticks)
             .x_label_formatter(&epoch_label)
-            .y_label_formatter(&|y| format!("{y:.3}"))
+            .y_label_formatter(&|y| plain(*y))
             .draw()
             .map_err(err)?;
         draw_series(&mut chart, &panel.series)?;
@@ -169,6 +170,23 @@ fn draw_panel(
         draw_series(&mut chart, &panel.series)?;
     }
     Ok(log)
+}
+
+/// A tick label without trailing zeros: 10, 100, 0.5, 2.25.
+pub fn plain(y: f64) -> String {
+    let digits = if y.abs() >= 10.0 {
+        0
+    } else if y.abs() >= 1.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{y:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 fn draw_series<'a, Y>(
@@ -266,11 +284,7 @@ fn draw_legend(
             _ => area.draw(&Cross::new(p, 4, c.stroke_width(2))),
         }
         .map_err(err)?;
-        let name: String = if s.name.chars().count() > 30 {
-            s.name.chars().take(29).chain(['…']).collect()
-        } else {
-            s.name.clone()
-        };
+        let name = s.name.clone();
         area.draw(&Text::new(
             name,
             (x0 + sample + 8, y - 7),

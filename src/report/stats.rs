@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Run;
+use crate::train::fit::EpochMetrics;
 
 /// The figures of one run (one seed of one variant). Losses are the data loss (cross-entropy
 /// without the weight penalty), so regularized runs are compared on their fit.
@@ -23,12 +24,16 @@ pub struct Stats {
     pub epochs_to_90: Option<usize>,
     /// Epoch of the lowest validation (data) loss.
     pub val_loss_min_epoch: Option<usize>,
-    /// Whether validation accuracy still rose in the last quarter of the epochs (by more than
-    /// half a point over everything before): not a plateau.
+    /// The last epoch's validation accuracy is within [`RISING_WITHIN`] of the best and the
+    /// least-squares slope over the last quarter of the epochs is positive (rule:
+    /// [`super::claims`]).
     pub still_rising: bool,
+    /// The best validation accuracy came before the last quarter of the epochs.
+    pub plateaued: bool,
     /// Standard deviation of the epoch-to-epoch change of validation accuracy.
     pub roughness: Option<f64>,
-    /// Standard deviation of validation accuracy over the last five epochs: the noise floor.
+    /// One epoch's noise in validation accuracy: the scatter around its centred 3-epoch
+    /// moving average (not the slope of a rising curve), from [`MIN_SHAPE_EPOCHS`] epochs.
     pub noise: Option<f64>,
     /// Mean wall time per epoch: shown, never compared (it follows the machine's load).
     pub seconds_per_epoch: f64,
@@ -36,8 +41,50 @@ pub struct Stats {
     pub diverged_at: Option<usize>,
     /// Diverged or failed to learn, in words.
     pub failure: Option<String>,
+    /// Best validation accuracy minus the last: more than [`COLLAPSE`] is a collapse.
+    pub drop: Option<f64>,
     /// The mean weight penalty at the last epoch, where there is one.
     pub final_penalty: Option<f64>,
+}
+
+/// Fewer epochs than this and nothing is read from a curve's shape or speed: with 4 epochs
+/// the "last quarter" is one point, a slope two, and every curve of a short study is rising.
+pub const MIN_SHAPE_EPOCHS: usize = 5;
+/// A last epoch this close to the best still counts as "at the best" for "still rising".
+pub const RISING_WITHIN: f64 = 0.005;
+/// A run whose validation accuracy ends more than this below its best collapsed: its
+/// accuracy is compared, its curve is not read.
+pub const COLLAPSE: f64 = 0.10;
+
+/// How many of `epochs` epochs are the last quarter (at least one).
+pub fn last_quarter(epochs: usize) -> usize {
+    epochs.div_ceil(4).max(1)
+}
+
+/// Least-squares slope of `points`.
+pub fn slope(points: &[(usize, f64)]) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let xs: Vec<f64> = points.iter().map(|p| p.0 as f64).collect();
+    let ys: Vec<f64> = points.iter().map(|p| p.1).collect();
+    let (mx, my) = (mean(&xs), mean(&ys));
+    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// One epoch's noise: the sd of the residuals around a centred 3-epoch moving average,
+/// scaled by √(3/2) (a residual of independent noise σ has sd σ·√(2/3)).
+pub fn noise(val: &[f64]) -> Option<f64> {
+    if val.len() < MIN_SHAPE_EPOCHS {
+        return None;
+    }
+    let residuals: Vec<f64> = val
+        .windows(3)
+        .map(|w| w[1] - (w[0] + w[1] + w[2]) / 3.0)
+        .collect();
+    std_dev(&residuals).map(|s| s * 1.5f64.sqrt())
 }
 
 pub fn std_dev(v: &[f64]) -> Option<f64> {
@@ -61,7 +108,29 @@ fn extreme(points: &[(usize, f64)], better: impl Fn(f64, f64) -> bool) -> Option
 }
 
 pub fn stats(run: &Run) -> Stats {
-    let m = &run.metrics;
+    let failure = match run.summary.diverged_at_epoch {
+        Some(e) => Some(format!("diverged at epoch {e} (loss not finite)")),
+        None => run.summary.failed_to_learn.clone(),
+    };
+    let mut s = of_curves(
+        &run.metrics,
+        &run.timing.epoch_seconds,
+        run.summary.diverged_at_epoch,
+        failure,
+    );
+    s.test_acc_final = run.eval.last.accuracy;
+    s.test_acc_best = run.eval.best.accuracy;
+    s
+}
+
+/// The figures of a run's curves (test accuracies left at 0): what the report's claims
+/// read, so rules can be tried on made-up curves.
+pub fn of_curves(
+    m: &[EpochMetrics],
+    epoch_seconds: &[f64],
+    diverged_at: Option<usize>,
+    failure: Option<String>,
+) -> Stats {
     let val: Vec<(usize, f64)> = m
         .iter()
         .filter_map(|e| e.val_acc.filter(|a| a.is_finite()).map(|a| (e.epoch, a)))
@@ -84,43 +153,49 @@ pub fn stats(run: &Run) -> Stats {
             .find(|e| e.epoch == epoch)
             .and_then(|e| e.val_acc.map(|v| e.train_acc - v))
     };
-    let tail_len = (val.len() / 4).max(2);
-    let still_rising = val.len() > tail_len && {
-        let (before, tail) = val.split_at(val.len() - tail_len);
-        let peak = |s: &[(usize, f64)]| s.iter().map(|p| p.1).fold(f64::MIN, f64::max);
-        peak(tail) > peak(before) + 0.005
+    let quarter = last_quarter(val.len());
+    let still_rising = match (best, val.last()) {
+        (Some((_, b)), Some(&(_, last))) => {
+            last >= b - RISING_WITHIN
+                && slope(&val[val.len() - quarter.max(3).min(val.len())..]).is_some_and(|s| s > 0.0)
+        }
+        _ => false,
     };
+    let plateaued = best.is_some_and(|(e, _)| {
+        val.iter()
+            .position(|p| p.0 == e)
+            .is_some_and(|i| i < val.len() - quarter)
+    });
     let deltas: Vec<f64> = val.windows(2).map(|w| w[1].1 - w[0].1).collect();
-    let tail: Vec<f64> = val.iter().rev().take(5).map(|(_, a)| *a).collect();
+    let accs: Vec<f64> = val.iter().map(|(_, a)| *a).collect();
     let timed: Vec<f64> = m
         .iter()
-        .zip(&run.timing.epoch_seconds)
+        .zip(epoch_seconds)
         .filter(|(e, _)| e.train_loss.is_finite())
         .map(|(_, s)| *s)
         .collect();
-    let diverged_at = run.summary.diverged_at_epoch;
-    let failure = match diverged_at {
-        Some(e) => Some(format!("diverged at epoch {e} (loss not finite)")),
-        None => run.summary.failed_to_learn.clone(),
-    };
     Stats {
         best_val_acc: best.map(|b| b.1),
         best_epoch: best.map(|b| b.0),
         final_train_acc: last.map(|e| e.train_acc).unwrap_or(0.0),
         final_val_acc: last.and_then(|e| e.val_acc),
-        test_acc_final: run.eval.last.accuracy,
-        test_acc_best: run.eval.best.accuracy,
+        test_acc_final: 0.0,
+        test_acc_best: 0.0,
         gap: last.and_then(|e| e.val_acc.map(|v| e.train_acc - v)),
         gap_at_val_loss_min: val_loss_min_epoch.and_then(gap_at),
         epochs_to_90,
         val_loss_min_epoch,
         still_rising,
+        plateaued,
         roughness: std_dev(&deltas),
-        noise: std_dev(&tail),
+        noise: noise(&accs),
         seconds_per_epoch: if timed.is_empty() { 0.0 } else { mean(&timed) },
         epochs: m.len(),
         diverged_at,
         failure,
+        drop: best
+            .zip(last.and_then(|e| e.val_acc))
+            .map(|((_, b), l)| b - l),
         final_penalty: last.and_then(|e| e.val_penalty.or(e.train_penalty)),
     }
 }

@@ -5,8 +5,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::html::{Figure, Headline};
-use super::influence::{influence, Side};
+use super::claims::{self, compare, decide, Claims, Comparison, RunRef, Seeded};
+use super::html::{Failed, Figure, Headline};
+use super::influence::bullet;
 use super::plot::{confusion, figure, Look, Panel, Series};
 use super::stats::{mean, stats, std_dev, Agg, Stats};
 use super::{now_utc, slug, Meta, Run};
@@ -70,32 +71,49 @@ fn mean_curve(runs: &[&Run], f: &dyn Fn(&EpochMetrics) -> Option<f64>, scale: f6
     (line, band)
 }
 
-/// What the legend says of a variant that failed in some seeds.
-fn legend_name(v: &Variant, all: &[Stats]) -> String {
-    let failed = v.stats(all).iter().filter(|s| s.failure.is_some()).count();
-    let mark = if failed == 0 {
-        String::new()
-    } else if v.stats(all).iter().any(|s| s.diverged_at.is_some()) {
-        " (diverged)".into()
+/// Legend labels longer than this are replaced by `variant N`, with a key under the figure.
+const LEGEND_LABEL: usize = 22;
+
+/// The name a variant goes by in figures: its label, or `variant N` when that is long.
+fn short_label(i: usize, v: &Variant) -> String {
+    if v.label.chars().count() > LEGEND_LABEL {
+        format!("variant {i}")
     } else {
-        " (did not learn)".into()
-    };
-    let seeds = if v.runs.len() > 1 {
-        format!(", {} seeds", v.runs.len())
-    } else {
-        String::new()
-    };
-    format!("{}{mark}{seeds}", v.label)
+        v.label.clone()
+    }
 }
 
+/// What the legend says of a variant: its short label, and how many seeds failed.
+fn legend_name(i: usize, v: &Variant, all: &[Stats]) -> String {
+    let st = v.stats(all);
+    let failed = st.iter().filter(|s| s.failure.is_some()).count();
+    let mark = match failed {
+        0 => String::new(),
+        f if f == st.len() => " (failed)".into(),
+        f => format!(" ({f}/{} failed)", st.len()),
+    };
+    format!("{}{mark}", short_label(i, v))
+}
+
+/// The table's status cell: short, the details are in the Influence section.
 fn status(v: &Variant, all: &[Stats]) -> String {
     let st = v.stats(all);
-    let failures: Vec<&str> = st.iter().filter_map(|s| s.failure.as_deref()).collect();
-    match failures.first() {
-        None => "ok".into(),
-        Some(f) if st.len() == 1 => (*f).to_string(),
-        Some(f) => format!("{} of {} seeds: {f}", failures.len(), st.len()),
+    let n = st.len();
+    let failed: Vec<&str> = st.iter().filter_map(|s| claims::failure_kind(s)).collect();
+    let collapsed = st
+        .iter()
+        .filter(|s| s.failure.is_none() && s.drop.is_some_and(|d| d > claims::COLLAPSE))
+        .count();
+    let mut out = match failed.first() {
+        None => "ok".to_string(),
+        Some(k) if n == 1 => format!("failed: {k}"),
+        Some(k) if failed.len() == n => format!("failed: {k}, {n} of {n} seeds"),
+        Some(_) => format!("{} of {n} seeds failed", failed.len()),
+    };
+    if collapsed > 0 {
+        out.push_str(&format!(", {collapsed} of {n} collapsed"));
     }
+    out
 }
 
 /// The model families of the runs, each once, in the order they first come.
@@ -128,10 +146,14 @@ fn headline(meta: &Meta, variants: &[Variant], runs: &[Run], all: &[Stats]) -> H
         seeds: variants.iter().map(|v| v.runs.len()).min().unwrap_or(0),
         base: variants.iter().find(|v| v.label == "base").map(figure),
         best: best.map(figure),
-        failed: variants
+        failures: variants
             .iter()
             .filter(|v| !learned(v))
-            .map(|v| v.label.clone())
+            .map(|v| Failed {
+                label: v.label.clone(),
+                seeds_failed: v.stats(all).iter().filter(|s| s.failure.is_some()).count(),
+                seeds: v.runs.len(),
+            })
             .collect(),
     }
 }
@@ -203,27 +225,34 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
 
     // Curves of every variant, overlaid.
     let members = |v: &Variant| -> Vec<&Run> { v.runs.iter().map(|&i| &runs[i]).collect() };
-    let overlay = |f: &dyn Fn(&EpochMetrics) -> Option<f64>, scale: f64| -> Vec<Series> {
+    // The loss figure leaves failed seeds out: one exploded run would set its scale.
+    let overlay = |f: &dyn Fn(&EpochMetrics) -> Option<f64>, scale: f64, failed: bool| {
         variants
             .iter()
             .enumerate()
-            .map(|(i, v)| {
-                let (points, band) = mean_curve(&members(v), f, scale);
-                Series {
-                    name: legend_name(v, &all),
+            .filter_map(|(i, v)| {
+                let rs: Vec<&Run> = v
+                    .runs
+                    .iter()
+                    .filter(|&&r| failed || all[r].failure.is_none())
+                    .map(|&r| &runs[r])
+                    .collect();
+                let (points, band) = mean_curve(&rs, f, scale);
+                (!rs.is_empty()).then(|| Series {
+                    name: legend_name(i, v, &all),
                     points,
                     band,
                     look: Look::nth(i),
-                }
+                })
             })
-            .collect()
+            .collect::<Vec<Series>>()
     };
     let acc = figure(
         &assets.join("val_accuracy.svg"),
         &[Panel {
             title: format!("{}: validation accuracy", meta.study),
             y_label: "validation accuracy (%)".into(),
-            series: overlay(&|m| m.val_acc, 100.0),
+            series: overlay(&|m| m.val_acc, 100.0, true),
         }],
     )?;
     let loss = figure(
@@ -231,7 +260,7 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
         &[Panel {
             title: format!("{}: validation loss", meta.study),
             y_label: "validation loss (cross-entropy)".into(),
-            series: overlay(&|m| m.val_data_loss(), 1.0),
+            series: overlay(&|m| m.val_data_loss(), 1.0, false),
         }],
     )?;
     writeln!(md, "## Curves\n")?;
@@ -241,6 +270,25 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
         meta.assets
     )?;
     writeln!(md, "![validation loss]({}/val_loss.svg)\n", meta.assets)?;
+    if all.iter().any(|s| s.failure.is_some()) {
+        writeln!(
+            md,
+            "Seeds that failed are drawn in the accuracy figure and left out of the loss figure (their losses would set its scale); the table and the Influence section give their numbers.\n"
+        )?;
+    }
+    let long: Vec<(String, &str)> = variants
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| short_label(*i, v) != v.label)
+        .map(|(i, v)| (short_label(i, v), v.label.as_str()))
+        .collect();
+    if !long.is_empty() {
+        writeln!(md, "| in the figures | variant |\n|---|---|")?;
+        for (short, label) in long {
+            writeln!(md, "| {short} | `{label}` |")?;
+        }
+        writeln!(md)?;
+    }
     if !acc.log_axes.is_empty() || !loss.log_axes.is_empty() {
         writeln!(
             md,
@@ -258,63 +306,20 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
             "No base run among the inputs: nothing to compare against.\n"
         )?,
         Some(bi) => {
-            let base = &variants[bi];
-            let base_run = &runs[base.runs[0]];
-            let mut any = false;
-            for path in &varied {
-                for v in &variants {
-                    let first = &runs[v.runs[0]];
-                    let only_this = v.label != "base"
-                        && v.label
-                            .split(',')
-                            .all(|part| part.starts_with(&format!("{path}=")));
-                    if !only_this {
-                        continue;
-                    }
-                    let side = |r: &'_ Run, v: &Variant| -> (String, Vec<usize>) {
-                        (r.value_of(path).unwrap_or("?").to_string(), v.runs.clone())
-                    };
-                    let (bv, bruns) = side(base_run, base);
-                    let (vv, vruns) = side(first, v);
-                    writeln!(
-                        md,
-                        "{}",
-                        influence(
-                            path,
-                            &Side {
-                                value: &bv,
-                                stats: bruns.iter().map(|&i| &all[i]).collect()
-                            },
-                            &Side {
-                                value: &vv,
-                                stats: vruns.iter().map(|&i| &all[i]).collect()
-                            },
-                        )
-                    )?;
-                    any = true;
-                }
-            }
-            if !any {
+            let bullets = influence_section(&variants, bi, runs, &all, &assets)?;
+            if bullets.is_empty() {
                 writeln!(md, "Only the base run: nothing varied.")?;
             }
-            writeln!(
-                md,
-                "\nHow these sentences are decided: with two or more seeds a side, a difference in accuracy is called one only when \
-                 Welch's two-sided t-test over the seeds gives p < 0.05; with one seed a side, a difference under twice the noise \
-                 floor (the larger standard deviation of validation accuracy over the last five epochs of the two runs) is called \
-                 no clear change, and any difference is untested. A run that diverged, stayed within 5 points of chance, or ended with \
-                 a validation loss ten times that of a uniform guess is named as failed, and nothing is read from its curves. \
-                 \"Plateaued\" means validation accuracy stopped improving before the last quarter of training; \"overfitting starts \
-                 earlier\" needs the lowest validation loss at least one epoch (and one standard deviation over seeds) earlier and the \
-                 train–validation gap growing after it. Convergence speed must differ by 25% and curve smoothness by 50% to be \
-                 mentioned. Time per epoch is wall time, which follows the machine's load: it is shown, never compared.\n"
-            )?;
+            for b in bullets {
+                writeln!(md, "{b}")?;
+            }
+            writeln!(md, "\n{}\n", super::influence::RULES)?;
         }
     }
 
     // Train vs validation per variant.
     writeln!(md, "## Train vs validation (overfitting view)\n")?;
-    writeln!(md, "Training curves dashed, validation solid; accuracy left, loss right (cross-entropy, penalty left out).\n")?;
+    writeln!(md, "Training curves dashed, validation solid; accuracy above, loss below (cross-entropy, penalty left out).\n")?;
     for (i, v) in variants.iter().enumerate() {
         let file = format!("fit_{}.svg", slug(&v.label));
         let rs = members(v);
@@ -347,7 +352,7 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
                 },
             ]
         };
-        let title = format!("{}: {}", meta.study, legend_name(v, &all));
+        let title = format!("{}: {}", meta.study, legend_name(i, v, &all));
         let drawn = figure(
             &assets.join(&file),
             &[
@@ -377,6 +382,92 @@ pub fn render(meta: &Meta, runs: &mut [Run], out: &Path) -> anyhow::Result<Strin
     Ok(md)
 }
 
+/// The fields in which a run differs from the base, seed left out: read from the
+/// coordinates, never parsed back from a label.
+fn changed<'a>(run: &'a Run, base: &Run) -> Vec<&'a (String, String)> {
+    run.coords
+        .iter()
+        .filter(|(p, _)| p != crate::pipeline::SEED)
+        .filter(|(p, v)| base.value_of(p) != Some(v.as_str()))
+        .collect()
+}
+
+/// Every variant that changes one field against the base: its claims, decided over the
+/// whole report, written to `claims.json` (with a copy of each run's metrics, which they
+/// are re-derived from), and its bullet.
+fn influence_section(
+    variants: &[Variant],
+    bi: usize,
+    runs: &[Run],
+    all: &[Stats],
+    assets: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let seeded = |v: &Variant| -> Vec<Seeded> {
+        v.runs
+            .iter()
+            .map(|&i| Seeded {
+                seed: runs[i].summary.seed,
+                stats: &all[i],
+            })
+            .collect()
+    };
+    let base = &variants[bi];
+    let base_run = &runs[base.runs[0]];
+    let mut compared: Vec<(Comparison, &Variant)> = Vec::new();
+    for v in variants.iter().filter(|v| v.label != "base") {
+        let first = &runs[v.runs[0]];
+        let [(field, value)] = changed(first, base_run)[..] else {
+            continue;
+        };
+        compared.push((
+            Comparison {
+                field: field.clone(),
+                variant: v.label.clone(),
+                base_value: base_run.value_of(field).unwrap_or("?").to_string(),
+                value: value.clone(),
+                claims: compare(&seeded(base), &seeded(v)),
+            },
+            v,
+        ));
+    }
+    let (mut comparisons, of): (Vec<Comparison>, Vec<&Variant>) = compared.into_iter().unzip();
+    decide(&mut comparisons);
+    let test = |v: &Variant| Agg::of(&v.stats(all), |s| Some(s.test_acc_final));
+    let bullets = comparisons
+        .iter_mut()
+        .zip(&of)
+        .map(|(c, v)| bullet(c, &seeded(base), &seeded(v), (&test(base), &test(v))))
+        .collect();
+    let metrics = assets.join("metrics");
+    std::fs::create_dir_all(&metrics)?;
+    let mut refs = Vec::new();
+    for (r, s) in runs.iter().zip(all) {
+        let file = format!("{}.jsonl", slug(&r.label));
+        let bytes = std::fs::read(r.dir.join("metrics.jsonl")).or_else(|_| {
+            r.metrics
+                .iter()
+                .map(|m| serde_json::to_string(m).map(|l| l + "\n"))
+                .collect::<Result<String, _>>()
+                .map(String::into_bytes)
+        })?;
+        crate::stage::write_file(&metrics.join(&file), bytes)?;
+        refs.push(RunRef {
+            variant: r.variant(),
+            seed: r.summary.seed,
+            metrics: format!("metrics/{file}"),
+            failure: claims::failure_kind(s).map(str::to_string),
+        });
+    }
+    crate::stage::write_file(
+        &assets.join(claims::FILE),
+        serde_json::to_vec_pretty(&Claims {
+            runs: refs,
+            comparisons,
+        })?,
+    )?;
+    Ok(bullets)
+}
+
 fn results_table(
     md: &mut String,
     variants: &[Variant],
@@ -390,7 +481,8 @@ fn results_table(
     for v in varied {
         write!(head, " `{v}` |")?;
     }
-    head.push_str(" best val acc | best epoch | final train acc | final val acc | test acc (final) | test acc (best val) | gap train−val (pts) | epochs to 90% of best | s/epoch (wall) | status | seeds |");
+    // The columns a reader looks for first come first: they stay in view on a narrow screen.
+    head.push_str(" status | seeds | test acc (final) | best val acc | test acc (best val) | best epoch | final train acc | final val acc | gap train−val (pts) | epochs to 90% of best | s/epoch (wall) |");
     if penalized {
         head.push_str(" weight penalty (last epoch) |");
     }
@@ -416,20 +508,20 @@ fn results_table(
         write!(
             row,
             " {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            status(v, all),
+            v.runs.len(),
+            a(&|s| Some(s.test_acc_final)).pct(),
             a(&|s| s.best_val_acc).pct(),
+            a(&|s| Some(s.test_acc_best)).pct(),
             epoch_cell(&|s| s.best_epoch),
             a(&|s| Some(s.final_train_acc)).pct(),
             a(&|s| s.final_val_acc).pct(),
-            a(&|s| Some(s.test_acc_final)).pct(),
-            a(&|s| Some(s.test_acc_best)).pct(),
             match gap.mean() {
                 Some(m) if m >= 0.0 => format!("+{}", gap.num(1)),
                 _ => gap.num(1),
             },
             epoch_cell(&|s| s.epochs_to_90),
             a(&|s| Some(s.seconds_per_epoch).filter(|x| *x > 0.0)).num(2),
-            status(v, all),
-            v.runs.len(),
         )?;
         if penalized {
             write!(row, " {} |", a(&|s| s.final_penalty).num(4))?;
@@ -571,7 +663,9 @@ fn tensorboard(md: &mut String, runs: &[Run], meta: &Meta, assets: &Path) -> any
         writeln!(
             md,
             "\nTensorBoard: `tensorboard --logdir {}/tensorboard` (next to this file); its \
-             HParams tab compares the runs by hyperparameter and final metrics.",
+             HParams tab compares the runs by hyperparameter and final metrics. Its loss curves \
+             are what the optimizer minimized (a regularizer's penalty included); the HParams \
+             metrics give the cross-entropy and the penalty apart.",
             meta.assets
         )?;
     }
