@@ -8,6 +8,7 @@ pub mod hparams;
 pub mod html;
 pub mod influence;
 pub mod plot;
+mod sections;
 pub mod stats;
 mod write;
 
