@@ -24,6 +24,20 @@ fn study() -> Project {
     p
 }
 
+/// The index of the Results table's column headed `name`.
+fn col(md: &str, name: &str) -> usize {
+    let results = md.split("## Results").nth(1).unwrap();
+    let head = results
+        .lines()
+        .find(|l| l.starts_with("| variant |"))
+        .unwrap();
+    let cells: Vec<&str> = head.trim_matches('|').split('|').map(str::trim).collect();
+    cells
+        .iter()
+        .position(|c| *c == name)
+        .unwrap_or_else(|| panic!("no column {name}: {head}"))
+}
+
 /// The cells of the Results table row whose first cell is `variant`.
 fn row<'a>(md: &'a str, variant: &str) -> Vec<&'a str> {
     let results = md.split("## Results").nth(1).unwrap();
@@ -60,24 +74,24 @@ fn a_tiny_study_reports_tables_that_match_its_metrics() {
             .fold((0, -1.0), |b, x| if x.1 > b.1 { x } else { b });
         let last = m.last().unwrap();
         let cells = row(&md, variant);
-        // variant | momentum | best val acc | best epoch | final train acc | final val acc | …
+        // variant | momentum | status | seeds | test acc (final) | best val acc | test acc (best val) | best epoch | final train acc | final val acc | …
         assert_eq!(
-            cells[2],
+            cells[5],
             format!("{:.1}%", best * 100.0),
             "{variant}: {cells:?}"
         );
-        assert_eq!(cells[3], best_epoch.to_string(), "{variant}");
+        assert_eq!(cells[7], best_epoch.to_string(), "{variant}");
         assert_eq!(
-            cells[4],
+            cells[8],
             format!("{:.1}%", last["train_acc"].as_f64().unwrap() * 100.0),
             "{variant}"
         );
         assert_eq!(
-            cells[5],
+            cells[9],
             format!("{:.1}%", last["val_acc"].as_f64().unwrap() * 100.0),
             "{variant}"
         );
-        assert_eq!(cells[11], "ok", "{variant}: learned, did not diverge");
+        assert_eq!(cells[2], "ok", "{variant}: learned, did not diverge");
     }
     assert_eq!(row(&md, "optimizer.momentum=0.9")[1], "0.9");
     assert!(
@@ -85,6 +99,26 @@ fn a_tiny_study_reports_tables_that_match_its_metrics() {
         "{md}"
     );
     assert!(md.contains("- pipeline: `pipelines/mini.ron`"), "{md}");
+    // Every sentence comes from a claim record, written beside the report with a copy of
+    // each run's metrics (tests/claims.rs re-derives the committed reports' claims).
+    let claims: serde_json::Value =
+        serde_json::from_str(&p.read("reports/mini/claims.json")).unwrap();
+    let comparisons = claims["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 2, "{claims}");
+    for c in comparisons {
+        for claim in c["claims"].as_array().unwrap() {
+            if let Some(words) = claim["words"].as_str() {
+                assert!(md.contains(words), "{words} not in {md}");
+            }
+        }
+    }
+    for r in claims["runs"].as_array().unwrap() {
+        let copy = p.read(&format!("reports/mini/{}", r["metrics"].as_str().unwrap()));
+        assert_eq!(
+            copy.lines().count(),
+            metrics(&p, r["variant"].as_str().unwrap()).len()
+        );
+    }
     for svg in [
         "val_accuracy.svg",
         "val_loss.svg",
@@ -389,9 +423,10 @@ fn each_report_is_one_self_contained_html_page_and_the_index_links_them() {
         serde_json::from_str(&p.read("reports/mini/headline.json")).unwrap();
     let (base, best) = (&headline["base"], &headline["best"]);
     assert_eq!(base["label"], "base");
-    let table_cell = row(&md, "base")[2].to_string();
+    let acc = col(&md, "best val acc");
+    let table_cell = row(&md, "base")[acc].to_string();
     assert_eq!(base["best_val_acc"], table_cell.as_str());
-    let best_cell = row(&md, best["label"].as_str().unwrap())[2].to_string();
+    let best_cell = row(&md, best["label"].as_str().unwrap())[acc].to_string();
     assert_eq!(best["best_val_acc"], best_cell.as_str());
     assert!(
         index.contains(&format!(
@@ -483,11 +518,11 @@ fn results_are_shown_compared_and_found_without_reading_the_cache_by_hand() {
         let variant = r["variant"].as_str().unwrap();
         let cells = row(&md, variant);
         assert_eq!(
-            cells[2],
+            cells[5],
             format!("{:.1}%", r["best_val_acc"].as_f64().unwrap() * 100.0),
             "{variant}"
         );
-        assert_eq!(cells[3], r["best_epoch"].to_string(), "{variant}");
+        assert_eq!(cells[7], r["best_epoch"].to_string(), "{variant}");
         assert_eq!(r["study"], "mini");
         assert_eq!(r["family"], "linear");
         assert_eq!(r["stale"], false);
