@@ -647,3 +647,85 @@ fn committed_pages_show_their_figures_at_full_size_and_key_columns_first() {
         assert!(cols[1..status].iter().all(|c| c.starts_with('`')), "{head}");
     }
 }
+
+/// Whether headless Chromium is here; where it is not, the test says so and passes unless
+/// `PIPE_REQUIRE_CHROMIUM` is set (CI installs Debian's `chromium` and sets it).
+fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("PIPE_REQUIRE_CHROMIUM").is_none(),
+            "headless Chromium is required"
+        );
+        eprintln!("no chromium: `apt-get install chromium` to run this check");
+    }
+    found
+}
+
+#[test]
+fn a_report_page_in_headless_chromium_shows_figures_full_size_and_key_columns_in_view() {
+    let Some(chromium) = chromium() else { return };
+    // A committed page with a long table (the MLP's learning-rate study), measured in a
+    // 1280 px wide window after load: each figure's shown width against its own, and
+    // which table columns lie within the window without scrolling.
+    let page = committed()
+        .into_iter()
+        .map(|f| f.parent().unwrap().with_extension("html"))
+        .find(|p| p.ends_with("mlp/learning_rate.html"))
+        .expect("reports/quick/mlp/learning_rate.html");
+    let probe = r#"<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images].map(i => i.getBoundingClientRect().width / i.naturalWidth);
+  const t = document.querySelector('table');
+  const seen = [...t.querySelectorAll('th')].filter(h => h.getBoundingClientRect().right <= window.innerWidth).map(h => h.textContent.trim());
+  const pre = document.createElement('pre');
+  pre.id = 'measure';
+  pre.textContent = JSON.stringify({imgs, seen, width: window.innerWidth});
+  document.body.appendChild(pre);
+});
+</script></body>"#;
+    let html = std::fs::read_to_string(&page)
+        .unwrap()
+        .replace("</body>", probe);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("page.html");
+    std::fs::write(&file, html).unwrap();
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1280,900",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", file.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let json = dom
+        .split("<pre id=\"measure\">")
+        .nth(1)
+        .and_then(|s| s.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no measurement: {dom:.2000}"))
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
+    let m: Value = serde_json::from_str(&json).unwrap();
+    let scales = floats(&m["imgs"]);
+    assert!(scales.len() >= 5, "{m}");
+    assert!(scales.iter().all(|s| *s >= 0.9), "a figure shrank: {m}");
+    let seen: Vec<&str> = m["seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    for key in ["variant", "status", "seeds", "test acc (final)"] {
+        assert!(seen.contains(&key), "{key} out of view at 1280 px: {m}");
+    }
+}
