@@ -5,6 +5,8 @@
 //! numerical integration of Student's t, not the incomplete beta), Holm's adjustment, the
 //! verdict, which claims exist, and that each claim's words are in the report.
 
+mod util;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -728,4 +730,46 @@ window.addEventListener('load', () => {
     for key in ["variant", "status", "seeds", "test acc (final)"] {
         assert!(seen.contains(&key), "{key} out of view at 1280 px: {m}");
     }
+}
+
+#[test]
+fn a_seeded_study_built_now_says_what_its_runs_show_and_diff_says_it_shows_one_seed() {
+    // The real path: train, evaluate and report stages of the binary, three seeds a variant.
+    let p = util::Project::new();
+    util::learnable(&p.path().join("src-data"), 40, 20);
+    p.write(
+        "pipelines/s.ron",
+        r#"Pipeline(stages: [
+            (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+            (name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: 40)),
+            (name: "train", kind: "train", inputs: ["data"], seeds: 3,
+             config: (model: Linear(), epochs: 6, batch_size: 16, optimizer: (lr: 0.01, momentum: 0.0), seed: 1),
+             vary: {"optimizer.lr": [0.05], "optimizer.momentum": [0.9]}),
+            (name: "eval", kind: "evaluate", inputs: ["train", "data"]),
+            (name: "report", kind: "report", inputs: ["eval"], target: "reports/s.md"),
+        ])"#,
+    );
+    p.ok(&["build", "reports/s.md"]);
+    let claims = p.path().join("reports/s/claims.json");
+    assert_eq!(check(&claims), Vec::<String>::new());
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&claims).unwrap()).unwrap();
+    let acc = &json["comparisons"][0]["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "accuracy")
+        .cloned()
+        .expect("an accuracy claim");
+    assert_eq!(acc["base"].as_array().unwrap().len(), 3, "{acc}");
+    assert!(
+        acc["p"].is_f64() && acc["p_holm"].is_f64(),
+        "tested over seeds: {acc}"
+    );
+    let d = p
+        .ok(&["diff", "s:eval", "s:eval[optimizer.lr=0.05]"])
+        .stdout;
+    assert!(
+        d.contains("one seed each (A's seed 1 of 3, B's seed 1 of 3)"),
+        "{d}"
+    );
 }
