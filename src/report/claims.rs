@@ -14,8 +14,8 @@
 //!   **onset** (epoch of the lowest validation loss) and **smoothness** (sd of the
 //!   epoch-to-epoch change of validation accuracy): with two or more seeds a side, Welch's
 //!   two-sided t-test over the per-seed figures, Holm's correction over the report's tests
-//!   of the same kind, a difference when the adjusted p < [`ALPHA`]. One seed a side is
-//!   untested: its direction is stated as such. Speed must differ by a ratio of
+//!   of the same kind, a difference when the adjusted p < [`ALPHA`]. Fewer than two seeds
+//!   on a side is untested: its direction is stated as such. Speed must differ by a ratio of
 //!   [`SPEED_RATIO`], smoothness by [`SMOOTH_RATIO`] and onset by one epoch (two with one
 //!   seed; "earlier" also needs the train–validation gap to grow by [`GAP_GROWTH`] after
 //!   the minimum) to be mentioned at all.
@@ -88,7 +88,9 @@ pub struct Claim {
     /// validation accuracy; failure, rising, plateau: 1 where it holds, else 0).
     pub base: Vec<f64>,
     pub values: Vec<f64>,
-    /// Welch's two-sided p, and after Holm's correction over the report's tests of this kind.
+    /// Welch's two-sided p (accuracy, speed, onset and smoothness, two or more seeds a
+    /// side; observations have none), and after Holm's correction over the report's tests
+    /// of this kind.
     pub p: Option<f64>,
     pub p_holm: Option<f64>,
     /// How many tests of this kind the report made (Holm's m).
@@ -167,9 +169,13 @@ fn claim(
             .unzip()
     };
     let ((base_seeds, b), (seeds, v)) = (pick(base), pick(other));
+    let tested = matches!(
+        kind,
+        Kind::Accuracy | Kind::Speed | Kind::Onset | Kind::Smoothness
+    );
     Claim {
         kind,
-        p: welch(&b, &v).map(|(_, _, p)| p),
+        p: welch(&b, &v).filter(|_| tested).map(|(_, _, p)| p),
         base_seeds,
         seeds,
         base: b,

@@ -12,8 +12,8 @@ Accuracy, convergence speed (the first epoch at 90% of the best validation accur
 of overfitting (the epoch of the lowest validation loss) and smoothness (the standard deviation \
 of the epoch-to-epoch change of validation accuracy) are compared with Welch's two-sided t-test \
 over the seeds, with Holm's correction over the report's tests of the same figure; a difference \
-is called one only when the adjusted p < 0.05, and with one seed a side it is stated as \
-untested (for accuracy, a difference under twice one seed's noise, the scatter of validation \
+is called one only when the adjusted p < 0.05, and with fewer than two seeds on a side it is \
+stated as untested (for accuracy, a difference under twice one seed's noise, the scatter of validation \
 accuracy around its 3-epoch moving average, is no clear change). Speed must differ by 25%, \
 smoothness by 50% and the onset by one epoch (two with one seed) to be mentioned; \"overfitting \
 starts earlier\" also needs the train–validation gap to grow by a point after the minimum. A \
@@ -35,7 +35,7 @@ fn p_text(p: f64) -> String {
     }
 }
 
-/// How a claim was decided: the test and its p, or "one seed, untested".
+/// How a claim was decided: the test and its p, or why it is untested.
 fn how(c: &Claim) -> String {
     match (c.p, c.p_holm) {
         (Some(p), Some(h)) => format!(
@@ -47,7 +47,12 @@ fn how(c: &Claim) -> String {
             if c.tests == 1 { "" } else { "s" },
             p_text(h)
         ),
-        _ => "one seed, untested".into(),
+        _ if c.base.len() <= 1 && c.values.len() <= 1 => "one seed, untested".into(),
+        _ => format!(
+            "untested: {} vs {} seeds, a test needs two a side",
+            c.base.len(),
+            c.values.len()
+        ),
     }
 }
 
@@ -73,7 +78,8 @@ fn words(c: &Claim, base: &[Seeded], other: &[Seeded], lower_accuracy: bool) -> 
         Lower | UntestedLower => Some(down.to_string()),
         _ => None,
     };
-    let untested = if tested { "" } else { "; one seed, untested" };
+    // An observation over every seed read: with one seed it is that seed's.
+    let one_seed = if v.len() <= 1 { "; one seed" } else { "" };
     match c.kind {
         Kind::Failure => Some(failures(base, other)),
         Kind::Collapse => {
@@ -97,7 +103,8 @@ fn words(c: &Claim, base: &[Seeded], other: &[Seeded], lower_accuracy: bool) -> 
             NoClearChange => {
                 let why = match c.noise {
                     Some(n) if !tested => format!(
-                        "one seed, untested: within twice its noise of {:.1} points",
+                        "{}; within twice its noise of {:.1} points",
+                        how(c),
                         n * 100.0
                     ),
                     _ => how(c),
@@ -156,7 +163,7 @@ fn words(c: &Claim, base: &[Seeded], other: &[Seeded], lower_accuracy: bool) -> 
         Kind::NoOverfitting => {
             let last = other.iter().map(|s| s.stats.epochs).max().unwrap_or(0);
             Some(format!(
-                "no overfitting within {last} epochs: validation loss is lowest at the last epoch {} (the base's at epoch {}){untested}",
+                "no overfitting within {last} epochs: validation loss is lowest at the last epoch {} (the base's at epoch {}){one_seed}",
                 seeds_count(v.len(), v.len()),
                 epochs(b)
             ))
@@ -520,7 +527,7 @@ mod tests {
                 .collect()
         };
         let (text, _) = said(&[run(&zig(0.38), 10, 0.0)], &[run(&zig(0.37), 10, 0.0)]);
-        assert!(text.contains("no clear change in best validation accuracy (39.5% vs 38.5%; one seed, untested: within twice its noise of"), "{text}");
+        assert!(text.contains("no clear change in best validation accuracy (39.5% vs 38.5%; one seed, untested; within twice its noise of"), "{text}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::report::{render, Meta, Run};
 use crate::stage::{Kind, RunCtx, StageConfig};
 
-pub static REPORT: Kind<ReportConfig> = Kind::new("report", 5).gathering();
+pub static REPORT: Kind<ReportConfig> = Kind::new("report", 6).gathering();
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
