@@ -42,6 +42,9 @@ def main():
            "(time: docs/BENCHMARKS.md). Quick studies are small and short, so accuracies are far "
            "below what the full studies reach; they show each hyperparameter's direction, not "
            "its size at 500 epochs. Written by `bench/report_index.py` from the reports' tables.",
+           "", "Across families: [conclusions.md](conclusions.md) gathers every study below into "
+           "matrices of effects (hyperparameter × family), heatmaps, the classic claims checked "
+           "per family, and the hyperparameters ranked by their effect on accuracy.",
            "", "| family | study | base: best val acc | best variant: best val acc | variants | seeds | status |",
            "|---|---|---|---|---|---|---|"]
     order = list(FAMILIES)
@@ -49,7 +52,7 @@ def main():
         order.index("" if p.parent == QUICK else p.parent.name) if (p.parent == QUICK or p.parent.name in FAMILIES) else 99,
         p.name))
     for md_path in paths:
-        if md_path.name == "README.md" or md_path.parent.name not in FAMILIES and md_path.parent != QUICK:
+        if md_path.name in ("README.md", "conclusions.md") or md_path.parent.name not in FAMILIES and md_path.parent != QUICK:
             continue
         rel = md_path.relative_to(QUICK)
         family = FAMILIES["" if md_path.parent == QUICK else md_path.parent.name]

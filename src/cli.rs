@@ -51,6 +51,10 @@ pub enum Command {
     /// (all by default), from what the cache holds.
     ///
     /// Example: pipe show reports/quick/momentum.md --sort test_acc
+    ///
+    /// A conclusions target prints its matrices instead (hyperparameter × family, one per
+    /// figure; `--format csv` one effect a line, `json` every record):
+    /// pipe show reports/quick/conclusions.md --format md
     Show(ShowArgs),
     /// The config fields and headline numbers that differ between two variants, in any
     /// studies.

@@ -201,6 +201,9 @@ pub struct Input {
     pub coords: Vec<(String, String)>,
     /// The upstream stage's cache key (for provenance in reports).
     pub key: String,
+    /// Where the upstream output is materialized, if it has a target: what a gathering
+    /// report links to.
+    pub target: Option<String>,
     pub dir: PathBuf,
 }
 

@@ -5,6 +5,8 @@
 //! numerical integration of Student's t, not the incomplete beta), Holm's adjustment, the
 //! verdict, which claims exist, and that each claim's words are in the report.
 
+#[path = "claims/conclusions.rs"]
+mod conclusions;
 mod util;
 
 use std::collections::BTreeMap;
@@ -21,6 +23,8 @@ struct Curves {
     val_loss: Vec<f64>,
     train_acc: Vec<f64>,
     diverged: bool,
+    /// The best weights' test accuracy, from the run's `evaluation.json`.
+    test_acc: f64,
 }
 
 fn num(v: &Value) -> Option<f64> {
@@ -34,6 +38,7 @@ fn curves(path: &Path) -> Curves {
         val_loss: vec![],
         train_acc: vec![],
         diverged: false,
+        test_acc: f64::NAN,
     };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let m: Value = serde_json::from_str(line).unwrap();
@@ -102,6 +107,8 @@ impl Curves {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         match kind {
             "accuracy" => self.best(),
+            "test_accuracy" => self.test_acc,
+            "gap" => self.train_acc.last().unwrap() - self.val.last().unwrap(),
             "speed" => {
                 (self
                     .val
@@ -160,7 +167,8 @@ fn welch_p(a: &[f64], b: &[f64]) -> f64 {
     }
     let t = diff.abs() / (va + vb).sqrt();
     let df = (va + vb).powi(2) / (va * va / (a.len() - 1) as f64 + vb * vb / (b.len() - 1) as f64);
-    let f = |th: f64| th.cos().powf(df - 1.0);
+    // The last node can land a rounding past π/2, where cos is a hair below 0.
+    let f = |th: f64| th.cos().max(0.0).powf(df - 1.0);
     let simpson = |lo: f64, hi: f64| {
         let n = 20_000;
         let h = (hi - lo) / n as f64;
@@ -207,7 +215,8 @@ fn verdict(
 ) -> &'static str {
     let (mb, mv) = (mean(b), mean(v));
     let big = match kind {
-        "accuracy" => true,
+        "accuracy" | "test_accuracy" => true,
+        "gap" => (mv - mb).abs() >= 0.01,
         "speed" => mb / mv.max(1.0) >= 1.25 || mv / mb.max(1.0) >= 1.25,
         "smoothness" => mb > 1e-6 && mv > 1e-6 && (mv / mb >= 1.5 || mb / mv >= 1.5),
         "onset" => {
@@ -264,7 +273,44 @@ fn check(claims_path: &Path) -> Vec<String> {
     // Runs by variant, seed order.
     let mut runs: BTreeMap<String, Vec<(u64, Curves)>> = BTreeMap::new();
     for r in json["runs"].as_array().unwrap() {
-        let c = curves(&dir.join(r["metrics"].as_str().unwrap()));
+        let mut c = curves(&dir.join(r["metrics"].as_str().unwrap()));
+        let raw = |key: &str| -> Value {
+            let f = dir.join(r[key].as_str().unwrap_or_default());
+            serde_json::from_str(&std::fs::read_to_string(&f).unwrap_or_default())
+                .unwrap_or_default()
+        };
+        c.test_acc = raw("evaluation")["best"]["accuracy"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        if r["test_acc"].as_f64() != Some(c.test_acc) {
+            say(format!(
+                "run {} seed {}: test_acc {}, its evaluation says {}",
+                r["variant"], r["seed"], r["test_acc"], c.test_acc
+            ));
+        }
+        // The median epoch after the first, from the timing as the run wrote it.
+        let mut secs: Vec<f64> = raw("timing")["epoch_seconds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        if secs.len() > 1 {
+            secs.remove(0);
+        }
+        secs.sort_by(f64::total_cmp);
+        let median = match secs.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => secs[n / 2],
+            n => (secs[n / 2 - 1] + secs[n / 2]) / 2.0,
+        };
+        if r["seconds_per_epoch"]
+            .as_f64()
+            .is_none_or(|s| (s - median).abs() > 1e-12)
+        {
+            say(format!(
+                "run {} seed {}: seconds_per_epoch {}, its timing gives {median}",
+                r["variant"], r["seed"], r["seconds_per_epoch"]
+            ));
+        }
         let said = r["failure"].as_str();
         if said != c.failure() {
             say(format!(
@@ -334,6 +380,7 @@ fn check(claims_path: &Path) -> Vec<String> {
                 expected.push("collapse");
             }
             expected.push("accuracy");
+            expected.push("test_accuracy");
             if !br.is_empty() && !vr.is_empty() {
                 expected.push("speed");
                 let at_end = vr
@@ -347,6 +394,7 @@ fn check(claims_path: &Path) -> Vec<String> {
                 } else {
                     "onset"
                 });
+                expected.push("gap");
                 expected.push("smoothness");
                 for k in ["rising", "plateau"] {
                     if vr.iter().all(|&i| other[i].1.figure(k) == 1.0) {
@@ -367,7 +415,7 @@ fn check(claims_path: &Path) -> Vec<String> {
             let kind = c["kind"].as_str().unwrap();
             let (bi, vi) = match kind {
                 "failure" => ((0..base.len()).collect(), (0..other.len()).collect()),
-                "collapse" | "accuracy" => (bl.clone(), vl.clone()),
+                "collapse" | "accuracy" | "test_accuracy" => (bl.clone(), vl.clone()),
                 _ => (br.clone(), vr.clone()),
             };
             let want_seeds = |side: &[(u64, Curves)], ix: &[usize]| -> Vec<u64> {
@@ -502,26 +550,31 @@ fn check(claims_path: &Path) -> Vec<String> {
     bad
 }
 
-fn claim_files(dir: &Path, out: &mut Vec<PathBuf>) {
+fn claim_files(dir: &Path, name: &str, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.is_dir() {
-            claim_files(&p, out);
-        } else if p.file_name().is_some_and(|n| n == "claims.json") {
+            claim_files(&p, name, out);
+        } else if p.file_name().is_some_and(|n| n == name) {
             out.push(p);
         }
     }
 }
 
-/// The claims under `reports/`, or under `PIPE_CHECK_REPORTS` (any project's reports).
-fn committed() -> Vec<PathBuf> {
+/// The files so named under `reports/`, or under `PIPE_CHECK_REPORTS` (any project's reports).
+fn committed_named(name: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let dir = std::env::var_os("PIPE_CHECK_REPORTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("reports"));
-    claim_files(&dir, &mut files);
+    claim_files(&dir, name, &mut files);
     files.sort();
     files
+}
+
+/// The study claims under `reports/`.
+fn committed() -> Vec<PathBuf> {
+    committed_named("claims.json")
 }
 
 #[test]

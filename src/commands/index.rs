@@ -16,7 +16,7 @@ const FILE: &str = "index.html";
 pub(super) fn refresh(p: &Project) {
     let mut folders: BTreeMap<PathBuf, Vec<Entry>> = BTreeMap::new();
     for (target, n) in p.plan.targets() {
-        if p.plan.def(n).kind.name() != "report" {
+        if !["report", "conclusions"].contains(&p.plan.def(n).kind.name()) {
             continue;
         }
         let t = Path::new(target);

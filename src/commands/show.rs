@@ -144,6 +144,15 @@ const COLUMNS: &[Column] = &[
 ];
 
 pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
+    if !a.targets.is_empty() {
+        let named = p.plan.select(&a.targets).map_err(Error::Usage)?;
+        if named
+            .iter()
+            .all(|&n| p.plan.def(n).kind.name() == "conclusions")
+        {
+            return conclusions(p, &named, &a.format);
+        }
+    }
     let nodes = evaluations(p, &a.targets)?;
     let cache = std::mem::ManuallyDrop::new(p.cache()?);
     let mut rows = Vec::new();
@@ -290,4 +299,47 @@ fn print_csv(rows: &[Row]) {
         let r: Vec<String> = r.iter().map(|c| quote(c)).collect();
         let _ = writeln!(out, "{}", r.join(","));
     }
+}
+
+/// A conclusions target: its matrices (markdown, one per figure; CSV, one effect a line;
+/// JSON, every record), from its cached `conclusions.json`, checked against its hash.
+fn conclusions(p: &Project, nodes: &[usize], format: &str) -> Result<ExitCode, Error> {
+    use crate::report::conclusions::{matrix_csv, matrix_md, Conclusions, FIGURES, FILE};
+    let cache = std::mem::ManuallyDrop::new(p.cache()?);
+    for (n, h) in held(p, &cache, nodes) {
+        let id = &p.plan.nodes[n].id;
+        let Some(h) = h else {
+            return Err(Error::Usage(format!(
+                "`{id}` is not built yet: `pipe build {id}` (it retrains nothing)"
+            )));
+        };
+        let out = h
+            .built
+            .outputs
+            .iter()
+            .find(|o| o.path.ends_with(&format!("/{FILE}")))
+            .ok_or_else(|| Error::Usage(format!("`{id}` holds no {FILE}: rebuild it")))?;
+        let bytes = std::fs::read(cache.object_path(&out.hash)).ok();
+        let Some(bytes) = bytes.filter(|b| blake3::hash(b).to_hex().as_str() == out.hash) else {
+            return Err(Error::Usage(format!(
+                "`{id}`: its cached {FILE} is missing or damaged (its blake3 no longer matches); `pipe build {id}` makes it again"
+            )));
+        };
+        let c: Conclusions = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Usage(format!("`{id}`: {FILE} does not parse: {e}")))?;
+        if h.stale {
+            eprintln!("warning: `{id}` is stale: its studies changed since it was built");
+        }
+        match format {
+            "json" => println!("{}", String::from_utf8_lossy(&bytes)),
+            "csv" => print!("{}", matrix_csv(&c)),
+            _ => {
+                for (kind, what) in FIGURES {
+                    println!("## {what}: variant − base\n");
+                    println!("{}", matrix_md(&c, kind, false));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -143,6 +143,7 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
             label: up.label.clone(),
             coords: up.coords.clone(),
             key: entry.key.clone(),
+            target: plan.def(*i).target.clone(),
             dir,
         });
     }

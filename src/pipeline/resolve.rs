@@ -62,6 +62,49 @@ impl Loader<'_> {
         ))
     }
 
+    /// Every stage a pattern names (`*_report`, `quick/mlp:*`): `*` stands for any run of
+    /// characters in the stage's name; without `file:` it searches the files `file` can
+    /// see. A gathering stage so takes every study of a family, and a study added later
+    /// joins it. At least one stage must match; the stage itself never does.
+    fn resolve_pattern(
+        &self,
+        drafts: &[Draft],
+        file: usize,
+        r: &str,
+        me: usize,
+    ) -> Result<Vec<usize>, String> {
+        let (files, pattern) = match r.rsplit_once(':') {
+            Some((ns, p)) => match self.files.iter().position(|f| f.ns == ns) {
+                Some(f) => (vec![f], p),
+                None => {
+                    let names = self.files.iter().map(|f| f.ns.as_str());
+                    return Err(format!(
+                        "no pipeline file `{ns}`; {}",
+                        did_you_mean(ns, names)
+                    ));
+                }
+            },
+            None => (self.visible(file), r),
+        };
+        let found: Vec<usize> = drafts
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| *i != me && files.contains(&d.file) && matches(pattern, &d.name))
+            .map(|(i, _)| i)
+            .collect();
+        if found.is_empty() {
+            return Err(format!(
+                "no stage matches `{pattern}` in {} (`*` stands for any characters of a name)",
+                files
+                    .iter()
+                    .map(|&f| self.files[f].rel.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(found)
+    }
+
     pub(super) fn build_defs(&mut self, drafts: Vec<Draft>) -> Option<Vec<Def>> {
         // Names: unique per file.
         let mut by_name: HashMap<(usize, &str), usize> = HashMap::new();
@@ -96,8 +139,19 @@ impl Loader<'_> {
                 }
             }
             for (j, r) in d.inputs.iter().flatten().enumerate() {
-                match self.resolve(&drafts, &by_name, d.file, r) {
-                    Ok(t) => inputs[i].push(t),
+                let found = if r.contains('*') {
+                    self.resolve_pattern(&drafts, d.file, r, i)
+                } else {
+                    self.resolve(&drafts, &by_name, d.file, r).map(|t| vec![t])
+                };
+                match found {
+                    Ok(t) => {
+                        for t in t {
+                            if !inputs[i].contains(&t) {
+                                inputs[i].push(t);
+                            }
+                        }
+                    }
                     Err(hint) => self.error_at(
                         d.file,
                         &d.place.field(&format!("inputs[{j}]")),
@@ -319,5 +373,41 @@ fn confined(target: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err("is outside the folders targets are written to".into())
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` is any run of characters.
+fn matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for p in &parts[1..parts.len() - 1] {
+        match rest.find(p) {
+            Some(at) => rest = &rest[at + p.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod pattern_tests {
+    use super::matches;
+
+    #[test]
+    fn a_star_stands_for_any_run_of_characters() {
+        assert!(matches("*_report", "momentum_report"));
+        assert!(matches("*", "x"));
+        assert!(matches("a*b*c", "aXbYc"));
+        assert!(matches("a*b*c", "abc"));
+        assert!(!matches("*_report", "momentum_eval"));
+        assert!(!matches("a*a", "a"));
+        assert!(!matches("report", "momentum_report"));
     }
 }

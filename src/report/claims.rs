@@ -10,13 +10,15 @@
 //!   [`COLLAPSE`] below its best is named; its accuracy counts, its curve is not read.
 //! - Curves are read ("readable" seeds) only from seeds that learned, did not collapse and
 //!   ran at least [`MIN_SHAPE_EPOCHS`] epochs.
-//! - **accuracy** (best validation accuracy), **speed** (first epoch at 90% of the best),
-//!   **onset** (epoch of the lowest validation loss) and **smoothness** (sd of the
-//!   epoch-to-epoch change of validation accuracy): with two or more seeds a side, Welch's
+//! - **accuracy** (best validation accuracy), **test_accuracy** (test accuracy of the best
+//!   weights), **speed** (first epoch at 90% of the best), **onset** (epoch of the lowest
+//!   validation loss), **gap** (train − validation accuracy at the last epoch) and
+//!   **smoothness** (sd of the epoch-to-epoch change of validation accuracy, in every seed:
+//!   what "smoother" means): with two or more seeds a side, Welch's
 //!   two-sided t-test over the per-seed figures, Holm's correction over the report's tests
 //!   of the same kind, a difference when the adjusted p < [`ALPHA`]. Fewer than two seeds
 //!   on a side is untested: its direction is stated as such. Speed must differ by a ratio of
-//!   [`SPEED_RATIO`], smoothness by [`SMOOTH_RATIO`] and onset by one epoch (two with one
+//!   [`SPEED_RATIO`], smoothness by [`SMOOTH_RATIO`], the gap by [`GAP_GROWTH`] and onset by one epoch (two with one
 //!   seed; "earlier" also needs the train–validation gap to grow by [`GAP_GROWTH`] after
 //!   the minimum) to be mentioned at all.
 //! - **no_overfitting**: the variant's validation loss is lowest at its last epoch in every
@@ -35,10 +37,21 @@ pub const ALPHA: f64 = 0.05;
 pub const SPEED_RATIO: f64 = 1.25;
 /// Smoothness: the epoch-to-epoch spread must differ by this ratio.
 pub const SMOOTH_RATIO: f64 = 1.5;
-/// "Overfitting starts earlier" also needs the gap to grow this much after the minimum.
+/// "Overfitting starts earlier" also needs the gap to grow this much after the minimum; a
+/// gap claim needs the last epoch's gap to move this much.
 pub const GAP_GROWTH: f64 = 0.01;
 /// With one seed a side, an onset must move this many epochs to be mentioned.
 pub const ONSET_ONE_SEED: f64 = 2.0;
+
+/// The kinds decided by Welch's test (the others are observations).
+pub const TESTED: [Kind; 6] = [
+    Kind::Accuracy,
+    Kind::TestAccuracy,
+    Kind::Speed,
+    Kind::Onset,
+    Kind::Gap,
+    Kind::Smoothness,
+];
 
 /// Beside a report's figures: its claims.
 pub const FILE: &str = "claims.json";
@@ -49,12 +62,19 @@ pub enum Kind {
     Failure,
     Collapse,
     Accuracy,
+    /// Test accuracy of the best weights (those of the best validation epoch).
+    TestAccuracy,
     Speed,
     Onset,
     NoOverfitting,
+    /// Train − validation accuracy at the last epoch.
+    Gap,
     Smoothness,
     Rising,
     Plateau,
+    /// Median wall time of an epoch after the first: never a study's claim (timings follow
+    /// the machine), only the conclusions' batch-size check within one study.
+    EpochSeconds,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +102,9 @@ pub struct Claim {
     /// Seeds whose figure is read, base side and variant side, in seed order.
     pub base_seeds: Vec<u64>,
     pub seeds: Vec<u64>,
-    /// The per-seed figure of those seeds (accuracy: best validation accuracy; speed:
+    /// The per-seed figure of those seeds (accuracy: best validation accuracy;
+    /// test_accuracy: the best weights' test accuracy; gap: last train − validation
+    /// accuracy; speed:
     /// epochs to 90% of the best; onset and no_overfitting: the epoch of the lowest
     /// validation loss; smoothness: the epoch-to-epoch spread; collapse: best − last
     /// validation accuracy; failure, rising, plateau: 1 where it holds, else 0).
@@ -123,6 +145,51 @@ pub struct RunRef {
     pub metrics: String,
     /// `diverged`, `did not learn` or `loss exploded`, as the training decided.
     pub failure: Option<String>,
+    /// Copies of the run's `evaluation.json` and `volatile/timing.json`, relative to the
+    /// claims file: where the test accuracy and the time per epoch below come from.
+    #[serde(default)]
+    pub evaluation: String,
+    #[serde(default)]
+    pub timing: String,
+    /// The best weights' test accuracy.
+    #[serde(default)]
+    pub test_acc: f64,
+    /// Best validation accuracy and the first epoch at 90% of it (the base's figures in the
+    /// conclusions).
+    #[serde(default)]
+    pub best_val_acc: Option<f64>,
+    #[serde(default)]
+    pub epochs_to_90: Option<f64>,
+    /// Median wall time of the epochs after the first (the first compiles and warms up):
+    /// follows the machine and its load, so it is only ever compared within one study.
+    #[serde(default)]
+    pub seconds_per_epoch: f64,
+    #[serde(default)]
+    pub parameters: u64,
+    #[serde(default)]
+    pub backend: String,
+    /// The train stage's key: runs of two studies with the same key are the same run.
+    #[serde(default)]
+    pub train_key: String,
+}
+
+/// Median wall time of the epochs after the first (of all, with one).
+pub fn steady_seconds(epoch_seconds: &[f64]) -> f64 {
+    let mut s: Vec<f64> = epoch_seconds
+        .get(1..)
+        .filter(|r| !r.is_empty())
+        .unwrap_or(epoch_seconds)
+        .to_vec();
+    if s.is_empty() {
+        return 0.0;
+    }
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 /// `claims.json`.
@@ -169,10 +236,7 @@ fn claim(
             .unzip()
     };
     let ((base_seeds, b), (seeds, v)) = (pick(base), pick(other));
-    let tested = matches!(
-        kind,
-        Kind::Accuracy | Kind::Speed | Kind::Onset | Kind::Smoothness
-    );
+    let tested = TESTED.contains(&kind);
     Claim {
         kind,
         p: welch(&b, &v).filter(|_| tested).map(|(_, _, p)| p),
@@ -228,6 +292,9 @@ pub fn compare(base: &[Seeded], other: &[Seeded]) -> Vec<Claim> {
             .reduce(f64::max);
     }
     out.push(acc);
+    out.push(claim(Kind::TestAccuracy, &b_ok, &v_ok, |s| {
+        Some(s.test_acc_best)
+    }));
     let (b_r, v_r): (Vec<Seeded>, Vec<Seeded>) = (
         b_ok.iter().copied().filter(readable).collect(),
         v_ok.iter().copied().filter(readable).collect(),
@@ -258,6 +325,7 @@ pub fn compare(base: &[Seeded], other: &[Seeded]) -> Vec<Claim> {
         c.gap_growth = (!growth.is_empty()).then(|| mean(&growth));
         out.push(c);
     }
+    out.push(claim(Kind::Gap, &b_r, &v_r, |s| s.gap));
     out.push(claim(Kind::Smoothness, &b_r, &v_r, |s| s.roughness));
     for (kind, holds) in [
         (
@@ -291,8 +359,7 @@ pub fn holm(ps: &[f64]) -> Vec<f64> {
 
 /// Holm's correction over each kind's tests across the report, then every verdict.
 pub fn decide(comparisons: &mut [Comparison]) {
-    let kinds = [Kind::Accuracy, Kind::Speed, Kind::Onset, Kind::Smoothness];
-    for kind in kinds {
+    for kind in TESTED {
         let mut tested: Vec<&mut Claim> = comparisons
             .iter_mut()
             .flat_map(|c| c.claims.iter_mut())
@@ -320,7 +387,8 @@ pub fn verdict(c: &Claim) -> Verdict {
         return Verdict::TooSmall;
     }
     let big_enough = match c.kind {
-        Kind::Accuracy => true,
+        Kind::Accuracy | Kind::TestAccuracy => true,
+        Kind::Gap => (v - b).abs() >= GAP_GROWTH,
         Kind::Speed => b / v.max(1.0) >= SPEED_RATIO || v / b.max(1.0) >= SPEED_RATIO,
         Kind::Smoothness => {
             b > 1e-6 && v > 1e-6 && (v / b >= SMOOTH_RATIO || b / v >= SMOOTH_RATIO)

@@ -50,7 +50,7 @@ table{border-collapse:collapse;margin:1rem 0;font-size:.9rem;display:block;overf
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}th{background:#f3f3f3}\
 code{background:#f6f6f6;padding:0 .2rem}h1{font-size:1.6rem}h2{margin-top:2rem}";
 
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -118,6 +118,18 @@ pub fn page(md: &str, title: &str, dir: &Path) -> anyhow::Result<String> {
                 id,
             })
         }
+        // A link to another report goes to its page.
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !dest_url.contains(':') && dest_url.ends_with(".md") => Event::Start(Tag::Link {
+            link_type,
+            dest_url: CowStr::from(format!("{}.html", &dest_url[..dest_url.len() - 3])),
+            title,
+            id,
+        }),
         other => other,
     });
     let mut body = String::new();
@@ -218,6 +230,14 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<table>"), "{html}");
+        let linked = page(
+            "[m](mlp/momentum.md) [w](https://x.org/a.md)",
+            "T",
+            dir.path(),
+        )
+        .unwrap();
+        assert!(linked.contains("href=\"mlp/momentum.html\""), "{linked}");
+        assert!(linked.contains("href=\"https://x.org/a.md\""), "{linked}");
         let e = page("![b](s/b.svg)", "T", dir.path()).unwrap_err();
         assert!(e.to_string().contains("image `s/b.svg`"), "{e}");
     }

@@ -8,14 +8,16 @@ use super::stats::Agg;
 /// The report's explanation of its sentences, under the Influence section.
 pub const RULES: &str = "How these sentences are made: each is the verdict of one rule over the \
 per-seed figures, and the figures behind every sentence are in `claims.json` beside this report. \
-Accuracy, convergence speed (the first epoch at 90% of the best validation accuracy), the onset \
-of overfitting (the epoch of the lowest validation loss) and smoothness (the standard deviation \
-of the epoch-to-epoch change of validation accuracy) are compared with Welch's two-sided t-test \
+Best validation accuracy, test accuracy of the best weights, convergence speed (the first epoch \
+at 90% of the best validation accuracy), the onset of overfitting (the epoch of the lowest \
+validation loss), the train–validation gap (train minus validation accuracy at the last epoch) \
+and smoothness (the standard deviation of the epoch-to-epoch change of validation accuracy) are \
+compared with Welch's two-sided t-test \
 over the seeds, with Holm's correction over the report's tests of the same figure; a difference \
 is called one only when the adjusted p < 0.05, and with fewer than two seeds on a side it is \
 stated as untested (for accuracy, a difference under twice one seed's noise, the scatter of validation \
 accuracy around its 3-epoch moving average, is no clear change). Speed must differ by 25%, \
-smoothness by 50% and the onset by one epoch (two with one seed) to be mentioned; \"overfitting \
+smoothness by 50%, the gap by one point and the onset by one epoch (two with one seed) to be mentioned; \"overfitting \
 starts earlier\" also needs the train–validation gap to grow by a point after the minimum. A \
 seed that diverged or did not learn (within 5 points of chance, or a last validation loss ten \
 times that of a uniform guess) is named, and the comparisons use the seeds that learned. A seed \
@@ -81,6 +83,7 @@ fn words(c: &Claim, base: &[Seeded], other: &[Seeded], lower_accuracy: bool) -> 
     // An observation over every seed read: with one seed it is that seed's.
     let one_seed = if v.len() <= 1 { "; one seed" } else { "" };
     match c.kind {
+        Kind::EpochSeconds => None,
         Kind::Failure => Some(failures(base, other)),
         Kind::Collapse => {
             let named: Vec<String> = c
@@ -123,6 +126,39 @@ fn words(c: &Claim, base: &[Seeded], other: &[Seeded], lower_accuracy: bool) -> 
                 how(c)
             ),
         }),
+        Kind::TestAccuracy => Some(match c.verdict {
+            NoClearChange => format!(
+                "no clear change in test accuracy of the best weights ({} vs {}; {})",
+                pct(b),
+                pct(v),
+                how(c)
+            ),
+            _ => format!(
+                "test accuracy of the best weights {} → {} ({:+.1} points; {})",
+                pct(b),
+                pct(v),
+                (super::stats::mean(v) - super::stats::mean(b)) * 100.0,
+                how(c)
+            ),
+        }),
+        Kind::Gap => {
+            let figures = format!(
+                "train − validation accuracy at the last epoch {:.1} → {:.1} points",
+                super::stats::mean(b) * 100.0,
+                super::stats::mean(v) * 100.0
+            );
+            if c.verdict == NoClearChange {
+                return Some(format!(
+                    "no clear change in the train–validation gap ({figures}; {})",
+                    how(c)
+                ));
+            }
+            let w = said(
+                "wider train–validation gap",
+                "narrower train–validation gap",
+            )?;
+            Some(format!("{w}: {figures} ({})", how(c)))
+        }
         Kind::Speed => {
             let figures = format!(
                 "90% of its best by epoch {} instead of {}",
@@ -294,8 +330,7 @@ pub fn bullet(
         claim.words = words(claim, base, other, lower);
         if let Some(w) = &claim.words {
             parts.push(w.clone());
-            if claim.kind == Kind::Accuracy || (claim.kind == Kind::Failure && !any_learned(other))
-            {
+            if claim.kind == Kind::Failure && !any_learned(other) {
                 parts.push(format!(
                     "test accuracy {} → {}",
                     test_acc.0.pct(),
@@ -389,7 +424,11 @@ mod tests {
             &[run(&[0.175, 0.182], 2, 0.0)],
             &[run(&[0.20, 0.20], 2, 0.0)],
         );
-        assert_eq!(kinds(&c), vec![Kind::Accuracy], "{text}");
+        assert_eq!(
+            kinds(&c),
+            vec![Kind::Accuracy, Kind::TestAccuracy],
+            "{text}"
+        );
         for shape in [
             "rising",
             "plateau",
@@ -589,6 +628,34 @@ mod tests {
             &[fast(0.0), fast(0.001), fast(0.002)],
         );
         assert!(text.contains("converged faster: 90% of its best by epoch 2.0 ± 0.0 instead of 9.0 ± 0.0 (Welch's"), "{text}");
+    }
+
+    #[test]
+    fn a_wider_gap_is_tested_over_seeds_and_a_small_one_not_mentioned() {
+        let curve = rising(20, 0.30, 0.002);
+        let seeds = |growth: f64| -> Vec<Stats> {
+            (0..3)
+                .map(|i| run(&curve, 18, growth + 0.002 * i as f64))
+                .collect()
+        };
+        // The gap at the last epoch grows by 20 points (× 2/20 after epoch 18 of 20).
+        let (text, c) = said(&seeds(0.0), &seeds(2.0));
+        let gap = c
+            .claims
+            .iter()
+            .find(|c| c.kind == Kind::Gap)
+            .expect("a gap claim");
+        assert_eq!(gap.verdict, Verdict::Higher, "{text}");
+        assert!(text.contains("wider train–validation gap: train − validation accuracy at the last epoch 5.0 → 25.0 points (Welch's"), "{text}");
+        // Half a point wider: below the point a gap needs to be mentioned.
+        let (text, c) = said(&seeds(0.0), &seeds(0.05));
+        let gap = c
+            .claims
+            .iter()
+            .find(|c| c.kind == Kind::Gap)
+            .expect("a gap claim");
+        assert_eq!(gap.verdict, Verdict::TooSmall, "{text}");
+        assert!(!text.contains("gap:"), "{text}");
     }
 
     #[test]

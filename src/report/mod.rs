@@ -4,6 +4,7 @@
 //! are one row, their mean ± sd, and one curve, the mean with a band.
 
 pub mod claims;
+pub mod conclusions;
 pub mod hparams;
 pub mod html;
 pub mod influence;

@@ -430,11 +430,38 @@ fn influence_section(
                 .map(String::into_bytes)
         })?;
         crate::stage::write_file(&metrics.join(&file), bytes)?;
+        // The evaluation and timing as the runs wrote them, for re-deriving test accuracy
+        // and time per epoch (the timing of a run from before the volatile folder as read).
+        let copy = |from: &str, to: String, made: &dyn Fn() -> serde_json::Result<Vec<u8>>| {
+            let bytes = std::fs::read(r.dir.join(from)).or_else(|_| made())?;
+            crate::stage::write_file(&metrics.join(&to), bytes)?;
+            anyhow::Ok(format!("metrics/{to}"))
+        };
+        let stem = slug(&r.label);
+        let evaluation = copy(
+            "evaluation.json",
+            format!("{stem}.evaluation.json"),
+            &|| serde_json::to_vec_pretty(&r.eval),
+        )?;
+        let timing = copy(
+            crate::train::fit::Timing::FILE,
+            format!("{stem}.timing.json"),
+            &|| serde_json::to_vec_pretty(&r.timing),
+        )?;
         refs.push(RunRef {
             variant: r.variant(),
             seed: r.summary.seed,
             metrics: format!("metrics/{file}"),
             failure: claims::failure_kind(s).map(str::to_string),
+            evaluation,
+            timing,
+            test_acc: s.test_acc_best,
+            best_val_acc: s.best_val_acc,
+            epochs_to_90: s.epochs_to_90.map(|e| e as f64),
+            seconds_per_epoch: claims::steady_seconds(&r.timing.epoch_seconds),
+            parameters: r.summary.parameters as u64,
+            backend: r.summary.backend.clone(),
+            train_key: r.train_key.clone(),
         });
     }
     crate::stage::write_file(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::report::{render, Meta, Run};
 use crate::stage::{Kind, RunCtx, StageConfig};
 
-pub static REPORT: Kind<ReportConfig> = Kind::new("report", 6).gathering();
+pub static REPORT: Kind<ReportConfig> = Kind::new("report", 7).gathering();
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -35,16 +35,7 @@ impl StageConfig for ReportConfig {
         if runs.is_empty() {
             bail!("a report reads `evaluate` stages: give it one (it gathers every variant)");
         }
-        let file = ctx
-            .target()
-            .and_then(|t| Path::new(t).file_name())
-            .map(|f| f.to_string_lossy().into_owned());
-        let file = file.unwrap_or_else(|| "report.md".into());
-        let assets = Path::new(&file)
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let (file, assets) = super::page_names(ctx.target(), "report.md");
         let title = if self.title.is_empty() {
             format!("Study: {assets}")
         } else {
