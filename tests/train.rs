@@ -607,3 +607,66 @@ fn the_training_benchmark_script_runs_and_reports_its_figures() {
     assert_eq!(linear["threads"], 1, "{r}");
     assert!(r["cpu"].as_str().is_some_and(|c| !c.is_empty()), "{r}");
 }
+
+#[test]
+fn a_damaged_checkpoint_is_named_by_verify_and_discarded_not_resumed() {
+    let stages = MLP.replace("EPOCHS", "40");
+    let whole = project(200, 50, &stages);
+    whole.ok(&["build", "t:mlp"]);
+    let reference = output(&whole, "t:mlp");
+
+    let p = project(200, 50, &stages);
+    p.ok(&["build", "t:data"]);
+    let mut child = p
+        .cmd(&["build", "t:mlp"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    util::wait_for_progress(
+        &p.path().join("cache/scratch"),
+        "state.json",
+        |s| serde_json::from_str::<serde_json::Value>(s).ok()?["epochs_done"].as_u64(),
+        3,
+        120,
+        "training never checkpointed",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // One byte of the checkpointed weights flipped in place, size and mtime kept.
+    let model = walkdir::WalkDir::new(p.path().join("cache/scratch"))
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .find(|f| f.ends_with("checkpoint/model.bin"))
+        .expect("a checkpoint");
+    let meta = std::fs::metadata(&model).unwrap();
+    let mut bytes = std::fs::read(&model).unwrap();
+    let at = bytes.len() - 9;
+    bytes[at] ^= 0x10;
+    std::fs::write(&model, &bytes).unwrap();
+    let f = std::fs::File::options().write(true).open(&model).unwrap();
+    f.set_modified(meta.modified().unwrap()).unwrap();
+    drop(f);
+    let v = p.pipe(&["verify"]);
+    assert_eq!(v.code, 1, "{v:?}");
+    assert!(
+        v.stdout
+            .contains("damaged checkpoint: model.bin is damaged"),
+        "{v:?}"
+    );
+    let r = p.ok(&["build", "t:mlp"]);
+    assert!(
+        r.stdout
+            .contains("checkpoint discarded, training from the start: model.bin is damaged"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("resumed after epoch"), "{r:?}");
+    // From the start, it ends where an uninterrupted run ends.
+    let got = output(&p, "t:mlp");
+    for f in ["model.bin", "best.bin", "metrics.jsonl", "summary.json"] {
+        assert!(
+            std::fs::read(got.join(f)).unwrap() == std::fs::read(reference.join(f)).unwrap(),
+            "{f} differs from the uninterrupted run"
+        );
+    }
+    assert_eq!(p.ok(&["verify"]).code, 0);
+}

@@ -1,7 +1,8 @@
 //! `pipe verify`: every object of the cache read again, past the hash memo (which trusts a
 //! file's size, mtime and inode, so a flipped byte with its mtime put back goes unseen until
 //! a stage reads the file). A week of GPU time may sit in these files: this is the check to
-//! run after a disk scare, a copy between machines, or before handing in results.
+//! run after a disk scare, a copy between machines, or before handing in results. Sealed
+//! checkpoints in `scratch/` are checked too.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -128,10 +129,29 @@ pub fn verify(cache: &Cache, repair: bool) -> Report {
             }
         }
     }
+    // Sealed folders of unfinished stages (checkpoints): one damaged since would be
+    // discarded by the next run anyway; said here, removed with --repair.
+    let seals: Vec<PathBuf> = walkdir::WalkDir::new(cache.dir.join("scratch"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && e.file_name() == crate::sealed::FILE)
+        .filter_map(|e| e.path().parent().map(PathBuf::from))
+        .collect();
+    for dir in seals {
+        if let Err(why) = crate::sealed::check(&dir) {
+            damage.push(Damage {
+                what: format!("damaged checkpoint: {why}"),
+                path: dir,
+                users: Vec::new(),
+            });
+        }
+    }
     let mut repaired = 0;
     if repair {
         for d in &damage {
-            if fs::remove_file(&d.path).is_ok() {
+            if fs::remove_file(&d.path).is_ok()
+                || (d.path.is_dir() && fs::remove_dir_all(&d.path).is_ok())
+            {
                 repaired += 1;
             }
             for (_, key, _) in &d.users {

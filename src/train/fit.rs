@@ -199,6 +199,18 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     if ckpt.join("state.json").is_file() {
+        // Only a checkpoint as it was sealed is resumed: a damaged one would go on from
+        // other weights and be cached as this config's result.
+        if let Err(why) = crate::sealed::check(&ckpt) {
+            report.note(format!(
+                "checkpoint discarded, training from the start: {why} ({})",
+                ckpt.display()
+            ));
+            std::fs::remove_dir_all(&ckpt)
+                .with_context(|| format!("cannot remove {}", ckpt.display()))?;
+        }
+    }
+    if ckpt.join("state.json").is_file() {
         state = serde_json::from_slice(&std::fs::read(ckpt.join("state.json"))?)
             .context("reading the checkpoint")?;
         model = model.load_record(
@@ -398,6 +410,7 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     save_record::<B, _>(model.clone().into_record(), &tmp.join("model"))?;
     save_record::<B, _>(optim.to_record(), &tmp.join("optim"))?;
     write_json(&tmp.join("state.json"), state)?;
+    crate::sealed::seal(&tmp)?;
     let old = ckpt.with_extension("old");
     let _ = std::fs::remove_dir_all(&old);
     if ckpt.exists() {
