@@ -44,12 +44,26 @@ pub(super) fn run(p: &Project, a: &DiffArgs) -> Result<ExitCode, Error> {
     // Both sides in one assessment: their closures overlap (the data, the base).
     let evals: Vec<usize> = [x, y].iter().filter_map(|&n| evaluation(p, n)).collect();
     let found = held(p, &cache, &evals);
+    let damaged = std::cell::Cell::new(false);
     let row = |n: usize| -> Option<Row> {
         let e = evaluation(p, n)?;
         let (_, h) = found.iter().find(|(m, _)| *m == e)?;
-        Row::read(p, &cache, e, h.as_ref()?).ok()
+        match Row::read(p, &cache, e, h.as_ref()?) {
+            Ok(r) => Some(r),
+            Err(why) => {
+                // Never a damaged object's numbers as a result: say which and why.
+                eprintln!("warning: {}: {why}", p.plan.nodes[e].id);
+                damaged.set(true);
+                None
+            }
+        }
     };
-    match (row(x), row(y)) {
+    let (rx, ry) = (row(x), row(y));
+    if damaged.get() {
+        println!("\nresults: not shown: a side's cached results could not be verified");
+        return Ok(ExitCode::from(1));
+    }
+    match (rx, ry) {
         (Some(rx), Some(ry)) => {
             let (nx, ny) = (replicates(p, x), replicates(p, y));
             if nx > 1 || ny > 1 {

@@ -31,8 +31,23 @@ fn outputs_of(
 /// One line per output file: its name and the path of its bytes (read-only, shared by
 /// every key that produced the same bytes).
 pub(super) fn outputs(p: &Project, name: &str) -> Result<ExitCode, Error> {
-    let (_, h, cache) = outputs_of(p, name)?;
+    let (n, h, cache) = outputs_of(p, name)?;
     let cache = std::mem::ManuallyDrop::new(cache);
+    // Whoever reads these paths reads past pipe: each is checked against its hash first,
+    // and a damaged one is named instead of handed out.
+    let damaged: Vec<String> = h
+        .built
+        .outputs
+        .iter()
+        .filter_map(|o| cache.intact(o).err())
+        .collect();
+    if !damaged.is_empty() {
+        for d in &damaged {
+            eprintln!("error: `{}`: {d}", p.plan.nodes[n].id);
+        }
+        eprintln!("{}", super::results::REMAKE);
+        return Ok(ExitCode::from(1));
+    }
     for o in &h.built.outputs {
         println!("{}\t{}", o.path, cache.object_path(&o.hash).display());
     }

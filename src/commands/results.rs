@@ -51,10 +51,28 @@ pub(super) fn held(p: &Project, cache: &Cache, nodes: &[usize]) -> Vec<(usize, O
 }
 
 /// One output file's bytes, from its object.
-pub(super) fn read_output(cache: &Cache, built: &Built, name: &str) -> Option<Vec<u8>> {
-    let out = built.outputs.iter().find(|o| o.path == name)?;
-    std::fs::read(cache.object_path(&out.hash)).ok()
+pub(super) fn read_output(
+    cache: &Cache,
+    built: &Built,
+    name: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    let Some(out) = built.outputs.iter().find(|o| o.path == name) else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(cache.object_path(&out.hash))
+        .map_err(|e| format!("its cached `{name}` cannot be read ({e}): {REMAKE}"))?;
+    // Past the memo, as a stage's inputs are checked: a flipped byte keeps size and mtime.
+    if blake3::hash(&bytes).to_hex().as_str() != out.hash {
+        return Err(format!(
+            "its cached `{name}` is damaged (its blake3 no longer matches): {REMAKE}"
+        ));
+    }
+    Ok(Some(bytes))
 }
+
+/// What to do about a damaged object, as every results command says it.
+pub(super) const REMAKE: &str =
+    "`pipe verify --repair` drops it and the next `pipe build` makes it again";
 
 /// The one node a name selects, for commands about one variant.
 pub(super) fn one(p: &Project, name: &str) -> Result<usize, Error> {
@@ -94,9 +112,19 @@ pub(super) struct Row {
 impl Row {
     pub fn read(p: &Project, cache: &Cache, n: usize, held: &Held) -> Result<Row, String> {
         let node = &p.plan.nodes[n];
-        let file = |f: &str| read_output(cache, &held.built, f);
-        let run =
-            Run::read(&node.label, &node.coords, &node.id, &file).map_err(|e| format!("{e:#}"))?;
+        // Every file is checked against its hash; the first damaged one is the row's error.
+        let damaged = std::cell::RefCell::new(None);
+        let file = |f: &str| {
+            read_output(cache, &held.built, f).unwrap_or_else(|e| {
+                damaged.borrow_mut().get_or_insert(e);
+                None
+            })
+        };
+        let run = Run::read(&node.label, &node.coords, &node.id, &file);
+        if let Some(e) = damaged.into_inner() {
+            return Err(e);
+        }
+        let run = run.map_err(|e| format!("{e:#}"))?;
         let def = p.plan.def(n);
         Ok(Row {
             study: p.plan.spec.files[def.file].ns.clone(),

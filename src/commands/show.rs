@@ -157,6 +157,7 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
     let cache = std::mem::ManuallyDrop::new(p.cache()?);
     let mut rows = Vec::new();
     let mut missing = 0;
+    let mut left_out = 0;
     for (n, h) in held(p, &cache, &nodes) {
         let Some(h) = h else {
             missing += 1;
@@ -164,7 +165,10 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
         };
         match Row::read(p, &cache, n, &h) {
             Ok(r) => rows.push(r),
-            Err(e) => eprintln!("warning: {}: {e}", p.plan.nodes[n].id),
+            Err(e) => {
+                left_out += 1;
+                eprintln!("warning: {}: left out: {e}", p.plan.nodes[n].id)
+            }
         }
     }
     rows.retain(|r| {
@@ -209,6 +213,13 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
     }
     if missing > 0 && a.format != "json" && a.format != "csv" {
         eprintln!("{missing} evaluated variant(s) not built yet (`pipe status` lists them)");
+    }
+    if left_out > 0 {
+        // The rows shown are verified; the ones that could not be are not results.
+        eprintln!(
+            "{left_out} variant(s) left out: their cached results could not be verified (above)"
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -319,12 +330,9 @@ fn conclusions(p: &Project, nodes: &[usize], format: &str) -> Result<ExitCode, E
             .iter()
             .find(|o| o.path.ends_with(&format!("/{FILE}")))
             .ok_or_else(|| Error::Usage(format!("`{id}` holds no {FILE}: rebuild it")))?;
-        let bytes = std::fs::read(cache.object_path(&out.hash)).ok();
-        let Some(bytes) = bytes.filter(|b| blake3::hash(b).to_hex().as_str() == out.hash) else {
-            return Err(Error::Usage(format!(
-                "`{id}`: its cached {FILE} is missing or damaged (its blake3 no longer matches); `pipe build {id}` makes it again"
-            )));
-        };
+        let bytes = super::results::read_output(&cache, &h.built, &out.path)
+            .map_err(|e| Error::Usage(format!("`{id}`: {e}")))?
+            .unwrap_or_default();
         let c: Conclusions = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Usage(format!("`{id}`: {FILE} does not parse: {e}")))?;
         if h.stale {

@@ -37,6 +37,24 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
         .map(|&i| plan.nodes[i].id.as_str())
         .collect();
     if !missing.is_empty() {
+        // The build that started this job had them built: one that is not now had an
+        // object damaged since (the check past the memo finds it). Its damaged object and
+        // entry are dropped, and the build's next round rebuilds it, then runs this again,
+        // as it does for a stage it runs itself.
+        let mut damaged = Vec::new();
+        for &i in inputs.iter().filter(|i| !built.contains_key(i)) {
+            let id = &plan.nodes[i].id;
+            let entry = cache.last(id).and_then(|k| cache.load_entry(&k));
+            if let Some(Err(why)) = entry.map(|e| cache.verify(&e.built)) {
+                damaged.push(format!(
+                    "input from `{id}`: {why}; its entry was dropped so `{id}` is rebuilt"
+                ));
+            }
+        }
+        if !damaged.is_empty() {
+            eprintln!("failed {}: {}", a.id, damaged.join("; "));
+            return Ok(ExitCode::from(EXIT_CORRUPT_INPUT));
+        }
         eprintln!("error: inputs not built: {}", missing.join(", "));
         return Ok(ExitCode::from(1));
     }

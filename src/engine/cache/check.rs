@@ -44,6 +44,15 @@ impl Cache {
         }
     }
 
+    /// Whether `out`'s object is whole, read again past the memo (a command handing its
+    /// path out); changes nothing on disk.
+    pub fn intact(&self, out: &OutFile) -> Result<(), String> {
+        match self.fault(&out.hash, out.size) {
+            None => Ok(()),
+            Some(why) => Err(format!("cached output `{}` {why}", out.path)),
+        }
+    }
+
     /// Reads every object of `entry` again, past the memo, before a stage uses them. A
     /// damaged object is removed and the entry dropped, so the next lookup misses and the
     /// producing stage runs again; the error says which output and why.

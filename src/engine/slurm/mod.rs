@@ -329,6 +329,20 @@ impl Executor for &'static Slurm {
                         )),
                     };
                 }
+                End::Exit(code) if code == i32::from(crate::engine::child::EXIT_CORRUPT_INPUT) => {
+                    // As a local child: the job dropped a damaged input; this process drops
+                    // it from its index too, and the next round rebuilds it.
+                    for (_, entry) in job.inputs {
+                        let _ = env.cache.verify(entry);
+                    }
+                    return Err(Failure {
+                        corrupt_input: true,
+                        ..fail(
+                            format!("Slurm job {id}: an input was damaged; it is rebuilt"),
+                            tail,
+                        )
+                    });
+                }
                 End::Exit(code) => {
                     return Err(fail(format!("Slurm job {id} failed (exit {code})"), tail));
                 }
