@@ -108,7 +108,7 @@ pub fn mutate(rng: &mut SplitMix64, text: &str) -> String {
         } else {
             rng.below(b.len() + 1)
         };
-        match rng.below(8) {
+        match rng.below(9) {
             0 if !b.is_empty() => {
                 let i = at.min(b.len() - 1);
                 b[i] ^= 1 << rng.below(8);
@@ -133,6 +133,18 @@ pub fn mutate(rng: &mut SplitMix64, text: &str) -> String {
                 let (open, close) = [("(", ")"), ("[", "]"), ("{", "}")][rng.below(3)];
                 let nest = open.repeat(depth) + &close.repeat(rng.below(depth + 1));
                 b.splice(at..at, nest.bytes());
+            }
+            7 => {
+                // A line pasted again and again (a study line repeated 300 times made
+                // 900 errors, each placed by re-parsing the whole file: 20 s).
+                let text = String::from_utf8_lossy(&b).into_owned();
+                let lines: Vec<&str> = text.split_inclusive('\n').collect();
+                let i = rng.below(lines.len().max(1));
+                let line = lines.get(i).copied().unwrap_or("");
+                let mut out: String = lines[..i.min(lines.len())].concat();
+                out.push_str(&line.repeat(1 + rng.below(300)));
+                out.push_str(&lines.get(i..).map(|l| l.concat()).unwrap_or_default());
+                b = out.into_bytes();
             }
             _ => {
                 // A number replaced by an extreme one.
@@ -177,7 +189,17 @@ pub fn load(files: Vec<(PathBuf, String)>) -> Result<bool, String> {
     })
 }
 
-/// Runs `cases` mutants from `seed`; returns (cases that loaded, the first panic's input).
+/// Seconds one load may take (`PIPE_FUZZ_SECONDS`, default 10): a mutant that takes
+/// longer is a failure, as a panic is (error reporting must stay linear).
+fn limit() -> f64 {
+    std::env::var("PIPE_FUZZ_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10.0)
+}
+
+/// Runs `cases` mutants from `seed`; returns (cases that loaded, the first panic's or
+/// too slow load's input).
 pub fn run(cases: u64, seed: u64) -> (u64, Option<(String, String, String)>) {
     let corpus = corpus();
     let mut rng = SplitMix64::new(seed);
@@ -195,7 +217,14 @@ pub fn run(cases: u64, seed: u64) -> (u64, Option<(String, String, String)>) {
                     .map(|(n, t)| (PathBuf::from(n), t.clone())),
             );
         }
-        match load(files) {
+        let clock = std::time::Instant::now();
+        let result = load(files);
+        let took = clock.elapsed().as_secs_f64();
+        if took > limit() {
+            let message = format!("loading took {took:.1} s (limit {:.0} s)", limit());
+            return (loaded, Some((name.clone(), mutant, message)));
+        }
+        match result {
             Ok(ok) => loaded += ok as u64,
             Err(message) => return (loaded, Some((name.clone(), mutant, message))),
         }

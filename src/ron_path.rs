@@ -379,6 +379,58 @@ pub fn offset_of_path(text: &str, path: &FieldPath) -> usize {
     }
 }
 
+/// The values [`offset_of_path_in`] split, by byte range of one text: a file with many
+/// errors is split once per value, not once per error (600 errors in a 200-study file took
+/// 6 s of re-parsing the whole file for each).
+#[derive(Default)]
+pub struct Splits(std::collections::HashMap<(usize, usize), Split>);
+
+enum Split {
+    Fields(Vec<(String, (usize, usize))>),
+    Items(Vec<(usize, usize)>),
+    Leaf,
+}
+
+impl Splits {
+    fn of(&mut self, text: &str, range: (usize, usize)) -> &Split {
+        self.0.entry(range).or_insert_with(|| {
+            let at = |v: &str| {
+                let s = offset_in(text, v);
+                (s, s + v.len())
+            };
+            match children(&text[range.0..range.1]) {
+                Children::Fields(f) => {
+                    Split::Fields(f.into_iter().map(|(n, v)| (n, at(v))).collect())
+                }
+                Children::Items(i) => Split::Items(i.into_iter().map(at).collect()),
+                Children::Leaf => Split::Leaf,
+            }
+        })
+    }
+}
+
+/// As [`offset_of_path`], with each value of `text` split once per `splits` (keep one per
+/// text).
+pub fn offset_of_path_in(text: &str, path: &FieldPath, splits: &mut Splits) -> usize {
+    let mut range = (text.len() - text.trim_start().len(), text.trim_end().len());
+    for seg in &path.0 {
+        let next = match (splits.of(text, range), seg) {
+            (Split::Fields(f), Seg::Key(k)) => f.iter().find(|(n, _)| n == k).map(|(_, r)| *r),
+            (Split::Fields(f), Seg::Index(i)) => {
+                let k = i.to_string();
+                f.iter().find(|(n, _)| *n == k).map(|(_, r)| *r)
+            }
+            (Split::Items(items), Seg::Index(i)) => items.get(*i).copied(),
+            _ => None,
+        };
+        match next {
+            Some(r) => range = r,
+            None => break,
+        }
+    }
+    range.0
+}
+
 /// Replaces the byte range `(start, end)` of `text` (a value found by [`locate`]) with
 /// `value` (RON text); returns the new text and where the value starts in it.
 pub fn splice(text: &str, (start, end): (usize, usize), value: &str) -> (String, usize) {
@@ -555,6 +607,28 @@ mod tests {
     use super::*;
 
     const SRC: &str = "Pipeline(\n  uses: [\"a\"], // c\n  model: Mlp(hidden: [1, 2], act: Relu),\n  o: Some((x: 3)),\n)";
+
+    #[test]
+    fn a_path_is_found_where_it_is_written_with_or_without_the_splits_kept() {
+        let text = "Pipeline(stages: [\n (name: \"a\", config: (x: 1)),\n (name: \"b\", config: (y: 2)),\n])";
+        let mut splits = Splits::default();
+        for path in [
+            FieldPath::default()
+                .key("stages")
+                .index(1)
+                .key("config")
+                .key("y"),
+            FieldPath::default().key("stages").index(0).key("name"),
+            FieldPath::default().key("stages").index(1).key("missing"),
+            FieldPath::default().key("nothing"),
+        ] {
+            assert_eq!(
+                offset_of_path_in(text, &path, &mut splits),
+                offset_of_path(text, &path),
+                "{path}"
+            );
+        }
+    }
 
     #[test]
     fn locates_nested_fields_items_and_options() {

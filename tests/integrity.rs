@@ -170,7 +170,15 @@ fn targets_stay_inside_the_output_folders() {
         ("notes.md", "is outside the folders targets are written to"),
         (
             "reports/../pipelines/s.ron",
-            "must be a relative path inside the project",
+            "has a `..`: write the path without it",
+        ),
+        (
+            "reports/x/../bad.md",
+            "has a `..`: write the path without it",
+        ),
+        (
+            "/tmp/r.md",
+            "is absolute: targets are relative to the project root",
         ),
     ] {
         let p = Project::new();
@@ -546,4 +554,238 @@ fn every_syntax_error_of_every_file_is_reported_at_once_and_where_it_is() {
             .contains("pipelines/c.ron:2:22: not UTF-8: byte 32 (0xE9)"),
         "the column counts the characters before the byte: {r:?}"
     );
+}
+
+/// Changes one digit of `path` in place (a result that still parses, now wrong), keeping
+/// its size and mtime.
+fn bump_a_digit_keeping_mtime(path: &Path, after: &str) {
+    let meta = fs::metadata(path).unwrap();
+    let mtime = meta.modified().unwrap();
+    let mut perm = meta.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    fs::set_permissions(path, perm.clone()).unwrap();
+    let bytes = fs::read(path).unwrap();
+    let from = String::from_utf8_lossy(&bytes)
+        .find(after)
+        .expect("the field")
+        + after.len();
+    let at = (from..bytes.len())
+        .find(|&i| bytes[i].is_ascii_digit() && bytes[i] < b'9')
+        .unwrap();
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(at as u64)).unwrap();
+    f.write_all(&[bytes[at] + 1]).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    perm.set_readonly(true);
+    fs::set_permissions(path, perm).unwrap();
+}
+
+#[test]
+fn results_commands_never_show_a_tampered_object_as_a_result() {
+    // The real path: train and evaluate stages, their objects read by show, diff, outputs.
+    let p = Project::new();
+    util::learnable(&p.path().join("src-data"), 20, 10);
+    p.write(
+        "pipelines/s.ron",
+        r#"Pipeline(stages: [
+            (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+            (name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: 20)),
+            (name: "train", kind: "train", inputs: ["data"],
+             config: (model: Linear(), epochs: 2, batch_size: 16, optimizer: (lr: 0.01, momentum: 0.0), seed: 1),
+             vary: {"optimizer.lr": [0.05]}),
+            (name: "eval", kind: "evaluate", inputs: ["train", "data"]),
+        ])"#,
+    );
+    p.ok(&["build", "s:eval"]);
+    let before = p.ok(&["show", "--format", "json"]).stdout;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&before)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let outputs = p.ok(&["outputs", "s:eval"]).stdout;
+    let evaluation = outputs
+        .lines()
+        .find_map(|l| l.strip_prefix("evaluation.json\t"))
+        .expect("an evaluation.json");
+    bump_a_digit_keeping_mtime(Path::new(evaluation), "\"accuracy\":");
+    let show = p.pipe(&["show", "--format", "json"]);
+    assert_eq!(show.code, 1, "{show:?}");
+    assert!(
+        show.stderr
+            .contains("s:eval: left out: its cached `evaluation.json` is damaged"),
+        "{show:?}"
+    );
+    let rows: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        1,
+        "only the verified row: {show:?}"
+    );
+    let diff = p.pipe(&["diff", "s:eval", "s:eval[optimizer.lr=0.05]"]);
+    assert_eq!(diff.code, 1, "{diff:?}");
+    assert!(
+        diff.stdout.contains("not shown") && diff.stderr.contains("damaged"),
+        "{diff:?}"
+    );
+    let out = p.pipe(&["outputs", "s:eval"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("`evaluation.json` is corrupt") && out.stdout.is_empty(),
+        "{out:?}"
+    );
+    // Repaired and rebuilt, the results are whole again.
+    p.pipe(&["verify", "--repair"]);
+    p.ok(&["build", "s:eval"]);
+    assert_eq!(p.ok(&["show", "--format", "json"]).stdout, before);
+}
+
+#[test]
+fn a_line_pasted_200_times_gives_the_first_errors_and_a_count_of_the_rest() {
+    let p = Project::new();
+    let line = "(name: \"momentum\", vary: {\"optimizer.momentum\": [0.5]}),\n";
+    p.write(
+        "pipelines/s.ron",
+        &format!(
+            r#"Pipeline(stages: [
+                (name: "data", kind: "fake", config: (value: "cifar")),
+                (name: "base", kind: "fake", inputs: ["data"], config: (value: "model")),
+            ], studies: [(extends: "base", data: "data", target: "reports/{{name}}.md", each: [
+            {}])])"#,
+            line.repeat(200)
+        ),
+    );
+    let r = p.pipe(&["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let shown = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .count();
+    assert_eq!(shown, 50, "{}", r.stderr);
+    // 199 repeats of 3 made stages each: 597 errors, 547 of them counted.
+    assert!(r.stderr.contains("… and 547 more errors"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("pipelines/s.ron:6:"),
+        "the first error where it is: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn absurd_epochs_and_grids_are_refused_where_they_are_written_with_the_limit() {
+    let p = Project::new();
+    let train = |epochs: &str, grid: &str| {
+        format!(
+            r#"Pipeline(stages: [
+    (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+    (name: "data", kind: "normalize", inputs: ["cifar10"]),
+    (name: "train", kind: "train", inputs: ["data"],
+     config: (model: Linear(), epochs: {epochs}, batch_size: 16, optimizer: (lr: 0.01, momentum: 0.0)){grid}),
+])"#
+        )
+    };
+    p.write("pipelines/s.ron", &train("1000000000000", ""));
+    let r = p.pipe(&["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("pipelines/s.ron:5:")
+            && r.stderr
+                .contains("1000000000000 epochs is over the limit of 100000"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("PIPE_MAX_EPOCHS=<n> raises the limit"),
+        "{}",
+        r.stderr
+    );
+    // Raised, it loads.
+    let raised = p
+        .cmd(&["list"])
+        .env("PIPE_MAX_EPOCHS", "2000000000000")
+        .output()
+        .unwrap();
+    assert!(
+        raised.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raised.stderr)
+    );
+    // Three lists of 100 values: a million combinations, refused before one is made.
+    let values = format!(
+        "[{}]",
+        (1..=100)
+            .map(|i| format!("0.{i:03}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let grid = format!(
+        r#", grid: {{"optimizer.lr": {values}, "optimizer.momentum": {values}, "regularizer.kernel_l2": {values}}}"#
+    );
+    p.write("pipelines/s.ron", &train("5", &grid));
+    let r = p.pipe(&["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "`grid` makes 1000000 combinations (100 × 100 × 100), over the limit of 50000"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("pipelines/s.ron:5:"), "{}", r.stderr);
+}
+
+#[test]
+fn a_damaged_input_of_a_training_in_its_own_process_is_rebuilt_in_the_same_build() {
+    // The real path: normalize, then train in a `stage-job` child (PIPE_ISOLATE=all), as
+    // GPU and large trainings run; a variant added after the data's object was damaged.
+    let p = Project::new();
+    util::learnable(&p.path().join("src-data"), 20, 10);
+    let pipeline = |vary: &str| {
+        format!(
+            r#"Pipeline(stages: [
+            (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+            (name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: 20)),
+            (name: "train", kind: "train", inputs: ["data"],
+             config: (model: Linear(), epochs: 1, batch_size: 16, optimizer: (lr: 0.01, momentum: 0.0), seed: 1){vary}),
+        ])"#
+        )
+    };
+    p.write("pipelines/s.ron", &pipeline(""));
+    p.ok(&["build", "s:train"]);
+    let outputs = p.ok(&["outputs", "s:data"]).stdout;
+    let train_npy = outputs
+        .lines()
+        .find_map(|l| l.strip_prefix("train_x.npy\t"))
+        .expect("the training split");
+    flip_keeping_mtime(Path::new(train_npy));
+    p.write(
+        "pipelines/s.ron",
+        &pipeline(r#", vary: {"optimizer.lr": [0.05]}"#),
+    );
+    let r = p
+        .cmd(&["build", "s:train"])
+        .env("PIPE_ISOLATE", "all")
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&r.stdout),
+        String::from_utf8_lossy(&r.stderr),
+    );
+    assert!(r.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("built   s:data"),
+        "the data rebuilt in the same build: {out}"
+    );
+    assert!(out.contains("s:train[optimizer.lr=0.05]"), "{out}");
+    assert!(
+        format!("{out}{err}").contains("is rebuilt"),
+        "the damage said: {out}\n{err}"
+    );
+    assert_eq!(p.ok(&["verify"]).code, 0);
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::ron_path::{line_col, offset_of, offset_of_path, FieldPath};
+use crate::ron_path::{line_col, offset_of, offset_of_path, offset_of_path_in, FieldPath};
 use crate::stage::ConfigError;
 
 use super::{Def, Loader, Span, Spec};
@@ -37,13 +37,24 @@ impl fmt::Display for SpecError {
 #[derive(Debug)]
 pub struct SpecErrors(pub Vec<SpecError>);
 
+/// Errors printed at most: past these the same mistake repeated (a pasted line) only
+/// buries the first ones; the rest are counted.
+pub const SHOWN: usize = 50;
+
 impl fmt::Display for SpecErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, e) in self.0.iter().take(SHOWN).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "error: {e}")?;
+        }
+        if self.0.len() > SHOWN {
+            write!(
+                f,
+                "\n… and {} more errors (the first {SHOWN} are above; fixing them may fix the rest)",
+                self.0.len() - SHOWN
+            )?;
         }
         Ok(())
     }
@@ -106,8 +117,18 @@ impl Loader<'_> {
         message: String,
         hint: Option<String>,
     ) {
-        let offset = offset_of_path(&self.files[file].text, path);
+        let offset = self.offset_of(file, path);
         self.error_at_offset(file, offset, path.to_string(), message, hint);
+    }
+
+    /// Where `path` is written in `file`, each value of the file split once.
+    pub(super) fn offset_of(&self, file: usize, path: &FieldPath) -> usize {
+        let mut splits = self.splits.borrow_mut();
+        offset_of_path_in(
+            &self.files[file].text,
+            path,
+            splits.entry(file).or_default(),
+        )
     }
 
     pub(super) fn error_at_offset(

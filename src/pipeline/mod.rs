@@ -87,6 +87,8 @@ struct Loader<'k> {
     errors: Vec<SpecError>,
     /// `uses` as written, per file, until `resolve_uses` turns them into file indices.
     pending_uses: Vec<Vec<String>>,
+    /// Per file, the values split so far to place errors: linear in the number of errors.
+    splits: std::cell::RefCell<std::collections::HashMap<usize, crate::ron_path::Splits>>,
 }
 
 /// Loads every `*.ron` under `root/pipelines`.
@@ -104,6 +106,7 @@ pub fn load_files(
         files: Vec::new(),
         errors: Vec::new(),
         pending_uses: Vec::new(),
+        splits: Default::default(),
     };
     for (rel_in, text) in files {
         let ns = rel_in

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use petgraph::graph::DiGraph;
 
-use crate::ron_path::{did_you_mean, line_col, offset_of_path, FieldPath};
+use crate::ron_path::{did_you_mean, line_col, FieldPath};
 
 use super::error::Place;
 use super::files::{normalize, Draft};
@@ -191,8 +191,7 @@ impl Loader<'_> {
     }
 
     pub(super) fn locate_line(&self, file: usize, path: &FieldPath) -> (usize, usize) {
-        let text = &self.files[file].text;
-        line_col(text, offset_of_path(text, path))
+        line_col(&self.files[file].text, self.offset_of(file, path))
     }
 
     /// Topological order of the drafts (dependencies first), or a cycle error.
@@ -270,14 +269,20 @@ impl Loader<'_> {
             let Some(t) = &d.target else { continue };
             let path = d.place.field("target");
             let p = Path::new(t);
-            if p.is_absolute()
-                || p.components().any(|c| matches!(c, Component::ParentDir))
-                || t.is_empty()
-            {
+            let why = if t.is_empty() {
+                Some("is empty: name a file")
+            } else if p.is_absolute() {
+                Some("is absolute: targets are relative to the project root")
+            } else if p.components().any(|c| matches!(c, Component::ParentDir)) {
+                Some("has a `..`: write the path without it (targets never climb out of a folder)")
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 self.error_at(
                     d.file,
                     &path,
-                    format!("target `{t}` must be a relative path inside the project"),
+                    format!("target `{t}` {why}"),
                     Some("e.g. `reports/momentum.md`".into()),
                 );
                 continue;

@@ -158,6 +158,16 @@ impl TrainConfig {
                 FieldError::new("epochs", "at least one epoch").hint("the seed study uses 500")
             );
         }
+        let most = max_epochs();
+        if self.epochs as u64 > most {
+            return Err(FieldError::new(
+                "epochs",
+                format!("{} epochs is over the limit of {most}", self.epochs),
+            )
+            .hint(format!(
+                "the seed study uses 500; {MAX_EPOCHS_VAR}=<n> raises the limit"
+            )));
+        }
         if self.batch_size == 0 {
             return Err(
                 FieldError::new("batch_size", "batch size must be at least 1")
@@ -196,7 +206,11 @@ impl TrainConfig {
         }
         match &self.schedule {
             Schedule::Step { every: 0, .. } => {
-                return Err(FieldError::new("schedule.every", "a step every 0 epochs"))
+                return Err(FieldError::new(
+                    "schedule.every",
+                    "a step schedule's `every` must be at least 1 epoch, got 0",
+                )
+                .hint("e.g. `Step(every: 30, gamma: 0.1)`"))
             }
             Schedule::Step { gamma, .. } if *gamma <= 0.0 => {
                 return Err(FieldError::new("schedule.gamma", "gamma must be > 0")
@@ -262,6 +276,18 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// The epochs a config may ask for: `PIPE_MAX_EPOCHS`, or 100,000 (200 times the seed
+/// study's 500: more is a typo that would start a run of years).
+pub const MAX_EPOCHS_VAR: &str = "PIPE_MAX_EPOCHS";
+
+fn max_epochs() -> u64 {
+    std::env::var(MAX_EPOCHS_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(100_000)
 }
 
 /// The training memory a config may ask for, in GB: `PIPE_MEMORY_LIMIT_GB`, or 64.
