@@ -46,24 +46,30 @@ fn object_of(p: &Project, stage: &str) -> PathBuf {
         .join(format!("cache/objects/{}/{hash}", &hash[..2]))
 }
 
-/// Flips the first byte of `path` in place and puts its mtime back: what a disk error or a
-/// careless tool does, and what the hash memo (size, mtime, inode) cannot see.
-fn flip_keeping_mtime(path: &Path) {
+/// Writes `byte` at `at` of `path` in place and puts its mtime back (and its read-only
+/// mode): what a disk error or a careless tool does, and what the hash memo (size, mtime,
+/// inode) cannot see.
+fn overwrite_keeping_mtime(path: &Path, at: usize, byte: u8) {
     let meta = fs::metadata(path).unwrap();
     let mtime = meta.modified().unwrap();
     let mut perm = meta.permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perm.set_readonly(false);
     fs::set_permissions(path, perm.clone()).unwrap();
-    let first = fs::read(path).unwrap()[0];
     let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.seek(SeekFrom::Start(0)).unwrap();
-    f.write_all(&[first ^ 0x20]).unwrap();
+    f.seek(SeekFrom::Start(at as u64)).unwrap();
+    f.write_all(&[byte]).unwrap();
     f.set_modified(mtime).unwrap();
     drop(f);
     perm.set_readonly(true);
     fs::set_permissions(path, perm).unwrap();
     assert_eq!(fs::metadata(path).unwrap().modified().unwrap(), mtime);
+}
+
+/// Flips a bit of the first byte of `path`, size and mtime kept.
+fn flip_keeping_mtime(path: &Path) {
+    let first = fs::read(path).unwrap()[0];
+    overwrite_keeping_mtime(path, 0, first ^ 0x20);
 }
 
 #[test]
@@ -559,12 +565,6 @@ fn every_syntax_error_of_every_file_is_reported_at_once_and_where_it_is() {
 /// Changes one digit of `path` in place (a result that still parses, now wrong), keeping
 /// its size and mtime.
 fn bump_a_digit_keeping_mtime(path: &Path, after: &str) {
-    let meta = fs::metadata(path).unwrap();
-    let mtime = meta.modified().unwrap();
-    let mut perm = meta.permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    fs::set_permissions(path, perm.clone()).unwrap();
     let bytes = fs::read(path).unwrap();
     let from = String::from_utf8_lossy(&bytes)
         .find(after)
@@ -573,13 +573,7 @@ fn bump_a_digit_keeping_mtime(path: &Path, after: &str) {
     let at = (from..bytes.len())
         .find(|&i| bytes[i].is_ascii_digit() && bytes[i] < b'9')
         .unwrap();
-    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.seek(SeekFrom::Start(at as u64)).unwrap();
-    f.write_all(&[bytes[at] + 1]).unwrap();
-    f.set_modified(mtime).unwrap();
-    drop(f);
-    perm.set_readonly(true);
-    fs::set_permissions(path, perm).unwrap();
+    overwrite_keeping_mtime(path, at, bytes[at] + 1);
 }
 
 #[test]

@@ -135,14 +135,10 @@ fn the_same_config_and_seed_give_identical_weights_and_metrics_in_two_processes(
     assert!(b1 == b2, "best weights are bit-identical");
 }
 
-#[test]
-fn a_killed_run_resumes_and_ends_bitwise_identical_to_an_uninterrupted_one() {
-    let stages = MLP.replace("EPOCHS", "40");
-    let whole = project(200, 50, &stages);
-    whole.ok(&["build", "t:mlp"]);
-    let reference = output(&whole, "t:mlp");
-
-    let p = project(200, 50, &stages);
+/// A project whose `t:mlp` training was killed (SIGKILL) once it had checkpointed at least
+/// 3 epochs, and the epochs it had done.
+fn killed_after_a_checkpoint(stages: &str) -> (Project, u64) {
+    let p = project(200, 50, stages);
     p.ok(&["build", "t:data"]);
     let mut child = p
         .cmd(&["build", "t:mlp"])
@@ -159,6 +155,17 @@ fn a_killed_run_resumes_and_ends_bitwise_identical_to_an_uninterrupted_one() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+    (p, done)
+}
+
+#[test]
+fn a_killed_run_resumes_and_ends_bitwise_identical_to_an_uninterrupted_one() {
+    let stages = MLP.replace("EPOCHS", "40");
+    let whole = project(200, 50, &stages);
+    whole.ok(&["build", "t:mlp"]);
+    let reference = output(&whole, "t:mlp");
+
+    let (p, done) = killed_after_a_checkpoint(&stages);
     assert!(done < 40, "killed before the end (after epoch {done})");
     let r = p.ok(&["build", "t:mlp"]);
     assert!(r.stdout.contains("resumed after epoch"), "{r:?}");
@@ -615,23 +622,7 @@ fn a_damaged_checkpoint_is_named_by_verify_and_discarded_not_resumed() {
     whole.ok(&["build", "t:mlp"]);
     let reference = output(&whole, "t:mlp");
 
-    let p = project(200, 50, &stages);
-    p.ok(&["build", "t:data"]);
-    let mut child = p
-        .cmd(&["build", "t:mlp"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    util::wait_for_progress(
-        &p.path().join("cache/scratch"),
-        "state.json",
-        |s| serde_json::from_str::<serde_json::Value>(s).ok()?["epochs_done"].as_u64(),
-        3,
-        120,
-        "training never checkpointed",
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let (p, _) = killed_after_a_checkpoint(&stages);
     // One byte of the checkpointed weights flipped in place, size and mtime kept.
     let model = walkdir::WalkDir::new(p.path().join("cache/scratch"))
         .into_iter()
