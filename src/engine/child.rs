@@ -152,18 +152,10 @@ impl Executor for ChildProcess {
                 io: true,
                 ..fail(said)
             }),
-            EXIT_CORRUPT_INPUT => {
-                // The job dropped the damaged input's object and entry on disk; this
-                // process's index still holds the entry: checked here too, it goes, and the
-                // next round rebuilds the input.
-                for (_, entry) in job.inputs {
-                    let _ = env.cache.verify(entry);
-                }
-                Err(Failure {
-                    corrupt_input: true,
-                    ..fail(said)
-                })
-            }
+            EXIT_CORRUPT_INPUT => Err(Failure {
+                corrupt_input: true,
+                ..fail(said)
+            }),
             _ => Err(fail(said)),
         }
     }

@@ -354,6 +354,14 @@ fn round(
                 }
             }
             Err(f) if f.corrupt_input && !last => {
+                // Whoever found the damage (this process, a child, a Slurm job) dropped it on
+                // disk; checked here too, the inputs' entries leave this process's index, so
+                // the next round rebuilds them.
+                for i in &plan.nodes[msg.node].inputs {
+                    if let Some(b) = st.done.get(i) {
+                        let _ = st.cache.verify(b);
+                    }
+                }
                 // Left without an outcome, with its twins: the next round runs them.
                 ui.note(&format!("{}: {}", plan.nodes[msg.node].id, f.message));
                 corrupt = true;

@@ -330,11 +330,8 @@ impl Executor for &'static Slurm {
                     };
                 }
                 End::Exit(code) if code == i32::from(crate::engine::child::EXIT_CORRUPT_INPUT) => {
-                    // As a local child: the job dropped a damaged input; this process drops
-                    // it from its index too, and the next round rebuilds it.
-                    for (_, entry) in job.inputs {
-                        let _ = env.cache.verify(entry);
-                    }
+                    // As a local child: the job dropped a damaged input; the scheduler's
+                    // next round rebuilds it.
                     return Err(Failure {
                         corrupt_input: true,
                         ..fail(
