@@ -16,6 +16,7 @@ pub mod plan;
 pub mod report;
 pub mod rng;
 pub mod ron_path;
+pub mod ron_words;
 pub mod sealed;
 pub mod stage;
 pub mod stages;

@@ -12,6 +12,9 @@ use std::fmt;
 
 use ron::extensions::Extensions;
 use ron::value::RawValue;
+
+use crate::ron_words;
+pub use crate::ron_words::did_you_mean;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A config that failed to parse: position relative to the parsed text (1-based).
@@ -468,13 +471,13 @@ pub fn offset_of(text: &str, line: usize, col: usize) -> usize {
 /// Parses typed RON, keeping the position and field path of the first error.
 pub fn parse_typed<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ConfigError> {
     let mut de = ron::Deserializer::from_str_with_options(text, &options())
-        .map_err(|e| from_spanned(&e, String::new()))?;
+        .map_err(|e| from_spanned(text, &e, String::new()))?;
     let mut track = serde_path_to_error::Track::new();
     let result = T::deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
     match result {
         Ok(v) => match de.end() {
             Ok(()) => Ok(v),
-            Err(e) => Err(from_spanned(&de.span_error(e), String::new())),
+            Err(e) => Err(from_spanned(text, &de.span_error(e), String::new())),
         },
         Err(e) => {
             // serde_path_to_error writes `?` for a position it cannot name: drop those.
@@ -484,121 +487,40 @@ pub fn parse_typed<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, ConfigErr
                 .filter(|s| *s != "?" && !s.is_empty())
                 .collect::<Vec<_>>()
                 .join(".");
-            Err(from_spanned(&de.span_error(e), path))
+            Err(from_spanned(text, &de.span_error(e), path))
         }
     }
 }
 
-fn from_spanned(e: &ron::error::SpannedError, path: String) -> ConfigError {
-    let (message, hint) = describe(&e.code);
+fn from_spanned(text: &str, e: &ron::error::SpannedError, path: String) -> ConfigError {
+    let at = offset_of(text, e.span.start.line, e.span.start.col);
+    if let Some(n) = ron_words::number(text, at, &e.code) {
+        let (line, col) = line_col(text, n.start);
+        let path = match n.field {
+            Some(f) if !path.ends_with(&f) => {
+                if path.is_empty() {
+                    f
+                } else {
+                    format!("{path}.{f}")
+                }
+            }
+            _ => path,
+        };
+        return ConfigError {
+            line,
+            col,
+            path,
+            message: n.message,
+            hint: Some(n.hint),
+        };
+    }
+    let (message, hint) = ron_words::describe(&e.code);
     ConfigError {
         line: e.span.start.line,
         col: e.span.start.col,
         path,
         message,
         hint,
-    }
-}
-
-/// Rewords ron's errors where a hint helps: the closest field name, the allowed variants.
-fn describe(code: &ron::Error) -> (String, Option<String>) {
-    match code {
-        ron::Error::NoSuchStructField {
-            expected,
-            found,
-            outer,
-        } => {
-            let within = outer
-                .as_ref()
-                .map(|o| format!(" in `{o}`"))
-                .unwrap_or_default();
-            (
-                format!("unknown field `{found}`{within}"),
-                Some(did_you_mean(found, expected.iter().copied())),
-            )
-        }
-        ron::Error::NoSuchEnumVariant {
-            expected,
-            found,
-            outer,
-        } => {
-            let within = outer
-                .as_ref()
-                .map(|o| format!(" of `{o}`"))
-                .unwrap_or_default();
-            (
-                format!("unknown variant `{found}`{within}"),
-                Some(did_you_mean(found, expected.iter().copied())),
-            )
-        }
-        ron::Error::MissingStructField { field, outer } => {
-            let within = outer
-                .as_ref()
-                .map(|o| format!(" in `{o}`"))
-                .unwrap_or_default();
-            (
-                format!("missing field `{field}`{within}"),
-                Some(format!("add `{field}: …`")),
-            )
-        }
-        ron::Error::ExpectedFloat => (
-            "expected a number".into(),
-            Some("write a number such as `0.9`".into()),
-        ),
-        ron::Error::ExpectedInteger => (
-            "expected a whole number".into(),
-            Some("write a whole number such as `32`".into()),
-        ),
-        ron::Error::ExpectedBoolean => ("expected `true` or `false`".into(), None),
-        ron::Error::ExpectedString | ron::Error::ExpectedStringEnd => (
-            "expected text".into(),
-            Some("write text in double quotes: `\"relu\"`".into()),
-        ),
-        ron::Error::ExpectedArray => (
-            "expected a list".into(),
-            Some("write a list in brackets: `[0.1, 0.9]`".into()),
-        ),
-        ron::Error::ExpectedMap => (
-            "expected a map".into(),
-            Some("write a map in braces: `{\"optimizer.lr\": [0.1]}`".into()),
-        ),
-        ron::Error::ExpectedStructLike | ron::Error::ExpectedNamedStructLike(_) => (
-            "expected a structure".into(),
-            Some("write fields in parentheses: `(lr: 0.01, momentum: 0.9)`".into()),
-        ),
-        ron::Error::ExpectedComma => (
-            "expected a comma".into(),
-            Some("separate fields and list items with `,`".into()),
-        ),
-        // ron's own text advises raising its limit and using serde_stacker: advice to the
-        // programmer, not to whoever wrote the pipeline.
-        ron::Error::ExceededRecursionLimit => (
-            "values nested too deep (more than 128 levels of brackets)".into(),
-            Some("a bracket opened here is probably never closed".into()),
-        ),
-        other => (other.to_string(), None),
-    }
-}
-
-/// "did you mean `x`?" when a name is close, else the full list of valid names.
-pub fn did_you_mean<'a>(found: &str, valid: impl IntoIterator<Item = &'a str>) -> String {
-    let valid: Vec<&str> = valid.into_iter().collect();
-    let best = valid
-        .iter()
-        .map(|v| (strsim::jaro_winkler(found, v), *v))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    match best {
-        Some((_, v)) => format!("did you mean `{v}`?"),
-        None if valid.is_empty() => "nothing is defined here".to_string(),
-        None => format!(
-            "expected one of {}",
-            valid
-                .iter()
-                .map(|v| format!("`{v}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
     }
 }
 

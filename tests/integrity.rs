@@ -735,6 +735,64 @@ fn absurd_epochs_and_grids_are_refused_where_they_are_written_with_the_limit() {
 }
 
 #[test]
+fn a_fraction_or_exponent_in_a_whole_number_field_names_the_field_and_the_value() {
+    let p = Project::new();
+    let cases = [
+        (
+            "seed: 1",
+            "seed: 1.5",
+            "stages[2].config.seed: `seed` must be a whole number, not `1.5`",
+            "round it: `1` or `2`",
+        ),
+        (
+            "epochs: 5",
+            "epochs: 1e12",
+            "stages[2].config.epochs: `epochs` must be a whole number, not `1e12`",
+            "`1000000000000`",
+        ),
+        (
+            "epochs: 5",
+            "epochs: -3",
+            "stages[2].config.epochs: `epochs` cannot be negative (`-3`)",
+            "0 or more",
+        ),
+        (
+            "epochs: 5",
+            "epochs: 5, epochs: 6",
+            "`epochs` is written twice in `TrainConfig`",
+            "keep one",
+        ),
+    ];
+    for (from, to, message, hint) in cases {
+        let text = r#"Pipeline(stages: [
+    (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+    (name: "data", kind: "normalize", inputs: ["cifar10"]),
+    (name: "train", kind: "train", inputs: ["data"],
+     config: (model: Linear(), epochs: 5, batch_size: 16, optimizer: (lr: 0.01, momentum: 0.0), seed: 1)),
+])"#
+        .replace(from, to);
+        p.write("pipelines/s.ron", &text);
+        let r = p.pipe(&["list"]);
+        assert_eq!(r.code, 2, "{to}: {r:?}");
+        // The position is the written value's: line 5, where `to` starts.
+        let col = text.lines().nth(4).unwrap().find(to).unwrap() + 1 + to.find(':').unwrap() + 2;
+        let at = format!("pipelines/s.ron:5:{col}: ");
+        // A value's error is at the value; the repeated field's at the stage's config.
+        let whole = if message.starts_with("stages[") {
+            format!("{at}{message}")
+        } else {
+            message.to_string()
+        };
+        assert!(
+            r.stderr.contains(&whole),
+            "{to}: want {whole}\n{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains(hint), "{to}: {}", r.stderr);
+    }
+}
+
+#[test]
 fn a_damaged_input_of_a_training_in_its_own_process_is_rebuilt_in_the_same_build() {
     // The real path: normalize, then train in a `stage-job` child (PIPE_ISOLATE=all), as
     // GPU and large trainings run; a variant added after the data's object was damaged.
