@@ -139,9 +139,10 @@ pub fn number(text: &str, at: usize, code: &ron::Error) -> Option<Number> {
         {
             Kind::Fraction
         }
-        ron::Error::InvalidIntegerDigit { digit, .. } if matches!(digit, 'e' | 'E' | '.') => {
-            Kind::Fraction
-        }
+        ron::Error::InvalidIntegerDigit {
+            digit: 'e' | 'E' | '.',
+            ..
+        } => Kind::Fraction,
         ron::Error::IntegerOutOfBounds => Kind::Range,
         _ => return None,
     };
@@ -224,8 +225,6 @@ fn field_before(before: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     fn reword(text: &str) -> (String, String, Option<String>) {
         #[derive(serde::Deserialize, Debug)]
         #[allow(dead_code)]
