@@ -86,17 +86,34 @@ struct State<'a> {
 }
 
 impl State<'_> {
-    fn complete(&mut self, n: usize, entry: Built, outcome: Outcome, log: &str) {
+    /// Records `n` as done with `entry` and writes its target. `Err` when an object of the
+    /// entry was found damaged while writing the target: the entry is dropped and `n` is
+    /// left without an outcome, for the caller to run it again or fail it.
+    fn complete(
+        &mut self,
+        n: usize,
+        entry: Built,
+        outcome: Outcome,
+        log: &str,
+    ) -> Result<(), String> {
         let node = &self.plan.nodes[n];
         let def = self.plan.def(n);
         let mut outcome = outcome;
-        self.cache.set_last(&node.id, &def.id, &entry);
         if let Some(t) = &def.target {
-            if let Err(e) = super::targets::materialize(self.cache, &entry, self.root, t) {
-                self.io_failures += 1;
-                return self.fail(n, format!("cannot write target `{t}`: {e}"), log);
+            match super::targets::materialize(self.cache, &entry, self.root, t) {
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    let _ = self.cache.verify(&entry);
+                    return Err(format!("target `{t}`: {e}"));
+                }
+                Err(e) => {
+                    self.io_failures += 1;
+                    self.fail(n, format!("cannot write target `{t}`: {e}"), log);
+                    return Ok(());
+                }
+                Ok(_) => {}
             }
         }
+        self.cache.set_last(&node.id, &def.id, &entry);
         if let Outcome::Built { .. } = outcome {
         } else {
             outcome = Outcome::Fresh;
@@ -110,6 +127,16 @@ impl State<'_> {
             if *r == 0 {
                 self.ready.push_back(d);
             }
+        }
+        Ok(())
+    }
+
+    /// [`complete`](Self::complete) for a stage that has just run: a damaged object now is
+    /// the disk's fault, not a stale cache's, and fails the stage.
+    fn finish_run(&mut self, n: usize, entry: Built, outcome: Outcome, log: &str) {
+        if let Err(why) = self.complete(n, entry, outcome, log) {
+            self.io_failures += 1;
+            self.fail(n, why, log);
         }
     }
 
@@ -229,10 +256,11 @@ fn round(
             let forced = opts.force.contains(&n);
             if !forced {
                 match cache.lookup(&plan.nodes[n].id, &key) {
-                    Lookup::Hit(e) => {
-                        st.complete(n, *e, Outcome::Fresh, "");
-                        continue;
-                    }
+                    Lookup::Hit(e) => match st.complete(n, *e, Outcome::Fresh, "") {
+                        Ok(()) => continue,
+                        // Dropped: run again below, like any damaged output.
+                        Err(why) => ui.note(&format!("{}: {why}; rebuilding", plan.nodes[n].id)),
+                    },
                     Lookup::Corrupt(why) => {
                         ui.note(&format!("{}: {why}; rebuilding", plan.nodes[n].id))
                     }
@@ -343,14 +371,14 @@ fn round(
                 } else {
                     Outcome::Fresh
                 };
-                st.complete(
+                st.finish_run(
                     msg.node,
                     entry.clone(),
                     outcome,
                     if ran { &log } else { "" },
                 );
                 for t in twins {
-                    st.complete(t, entry.clone(), Outcome::Fresh, "");
+                    st.finish_run(t, entry.clone(), Outcome::Fresh, "");
                 }
             }
             Err(f) if f.corrupt_input && !last => {

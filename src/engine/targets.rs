@@ -83,7 +83,8 @@ fn remove_with_empty_parents(root: &Path, rel: &str, stop: &Path) -> io::Result<
 
 /// Copies an entry's outputs next to `target` (a path under `root`), laid out relative to
 /// the target's folder (files already identical are left alone), then removes the files the
-/// previous materialization of `target` wrote that this one does not.
+/// previous materialization of `target` wrote that this one does not. A damaged object is
+/// an error of kind `InvalidData`: the build drops it and rebuilds its stage.
 pub fn materialize(
     cache: &Cache,
     entry: &Built,
@@ -102,11 +103,10 @@ pub fn materialize(
             let bytes = fs::read(cache.object_path(&out.hash))?;
             // Read in full anyway: a damaged object is never copied into the project.
             if blake3::hash(&bytes).to_hex().as_str() != out.hash {
-                return Err(io::Error::other(format!(
-                    "the cached object for `{}` is corrupt; `pipe verify --repair` drops it \
-                     and the next build rebuilds it",
-                    out.path
-                )));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the cached object for `{}` is corrupt", out.path),
+                ));
             }
             write_atomic(&to, &bytes)?;
             cache.memo.record(&to, &out.hash)?;
