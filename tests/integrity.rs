@@ -163,12 +163,21 @@ fn a_damaged_target_object_is_never_copied_and_is_rebuilt_in_the_same_build() {
     let r = p.pipe(&["build"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout.contains("target `reports/r.md`: the cached object for `r.md` is corrupt; rebuilding"),
+        r.stdout
+            .contains("target `reports/r.md`: the cached object for `r.md` is corrupt; rebuilding"),
         "the damage said: {r:?}"
     );
     assert_eq!(p.ran(), vec!["s:report".to_string()], "only the report ran");
-    assert_eq!(p.read("reports/r.md"), written, "the target is the intact one");
-    assert_eq!(fs::read(&obj).unwrap(), good, "the object stored again, intact");
+    assert_eq!(
+        p.read("reports/r.md"),
+        written,
+        "the target is the intact one"
+    );
+    assert_eq!(
+        fs::read(&obj).unwrap(),
+        good,
+        "the object stored again, intact"
+    );
     let v = p.pipe(&["verify"]);
     assert!(v.stdout.contains("0 damaged"), "{v:?}");
 }
@@ -846,4 +855,54 @@ fn a_damaged_input_of_a_training_in_its_own_process_is_rebuilt_in_the_same_build
         "the damage said: {out}\n{err}"
     );
     assert_eq!(p.ok(&["verify"]).code, 0);
+}
+
+#[test]
+fn a_damaged_model_under_a_forced_evaluation_is_retrained_and_each_evaluation_runs_once() {
+    // Real train and evaluate stages, each in a `stage-job` child: the first round's
+    // evaluation of the other variant is a cache hit in the second, not run again.
+    let p = Project::new();
+    util::learnable(&p.path().join("src-data"), 20, 10);
+    p.write(
+        "pipelines/s.ron",
+        r#"Pipeline(stages: [
+            (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+            (name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: 20)),
+            (name: "train", kind: "train", inputs: ["data"],
+             config: (model: Linear(), epochs: 1, batch_size: 16, optimizer: (lr: 0.01, momentum: 0.0), seed: 1),
+             vary: {"optimizer.lr": [0.05]}),
+            (name: "eval", kind: "evaluate", inputs: ["train", "data"]),
+        ])"#,
+    );
+    p.ok(&["build", "s:eval"]);
+    p.ran();
+    let weights = fs::read(p.outputs("s:train").join("best.bin")).unwrap();
+    for keep_going in [false, true] {
+        let outputs = p.ok(&["outputs", "s:train"]).stdout;
+        let best = outputs
+            .lines()
+            .find_map(|l| l.strip_prefix("best.bin\t"))
+            .expect("the best weights");
+        flip_keeping_mtime(Path::new(best));
+        let mut args = vec!["build", "s:eval", "--force", "s:eval"];
+        if keep_going {
+            args.push("-k");
+        }
+        let r = p.cmd(&args).env("PIPE_ISOLATE", "all").output().unwrap();
+        let out = String::from_utf8_lossy(&r.stdout);
+        assert!(r.status.success(), "{args:?}: {out}");
+        assert_eq!(
+            p.ran(),
+            ["s:eval", "s:eval[optimizer.lr=0.05]", "s:train"],
+            "{args:?}: the damaged weights retrained, each evaluation once: {out}"
+        );
+        assert!(out.contains("`best.bin` is corrupt"), "{out}");
+        assert!(out.contains("3 built"), "{out}");
+    }
+    // Retrained from the same seed: the same weights as before the damage.
+    assert_eq!(
+        fs::read(p.outputs("s:train").join("best.bin")).unwrap(),
+        weights
+    );
+    assert!(p.ok(&["verify"]).stdout.contains("0 damaged"));
 }

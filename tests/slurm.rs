@@ -144,6 +144,53 @@ fn a_study_built_through_slurm_trains_the_same_weights_as_a_local_build() {
 }
 
 #[test]
+fn a_job_that_finds_its_input_damaged_has_it_rebuilt_through_slurm_in_the_same_build() {
+    if !slurm() {
+        return;
+    }
+    let p = Project::new();
+    learnable(&p.path().join("src-data"), 30, 20);
+    p.write("pipelines/s.ron", TRAIN_STUDY);
+    p.write("slurm.ron", "Slurm(poll_ms: 200)");
+    p.ok(&["--device", "cpu", "build", "s:eval"]);
+    p.take_runs();
+    let weights = std::fs::read(p.outputs("s:mlp").join("best.bin")).unwrap();
+    let outputs = p.ok(&["outputs", "s:mlp"]).stdout;
+    let best = outputs
+        .lines()
+        .find_map(|l| l.strip_prefix("best.bin\t"))
+        .expect("the best weights");
+    // One byte changed in place, size and mtime kept: only a read past the memo sees it.
+    let meta = std::fs::metadata(best).unwrap();
+    let mut perm = meta.permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(best, perm).unwrap();
+    let mut bytes = std::fs::read(best).unwrap();
+    bytes[0] ^= 0x20;
+    let f = std::fs::OpenOptions::new().write(true).open(best).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &bytes[..1], 0).unwrap();
+    f.set_modified(meta.modified().unwrap()).unwrap();
+    drop(f);
+
+    let r = p.ok(&["--device", "cpu", "build", "s:eval", "--force", "s:eval"]);
+    assert!(r.stdout.contains("`best.bin` is corrupt"), "{r:?}");
+    let mut runs: Vec<String> = slurm_runs(&p).into_iter().map(|(s, _)| s).collect();
+    runs.sort();
+    assert_eq!(
+        runs,
+        ["s:eval", "s:eval[optimizer.lr=0.05]", "s:mlp"],
+        "the training retrained as a Slurm job, each evaluation run once: {r:?}"
+    );
+    assert_eq!(
+        std::fs::read(p.outputs("s:mlp").join("best.bin")).unwrap(),
+        weights,
+        "retrained from the same seed"
+    );
+    assert!(p.ok(&["verify"]).stdout.contains("0 damaged"));
+}
+
+#[test]
 fn a_failed_job_fails_its_stage_alone_with_the_tail_of_its_log() {
     if !slurm() {
         return;
@@ -166,7 +213,6 @@ fn a_failed_job_fails_its_stage_alone_with_the_tail_of_its_log() {
     );
 }
 
-/// The job file of the only job submitted for `p`, once there is one.
 /// A build in the background, its output captured.
 fn spawn(p: &Project, args: &[&str]) -> std::process::Child {
     p.cmd(args)
@@ -176,6 +222,7 @@ fn spawn(p: &Project, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
+/// The job file of the only job submitted for `p`, once there is one.
 fn wait_for_job(p: &Project) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

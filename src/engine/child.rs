@@ -126,14 +126,7 @@ impl Executor for ChildProcess {
             )));
         }
         let code = status.code().unwrap_or(1) as u8;
-        let said = stderr
-            .lines()
-            .rev()
-            .find_map(|l| {
-                l.strip_prefix(&format!("failed {id}: "))
-                    .or_else(|| l.strip_prefix("error: "))
-            })
-            .map(str::to_string)
+        let said = last_said(&stderr, id)
             .unwrap_or_else(|| format!("its process exited with {code}{last_words}"));
         match code {
             0 => match env.cache.lookup(id, &key) {
@@ -159,6 +152,19 @@ impl Executor for ChildProcess {
             _ => Err(fail(said)),
         }
     }
+}
+
+/// Why a `stage-job` for stage `id` said it failed, from what it wrote on stderr (a local
+/// child's, or a Slurm job's log).
+pub fn last_said(stderr: &str, id: &str) -> Option<String> {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix(&format!("failed {id}: "))
+                .or_else(|| l.strip_prefix("error: "))
+        })
+        .map(str::to_string)
 }
 
 /// The devices handed to the child, in the numbering this process sees: this process's

@@ -21,6 +21,7 @@ use super::ui::Ui;
 use crate::plan::Plan;
 use crate::stage::Resources;
 
+#[derive(Clone)]
 pub struct BuildOptions {
     pub jobs: usize,
     /// GPU devices of this machine, numbered `0..gpus`.
@@ -169,14 +170,28 @@ pub fn build(
     ui: &dyn Ui,
     exec: &dyn Executor,
 ) -> Summary {
-    match round(plan, cache, root, wanted, opts, ui, exec, false) {
-        Some(summary) => summary,
-        None => round(plan, cache, root, wanted, opts, ui, exec, true)
-            .expect("the last round always ends in a summary"),
+    let first = match round(plan, cache, root, wanted, opts, ui, exec, None) {
+        Ok(summary) => return summary,
+        Err(built) => built,
+    };
+    // What ran in the first round is a cache hit now: a forced stage is not run twice.
+    let mut again = opts.clone();
+    again.force.retain(|n| !first.contains_key(n));
+    let mut summary = round(plan, cache, root, wanted, &again, ui, exec, Some(&first))
+        .unwrap_or_else(|_| unreachable!("the last round always ends in a summary"));
+    for (n, o) in &mut summary.results {
+        if matches!(o, Outcome::Fresh) {
+            if let Some(built) = first.get(n) {
+                *o = built.clone();
+            }
+        }
     }
+    summary
 }
 
-/// One pass over the build; `None` when a stage found a corrupt input and `last` is false.
+/// One pass over the build. The first (`earlier` is `None`) ends in `Err` with the stages
+/// it ran when a stage found a corrupt input; the second, handed those, always ends in a
+/// summary.
 #[allow(clippy::too_many_arguments)]
 fn round(
     plan: &Plan,
@@ -186,8 +201,9 @@ fn round(
     opts: &BuildOptions,
     ui: &dyn Ui,
     exec: &dyn Executor,
-    last: bool,
-) -> Option<Summary> {
+    earlier: Option<&HashMap<usize, Outcome>>,
+) -> Result<Summary, HashMap<usize, Outcome>> {
+    let last = earlier.is_some();
     let mut corrupt = false;
     let env = Env { plan, cache, root };
     cache.clean_tmp();
@@ -408,7 +424,11 @@ fn round(
     });
 
     if corrupt {
-        return None;
+        return Err(st
+            .outcome
+            .into_iter()
+            .filter(|(_, o)| matches!(o, Outcome::Built { .. }))
+            .collect());
     }
     let results = order
         .iter()
@@ -421,7 +441,7 @@ fn round(
             (n, o)
         })
         .collect();
-    Some(Summary {
+    Ok(Summary {
         results,
         io_failures: st.io_failures,
     })

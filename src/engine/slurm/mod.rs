@@ -335,7 +335,11 @@ impl Executor for &'static Slurm {
                     return Err(Failure {
                         corrupt_input: true,
                         ..fail(
-                            format!("Slurm job {id}: an input was damaged; it is rebuilt"),
+                            format!(
+                                "Slurm job {id}: {}",
+                                crate::engine::child::last_said(&tail, id_of_stage)
+                                    .unwrap_or_else(|| "an input was damaged; it is rebuilt".into())
+                            ),
                             tail,
                         )
                     });
