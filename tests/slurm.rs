@@ -191,6 +191,37 @@ fn a_job_that_finds_its_input_damaged_has_it_rebuilt_through_slurm_in_the_same_b
 }
 
 #[test]
+fn a_misspelt_kind_in_the_settings_is_an_error_where_it_is_written() {
+    // Refused before Slurm is asked anything: misspelt in `kinds`, trainings would run on
+    // this machine; in `per_kind`, the evaluations' time limit would be dropped.
+    let p = fake_project(
+        r#"(name: "v", kind: "fake", config: (value: "v")),"#,
+        "Slurm(\n  kinds: [\"trian\", \"fake\"],\n  per_kind: {\"evalute\": (time: \"1\")},\n)\n",
+    );
+    let r = p.pipe(&["build", "--executor", "slurm", "f:v"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("error: slurm.ron:2:11: kinds[0]: unknown stage kind `trian`\n  hint: did you mean `train`?"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("error: slurm.ron:3:25: per_kind.evalute: unknown stage kind `evalute`\n  hint: did you mean `evaluate`?"),
+        "{}",
+        r.stderr
+    );
+    assert!(p.ran().is_empty());
+    p.write("slurm.ron", r#"Slurm(per_kind: {"evaluate": (tme: "1")})"#);
+    let r = p.pipe(&["build", "--executor", "slurm", "f:v"]);
+    assert!(
+        r.stderr
+            .contains("per_kind.evaluate.tme: unknown field `tme` in `per_kind`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn a_failed_job_fails_its_stage_alone_with_the_tail_of_its_log() {
     if !slurm() {
         return;

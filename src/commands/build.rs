@@ -62,7 +62,8 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         force,
     };
     let exec: &'static dyn Executor = if a.executor == "slurm" {
-        let settings = Settings::load(&p.root).map_err(Error::Usage)?;
+        let kinds: Vec<&str> = crate::stages::all().iter().map(|k| k.name()).collect();
+        let settings = Settings::load(&p.root, &kinds).map_err(Error::Usage)?;
         let slurm: &'static Slurm = Box::leak(Box::new(Slurm::new(
             settings,
             &p.cache_dir,

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::ron_path::{did_you_mean, line_col, offset_of_path, FieldPath};
+
 /// Where a project keeps its Slurm settings.
 pub const SETTINGS_FILE: &str = "slurm.ron";
 
@@ -56,9 +58,9 @@ pub struct Settings {
     pub poll_ms: u64,
 }
 
-/// What one job asks of Slurm.
+/// What one job asks of Slurm. Named for where it is written, in errors.
 #[derive(Deserialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(rename = "per_kind", deny_unknown_fields)]
 pub struct Request {
     #[serde(default)]
     pub partition: Option<String>,
@@ -109,20 +111,55 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// `root/slurm.ron`, or the defaults when there is none; errors name file, line and field.
-    pub fn load(root: &Path) -> Result<Settings, String> {
+    /// `root/slurm.ron`, or the defaults when there is none; errors name file, line and
+    /// field. A kind name that is none of `known` is an error: misspelt in `kinds`, its
+    /// stages would run on this machine; in `per_kind`, its limits would be dropped.
+    pub fn load(root: &Path, known: &[&str]) -> Result<Settings, String> {
         let path = root.join(SETTINGS_FILE);
         let Ok(text) = std::fs::read_to_string(&path) else {
             return Ok(Settings::default());
         };
-        crate::ron_path::parse_typed::<Settings>(&text).map_err(|e| {
-            let field = if e.path.is_empty() {
+        let at = |path: &str, line: usize, col: usize, message: &str, hint: Option<&str>| {
+            let field = if path.is_empty() {
                 String::new()
             } else {
-                format!("{}: ", e.path)
+                format!("{path}: ")
             };
-            format!("{SETTINGS_FILE}:{}:{}: {field}{}", e.line, e.col, e.message)
-        })
+            let hint = hint.map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+            format!("{SETTINGS_FILE}:{line}:{col}: {field}{message}{hint}")
+        };
+        let settings = crate::ron_path::parse_typed::<Settings>(&text)
+            .map_err(|e| at(&e.path, e.line, e.col, &e.message, e.hint.as_deref()))?;
+        let unknown = settings
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (FieldPath::default().key("kinds").index(i), k))
+            .chain(
+                settings
+                    .per_kind
+                    .keys()
+                    .map(|k| (FieldPath::default().key("per_kind").key(k), k)),
+            )
+            .filter(|(_, k)| !known.contains(&k.as_str()));
+        let errors: Vec<String> = unknown
+            .map(|(field, k)| {
+                let (line, col) = line_col(&text, offset_of_path(&text, &field));
+                let hint = did_you_mean(k, known.iter().copied());
+                at(
+                    &field.to_string(),
+                    line,
+                    col,
+                    &format!("unknown stage kind `{k}`"),
+                    Some(&hint),
+                )
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(errors.join("\nerror: "))
+        }
     }
 
     pub(super) fn request(&self, kind: &str) -> Request {
