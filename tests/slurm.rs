@@ -422,3 +422,109 @@ fn a_job_past_its_time_limit_is_resubmitted_and_resumes() {
     let out = std::fs::read_to_string(p.outputs("f:long").join("out.txt")).unwrap();
     assert!(out.starts_with("config "), "{out}");
 }
+
+/// `child`'s output once it ends; killed (and the test failed) past `secs`.
+fn finish_within(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {secs} s:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A folder put first on PATH holding a `squeue` that runs `script`.
+fn with_squeue(p: &Project, script: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = p.path().join("fake-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("squeue");
+    std::fs::write(&file, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn a_failing_squeue_is_said_and_the_jobs_are_still_followed_to_their_end() {
+    if !slurm() {
+        return;
+    }
+    let p = fake_project(
+        r#"(name: "v", kind: "fake", config: (value: "v", sleep_ms: 1500)),"#,
+        r#"Slurm(kinds: ["fake"], poll_ms: 200)"#,
+    );
+    // Slurm before 20.11 has no `--me`: such a squeue must not be needed.
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v squeue"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let path = with_squeue(
+        &p,
+        &format!(
+            "for a in \"$@\"; do [ \"$a\" = --me ] && {{ echo \"squeue: unrecognized option '--me'\" >&2; exit 1; }}; done\nexec {} \"$@\"",
+            real.trim()
+        ),
+    );
+    let out = finish_within(
+        p.cmd(&["build", "f:v"])
+            .env("PATH", &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        60,
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("warning"),
+        "an old squeue is enough: {stderr}"
+    );
+    assert_eq!(slurm_runs(&p).len(), 1);
+
+    // A squeue that always fails: said, and the job is followed by its exit file.
+    let path = with_squeue(
+        &p,
+        "echo 'squeue: error: Unable to contact slurm controller' >&2\nexit 1",
+    );
+    let out = finish_within(
+        p.cmd(&["build", "f:v", "--force", "f:v"])
+            .env("PATH", &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        60,
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("built   f:v"), "{stdout}");
+    assert_eq!(
+        stderr.matches("warning: squeue failed (exit 1): squeue: error: Unable to contact slurm controller").count(),
+        1,
+        "said once in a build under a minute: {stderr}"
+    );
+    assert_eq!(slurm_runs(&p).len(), 1);
+}

@@ -44,6 +44,8 @@ struct Jobs {
     watched: HashMap<String, Option<End>>,
     /// Job id → rounds it has been missing from the queue with no final state anywhere.
     missing: HashMap<String, u32>,
+    /// When a failure of `squeue` was last said.
+    queue_failed: Option<Instant>,
     poller: bool,
 }
 
@@ -196,16 +198,35 @@ impl Slurm {
             if open.is_empty() {
                 continue;
             }
-            let Ok(queue) = squeue() else { continue };
+            // Without the queue, each job's exit file and Slurm's records still tell
+            // whether it ended; the failure is said once, then every minute it lasts.
+            let queue = match squeue() {
+                Ok(q) => Some(q),
+                Err(why) => {
+                    let mut jobs = self.jobs.lock().unwrap();
+                    if jobs
+                        .queue_failed
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                    {
+                        eprintln!(
+                            "warning: {why}; following the jobs by their exit files and \
+                             sacct/scontrol until it answers"
+                        );
+                        jobs.queue_failed = Some(Instant::now());
+                    }
+                    None
+                }
+            };
             let mut ended = Vec::new();
             let mut gone = Vec::new();
             for id in &open {
-                let in_queue = queue
-                    .get(id)
-                    .is_some_and(|state| !TERMINAL.contains(&state.as_str()));
+                let in_queue = queue.as_ref().map(|q| {
+                    q.get(id)
+                        .is_some_and(|state| !TERMINAL.contains(&state.as_str()))
+                });
                 match ending(&jobs_dir, id, in_queue) {
                     Some(end) => ended.push((id.clone(), end)),
-                    None if in_queue => {}
+                    None if in_queue != Some(false) => {}
                     None => gone.push(id.clone()),
                 }
             }
@@ -243,20 +264,21 @@ impl Slurm {
     }
 }
 
-/// How a job ended, `None` while that is not known yet. The exit code the script wrote is
-/// the last word, except a death by signal (code 128 + n): scancel, a time limit and
-/// preemption all kill with SIGTERM, and only Slurm's state tells them apart, so such a job
-/// waits for that state while Slurm still holds it in the queue.
-fn ending(jobs_dir: &Path, id: &str, in_queue: bool) -> Option<End> {
+/// How a job ended, `None` while that is not known yet; `in_queue` is `None` when the queue
+/// could not be read. The exit code the script wrote is the last word, except a death by
+/// signal (code 128 + n): scancel, a time limit and preemption all kill with SIGTERM, and
+/// only Slurm's state tells them apart, so such a job waits for that state while Slurm
+/// still holds it in the queue.
+fn ending(jobs_dir: &Path, id: &str, in_queue: Option<bool>) -> Option<End> {
     match exit_file(jobs_dir, id) {
         Some(code) if code < 128 => Some(End::Exit(code)),
-        Some(_) if in_queue => None,
+        Some(_) if in_queue == Some(true) => None,
         Some(code) => Some(
             final_state(id)
                 .filter(|state| !state.starts_with("COMPLETED"))
                 .map_or(End::Exit(code), End::State),
         ),
-        None if in_queue => None,
+        None if in_queue == Some(true) => None,
         None => final_state(id).map(End::State),
     }
 }

@@ -65,14 +65,24 @@ pub fn queued_by_key(jobs_dir: &Path) -> HashMap<String, (String, String)> {
         .collect()
 }
 
-/// Every job of this user in the queue: id → state.
+/// Every job of this user in the queue: id → state. The user by number (`--user`, in every
+/// Slurm), not `--me`, which Slurm before 20.11 refuses.
 pub(super) fn squeue() -> Result<HashMap<String, String>, String> {
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
     let out = Command::new("squeue")
-        .args(["--me", "-h", "-o", "%i|%T"])
+        .args(["-h", "-o", "%i|%T"])
+        .arg(format!("--user={uid}"))
         .output()
         .map_err(|e| format!("cannot run squeue: {e}"))?;
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(format!(
+            "squeue failed ({}): {said}",
+            out.status
+                .code()
+                .map_or("killed".to_string(), |c| format!("exit {c}"))
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
