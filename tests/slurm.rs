@@ -350,13 +350,8 @@ fn two_drivers_on_one_cache_run_each_stage_once() {
         "f:v[optimizer.lr=0.1]",
         "f:v[optimizer.lr=0.2]",
     ];
-    let drivers: Vec<_> = (0..2)
-        .map(|_| {
-            let c = spawn(&p, &targets);
-            std::thread::sleep(Duration::from_millis(300));
-            c
-        })
-        .collect();
+    // Started together: both find every stage unbuilt and no job queued for it.
+    let drivers: Vec<_> = (0..2).map(|_| spawn(&p, &targets)).collect();
     for d in drivers {
         let out = d.wait_with_output().unwrap();
         assert!(
@@ -376,6 +371,13 @@ fn two_drivers_on_one_cache_run_each_stage_once() {
     sorted.dedup();
     assert_eq!(sorted.len(), 3, "{built:?}");
     assert_eq!(built.len(), 3, "each stage ran once: {built:?}");
+    // One job per stage was submitted (each job writes its log), not one per driver.
+    let logs = std::fs::read_dir(p.path().join("cache/jobs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .count();
+    assert_eq!(logs, 3, "one Slurm job per stage");
 }
 
 #[test]

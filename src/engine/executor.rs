@@ -101,7 +101,10 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
     let def = plan.def(n);
     let key = ki.key();
     let _lock = cache
-        .lock(&key)
+        .lock_as(&key, "lock", &|who| {
+            job.progress
+                .set(0, 0, &format!("waiting: {who} is building the same key"));
+        })
         .map_err(|e| io_fail("cannot lock the cache", e))?;
     if !forced {
         if let Lookup::Hit(e) = cache.lookup(&node.id, &key) {

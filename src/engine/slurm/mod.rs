@@ -305,6 +305,24 @@ impl Executor for &'static Slurm {
                 String::new(),
             )
         })?;
+        // One driver submits a key's job: a second driver started at the same time waits
+        // here for the first one's job to end, then finds the entry it wrote.
+        let _submitting = env
+            .cache
+            .lock_as(&key, "submit", &|who| {
+                job.progress
+                    .set(0, 0, &format!("waiting: {who} is building the same key"));
+            })
+            .map_err(|e| fail(format!("cannot lock the cache: {e}"), String::new()))?;
+        if !job.forced {
+            if let Lookup::Hit(built) = env.cache.lookup(id_of_stage, &key) {
+                return Ok(Ran {
+                    built: *built,
+                    log: String::new(),
+                    ran: false,
+                });
+            }
+        }
         let mut resubmitted = 0;
         let mut log = String::new();
         loop {
