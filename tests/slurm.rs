@@ -530,3 +530,52 @@ fn a_failing_squeue_is_said_and_the_jobs_are_still_followed_to_their_end() {
     );
     assert_eq!(slurm_runs(&p).len(), 1);
 }
+
+#[test]
+fn a_missing_sbatch_is_said_once_before_anything_runs_and_a_refusal_keeps_its_lines_together() {
+    // Neither needs a cluster: no sbatch at all, then one that refuses every job.
+    use std::os::unix::fs::PermissionsExt;
+    let p = fake_project(
+        r#"(name: "a", kind: "fake", config: (value: "a")), (name: "b", kind: "fake", config: (value: "b")),"#,
+        r#"Slurm(kinds: ["fake"], poll_ms: 200)"#,
+    );
+    let bin = p.path().join("no-slurm");
+    std::fs::create_dir_all(&bin).unwrap();
+    let r = p
+        .cmd(&["build", "--executor", "slurm", "f:a", "f:b"])
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.matches("cannot run `sbatch`").count(), 1, "{stderr}");
+    assert!(p.ran().is_empty());
+
+    let sbatch = bin.join("sbatch");
+    std::fs::write(
+        &sbatch,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'slurm 22.05.8'; exit 0; }\n\
+         echo 'sbatch: error: Batch job submission failed:' >&2\n\
+         echo 'Requested partition configuration not available now' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let r = p
+        .cmd(&["build", "-k", "--executor", "slurm", "f:a"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(r.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "sbatch refused the job: sbatch: error: Batch job submission failed:\n    Requested partition configuration not available now"
+        ),
+        "{stdout}"
+    );
+}

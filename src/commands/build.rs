@@ -64,6 +64,16 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
     let exec: &'static dyn Executor = if a.executor == "slurm" {
         let kinds: Vec<&str> = crate::stages::all().iter().map(|k| k.name()).collect();
         let settings = Settings::load(&p.root, &kinds).map_err(Error::Usage)?;
+        // Found once, before any stage runs, not as every job's failure.
+        if let Err(e) = std::process::Command::new("sbatch")
+            .arg("--version")
+            .output()
+        {
+            return Err(Error::Usage(format!(
+                "--executor slurm: cannot run `sbatch` ({e}); run the build where Slurm's \
+                 client is installed (a login node), or `--executor local`"
+            )));
+        }
         let slurm: &'static Slurm = Box::leak(Box::new(Slurm::new(
             settings,
             &p.cache_dir,

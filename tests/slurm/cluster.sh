@@ -37,6 +37,7 @@ start() {
     chmod 400 /etc/munge/munge.key
     if ! pgrep -x munged >/dev/null; then
         runuser -u munge -- munged --force
+        pgrep -nx munged >"$dir/munged.started"
     fi
     # Two fake GPUs: gres needs device files, any character device will do.
     for i in 0 1; do
@@ -98,9 +99,18 @@ EOF
     exit 1
 }
 
+# Stops only what this script started, by the PIDs its config wrote (and munged's, when it
+# started it): never another cluster on the same machine.
 stop() {
-    pkill -x slurmd || true
-    pkill -x slurmctld || true
+    for f in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munged.started"; do
+        [ -f "$f" ] || continue
+        pid=$(cat "$f")
+        name=$(basename "$f" | sed 's/\..*//')
+        if [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$name" ]; then
+            kill "$pid" || true
+        fi
+        rm -f "$f"
+    done
 }
 
 case "${1:-start}" in

@@ -141,9 +141,14 @@ impl Slurm {
             .output()
             .map_err(|e| format!("cannot run sbatch: {e} (is Slurm's client installed?)"))?;
         if !out.status.success() {
+            // Each line of a long refusal under the stage's line, not at the margin.
             return Err(format!(
                 "sbatch refused the job: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .lines()
+                    .collect::<Vec<_>>()
+                    .join("\n    ")
             ));
         }
         // `--parsable` prints `id` or `id;cluster`.
