@@ -127,9 +127,21 @@ pub struct Parsed {
     pub key: Arc<serde_json::Value>,
 }
 
+thread_local! {
+    static KEYING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `skip_serializing_if` of the fields that never reach a key (where to train, on how many
+/// threads, a title): true only while the key is serialized. They stay in the canonical RON,
+/// which variants and extending stages are spliced into, so those keep them.
+pub fn keying<T>(_: &T) -> bool {
+    KEYING.with(|k| k.get())
+}
+
 /// Adapts any serde config type to [`StageKind`]; a stage module is then just a config
 /// struct with `#[derive(Serialize, Deserialize)]` and an `impl StageConfig`.
-/// Fields marked `#[serde(skip_serializing)]` are cosmetic: they never reach the key.
+/// Fields marked `#[serde(skip_serializing_if = "crate::stage::keying")]` never reach the
+/// key.
 pub struct Kind<C> {
     name: &'static str,
     version: u32,
@@ -179,8 +191,11 @@ impl<C: StageConfig + Serialize + DeserializeOwned> StageKind for Kind<C> {
         }
         let canonical = ron_path::to_canonical(&config)
             .map_err(|e| ConfigError::whole(format!("config cannot be re-serialized: {e}")))?;
-        let key = serde_json::to_value(&config)
-            .map_err(|e| ConfigError::whole(format!("config cannot be fingerprinted: {e}")))?;
+        KEYING.with(|k| k.set(true));
+        let key = serde_json::to_value(&config);
+        KEYING.with(|k| k.set(false));
+        let key =
+            key.map_err(|e| ConfigError::whole(format!("config cannot be fingerprinted: {e}")))?;
         Ok(Parsed {
             config: Arc::new(config),
             canonical,

@@ -579,3 +579,60 @@ fn a_missing_sbatch_is_said_once_before_anything_runs_and_a_refusal_keeps_its_li
         "{stdout}"
     );
 }
+
+#[test]
+fn a_cuda_stage_submitted_from_a_machine_without_a_gpu_is_keyed_for_cuda_and_asks_for_one() {
+    // The driver here has no GPU (nor has CI): a stage that asks for CUDA is keyed for
+    // CUDA and submitted with a GPU request, not keyed for the CPU or refused; the node
+    // checks that it really got a working GPU (the cluster's GPUs are fake).
+    if !slurm() {
+        return;
+    }
+    let p = Project::new();
+    learnable(&p.path().join("src-data"), 30, 20);
+    p.write(
+        "pipelines/s.ron",
+        &TRAIN_STUDY.replace("seed: 5)", "seed: 5, device: Cuda)"),
+    );
+    p.write("slurm.ron", "Slurm(poll_ms: 200)");
+    let r = p.pipe(&["build", "-k", "s:mlp"]);
+    let status = p.ok(&["status", "--json", "s:mlp"]).stdout;
+    let runs = slurm_runs(&p);
+    assert!(!runs.is_empty(), "submitted: {r:?}");
+    for (stage, id) in &runs {
+        let record = scontrol_job(id);
+        assert!(
+            record.contains("gpu:1"),
+            "{stage} asked for one GPU: {record}"
+        );
+    }
+    if Path::new("/dev/nvidia0").exists() {
+        assert_eq!(r.code, 0, "{r:?}");
+    } else {
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stdout.contains("this stage is keyed for CUDA (cuda-")
+                && r.stdout.contains("was given no working GPU"),
+            "the node's check: {r:?}"
+        );
+    }
+    // The key is the CUDA key: asking for the CPU instead keys every training apart.
+    let cpu = p
+        .ok(&["--device", "cpu", "status", "--json", "s:mlp"])
+        .stdout;
+    let key = |s: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(s).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "train")
+            .map(|r| r["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (cuda_keys, cpu_keys) = (key(&status), key(&cpu));
+    assert_eq!(cuda_keys.len(), 2);
+    assert!(
+        cuda_keys.iter().all(|k| !cpu_keys.contains(k)),
+        "{cuda_keys:?} {cpu_keys:?}"
+    );
+}

@@ -13,7 +13,7 @@
 //! | kind version         | yes        | [`StageKind::version`], bumped when a kind's outputs change     |
 //! | config               | yes        | the typed config re-serialized canonically (serde → JSON with  |
 //! |                      |            | sorted keys, every default explicit); cosmetic fields are      |
-//! |                      |            | `#[serde(skip_serializing)]` and absent                         |
+//! |                      |            | `skip_serializing_if = "crate::stage::keying"` and absent      |
 //! | external             | if any     | [`StageConfig::external_key`]: content the stage reads from     |
 //! |                      |            | outside the cache (a local dataset folder's file hashes)        |
 //! | target               | if set     | the path the output is materialized at: a report's links use it |

@@ -54,10 +54,16 @@ pub struct DownloadConfig {
     #[serde(default)]
     pub source: Source,
     /// Attempts after the first; how the bytes are fetched, not what they are: not in the key.
-    #[serde(default = "default_retries", skip_serializing)]
+    #[serde(
+        default = "default_retries",
+        skip_serializing_if = "crate::stage::keying"
+    )]
     pub retries: u32,
     /// First wait between attempts, doubled each time.
-    #[serde(default = "default_backoff_ms", skip_serializing)]
+    #[serde(
+        default = "default_backoff_ms",
+        skip_serializing_if = "crate::stage::keying"
+    )]
     pub backoff_ms: u64,
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::train::input_of;
 use crate::dataset::Dataset;
-use crate::stage::{write_file, KeyCtx, Kind, RunCtx, StageConfig};
+use crate::stage::{write_file, KeyCtx, Kind, Resources, RunCtx, StageConfig};
 use crate::train::config::DeviceChoice;
 use crate::train::device::{self, Backend, CpuBackend, GpuBackend, GpuUnfusedBackend};
 use crate::train::evaluate::evaluate;
@@ -18,7 +18,7 @@ pub static EVALUATE: Kind<EvaluateConfig> = Kind::new("evaluate", 4);
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateConfig {
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "crate::stage::keying")]
     pub device: DeviceChoice,
 }
 
@@ -27,9 +27,21 @@ impl StageConfig for EvaluateConfig {
     /// CPU an evaluation needs less memory than the training that made its model, which
     /// has fit: it runs in the build's process, as that training did when it was small.
     fn own_process(&self) -> bool {
-        match device::resolve(self.device) {
+        match device::planned(self.device) {
             Ok(Backend::Cpu) => !isolation::in_build_process(None, 0),
             _ => true,
+        }
+    }
+    /// A CUDA evaluation holds a GPU like the training: locally a device slot, on Slurm
+    /// `--gres=gpu:1`.
+    fn resources(&self) -> Resources {
+        match device::planned(self.device) {
+            Ok(b) if b.is_gpu() => Resources {
+                cpus: 1,
+                gpus: 1,
+                more_cpus: 0,
+            },
+            _ => Resources::ONE_CPU,
         }
     }
     fn environment() -> Option<String> {
@@ -38,7 +50,7 @@ impl StageConfig for EvaluateConfig {
 
     fn external_key(&self, _: &KeyCtx) -> anyhow::Result<Option<serde_json::Value>> {
         Ok(Some(
-            serde_json::json!({ "backend": device::resolve(self.device)?.name() }),
+            serde_json::json!({ "backend": device::planned(self.device)?.name() }),
         ))
     }
 

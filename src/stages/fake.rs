@@ -66,10 +66,10 @@ pub struct FakeConfig {
     #[serde(default, skip_serializing_if = "is_false")]
     pub own_process: bool,
     /// Cosmetic: never part of the key.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "crate::stage::keying")]
     pub title: String,
     /// Cores beyond one it would use well (as a CPU training); never part of the key.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "crate::stage::keying")]
     pub more_cpus: usize,
 }
 

@@ -80,7 +80,7 @@ impl Report for Progress<'_, '_> {
 impl StageConfig for TrainConfig {
     /// burn aborts the process when an allocation fails, and CUDA faults end it.
     fn own_process(&self) -> bool {
-        match device::resolve(self.device) {
+        match device::planned(self.device) {
             Ok(Backend::Cpu) => {
                 self.model.draws_while_training()
                     || !isolation::in_build_process(self.model.size(), self.batch_size)
@@ -93,7 +93,7 @@ impl StageConfig for TrainConfig {
     }
 
     fn resources(&self) -> Resources {
-        match device::resolve(self.device) {
+        match device::planned(self.device) {
             Ok(b) if b.is_gpu() => Resources {
                 cpus: 1,
                 gpus: 1,
@@ -121,7 +121,7 @@ impl StageConfig for TrainConfig {
 
     fn external_key(&self, _: &KeyCtx) -> anyhow::Result<Option<serde_json::Value>> {
         Ok(Some(
-            serde_json::json!({ "backend": device::resolve(self.device)?.name() }),
+            serde_json::json!({ "backend": device::planned(self.device)?.name() }),
         ))
     }
 

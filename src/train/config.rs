@@ -34,11 +34,11 @@ pub struct TrainConfig {
     #[serde(default = "yes")]
     pub shuffle: bool,
     /// Where to train; the backend actually used is part of the key (it changes results).
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "crate::stage::keying")]
     pub device: DeviceChoice,
     /// CPU threads this training computes on; default: [`super::threads`]'s rule. Not in
     /// the key: the weights are the same bytes on any number of threads.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "crate::stage::keying")]
     pub threads: Option<usize>,
 }
 

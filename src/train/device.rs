@@ -202,7 +202,11 @@ pub fn cuda_device(index: usize) -> burn::backend::cuda::CudaDevice {
     burn::backend::cuda::CudaDevice::new(index)
 }
 
-pub fn resolve(choice: DeviceChoice) -> anyhow::Result<Backend> {
+/// The backend a stage is keyed and scheduled for. Asked-for CUDA (the config's `device`,
+/// `--device`, `PIPE_DEVICE`) is CUDA without looking at this machine: a build driven from
+/// a login node with no GPU keys the stage for CUDA and asks Slurm for a GPU. Only `auto`
+/// probes this machine.
+pub fn planned(choice: DeviceChoice) -> anyhow::Result<Backend> {
     let choice = match std::env::var(DEVICE_ENV).ok().as_deref().map(str::trim) {
         Some("cpu") => DeviceChoice::Cpu,
         Some("cuda" | "gpu") => DeviceChoice::Cuda,
@@ -213,17 +217,36 @@ pub fn resolve(choice: DeviceChoice) -> anyhow::Result<Backend> {
         DeviceChoice::Cpu => Backend::Cpu,
         DeviceChoice::Auto if cuda_usable() => cuda_backend_here()?,
         DeviceChoice::Auto => Backend::Cpu,
-        DeviceChoice::Cuda if cuda_usable() => cuda_backend_here()?,
-        DeviceChoice::Cuda => {
-            bail!("device Cuda was asked for, but no usable CUDA GPU and driver were found")
-        }
+        DeviceChoice::Cuda => cuda_backend_here()?,
     })
+}
+
+/// The backend a stage runs on here: its [`planned`] one, which this machine must have
+/// (on a cluster node, the check that the job really got a GPU).
+pub fn resolve(choice: DeviceChoice) -> anyhow::Result<Backend> {
+    let backend = planned(choice)?;
+    if backend.is_gpu() && !cuda_usable() {
+        bail!(
+            "this stage is keyed for CUDA ({}), but no usable CUDA GPU and driver were found on \
+             this machine ({}){}",
+            backend.name(),
+            crate::engine::cache::host_name(),
+            match std::env::var("SLURM_JOB_ID") {
+                Ok(id) => format!(
+                    "; Slurm job {id} was given no working GPU: check the partition's nodes \
+                     and `gpus`/`extra` in slurm.ron"
+                ),
+                Err(_) => "; `--device cpu` trains on the CPU instead (under another key)".into(),
+            }
+        )
+    }
+    Ok(backend)
 }
 
 /// What `auto` resolves to here (probing CUDA unless `PIPE_DEVICE` rules it out): the fact
 /// of this machine that the train and evaluate keys read, besides `PIPE_DEVICE` itself.
 pub fn environment() -> String {
-    match resolve(DeviceChoice::Auto) {
+    match planned(DeviceChoice::Auto) {
         Ok(b) => b.name().to_string(),
         Err(e) => format!("error: {e}"),
     }

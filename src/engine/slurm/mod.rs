@@ -390,7 +390,13 @@ impl Executor for &'static Slurm {
                     });
                 }
                 End::Exit(code) => {
-                    return Err(fail(format!("Slurm job {id} failed (exit {code})"), tail));
+                    let said = crate::engine::child::last_said(&tail, id_of_stage)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    return Err(fail(
+                        format!("Slurm job {id} failed (exit {code}){said}"),
+                        tail,
+                    ));
                 }
                 End::State(state)
                     if (state.starts_with("TIMEOUT") || state.starts_with("PREEMPTED"))
