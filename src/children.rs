@@ -62,3 +62,43 @@ pub fn stage_ended(id: &str) {
 pub fn running() -> Vec<String> {
     RUNNING.lock().unwrap().clone()
 }
+
+/// `CUDA_VISIBLE_DEVICES` for a child handed `devices` as this process numbers them: mapped
+/// through this process's own `CUDA_VISIBLE_DEVICES`, so the child sees exactly those.
+pub fn cuda_visible(devices: &[usize]) -> String {
+    let list: Vec<String> = devices.iter().map(|g| g.to_string()).collect();
+    visible(&list, std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref())
+}
+
+/// The devices handed to a child, in the numbering this process sees: this process's
+/// own `CUDA_VISIBLE_DEVICES` maps them on to the machine's.
+fn visible(indices: &[String], outer: Option<&str>) -> String {
+    match outer {
+        Some(outer) if !outer.trim().is_empty() => {
+            let outer: Vec<&str> = outer.split(',').map(str::trim).collect();
+            indices
+                .iter()
+                .map(|i| {
+                    i.parse::<usize>()
+                        .ok()
+                        .and_then(|i| outer.get(i).map(|s| s.to_string()))
+                        .unwrap_or_else(|| i.clone())
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        _ => indices.join(","),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_are_mapped_through_this_process_visible_list() {
+        assert_eq!(visible(&["0".into(), "1".into()], None), "0,1");
+        assert_eq!(visible(&["1".into()], Some("2,3")), "3");
+        assert_eq!(visible(&["0".into()], Some("")), "0");
+    }
+}

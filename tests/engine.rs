@@ -1201,3 +1201,34 @@ fn the_build_prints_its_progress_and_time_left_from_recorded_runs() {
         "{second}"
     );
 }
+
+#[test]
+fn a_command_stage_that_asks_for_gpus_is_told_its_devices_and_a_build_without_says_so() {
+    let p = Project::new();
+    p.write(
+        "pipelines/g.ron",
+        r#"Pipeline(stages: [
+            (name: "one", kind: "command", config: (run: "echo \"[$CUDA_VISIBLE_DEVICES]\" > d.txt", gpus: 1)),
+            (name: "two", kind: "command", config: (run: "echo \"[$CUDA_VISIBLE_DEVICES]\" > d.txt", gpus: 2)),
+        ])"#,
+    );
+    let devices = |stage: &str| std::fs::read_to_string(p.outputs(stage).join("d.txt")).unwrap();
+    let r = p
+        .cmd(&["build", "--gpus", "2", "g:one", "g:two"])
+        .env("CUDA_VISIBLE_DEVICES", "5,7")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // Mapped through this build's own list: device 0 or 1 of "5,7".
+    let one = devices("g:one");
+    assert!(one == "[5]\n" || one == "[7]\n", "{one}");
+    assert_eq!(devices("g:two"), "[5,7]\n");
+
+    let r = p.ok(&["build", "--gpus", "0", "--force", "g:one", "g:one"]);
+    assert!(
+        r.stdout
+            .contains("g:one: asks for 1 GPU(s), and this build has 0 (--gpus): it runs with none"),
+        "{r:?}"
+    );
+    assert_eq!(devices("g:one"), "[]\n");
+}

@@ -68,9 +68,10 @@ impl Executor for ChildProcess {
         cmd.args(["--threads", &job.resources.cpus.max(1).to_string()]);
         if !job.gpus.is_empty() {
             // The child numbers its GPUs 0..n, as a Slurm job does.
-            let list: Vec<String> = job.gpus.iter().map(|g| g.to_string()).collect();
-            let outer = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-            cmd.env("CUDA_VISIBLE_DEVICES", visible(&list, outer.as_deref()));
+            cmd.env(
+                "CUDA_VISIBLE_DEVICES",
+                crate::children::cuda_visible(job.gpus),
+            );
         }
         die_with_parent(&mut cmd);
         let mut child = crate::children::spawn(&mut cmd).map_err(|e| Failure {
@@ -165,27 +166,6 @@ pub fn last_said(stderr: &str, id: &str) -> Option<String> {
                 .or_else(|| l.strip_prefix("error: "))
         })
         .map(str::to_string)
-}
-
-/// The devices handed to the child, in the numbering this process sees: this process's
-/// own `CUDA_VISIBLE_DEVICES` maps them on to the machine's.
-fn visible(indices: &[String], outer: Option<&str>) -> String {
-    match outer {
-        Some(outer) if !outer.trim().is_empty() => {
-            let outer: Vec<&str> = outer.split(',').map(str::trim).collect();
-            indices
-                .iter()
-                .map(|i| {
-                    i.parse::<usize>()
-                        .ok()
-                        .and_then(|i| outer.get(i).map(|s| s.to_string()))
-                        .unwrap_or_else(|| i.clone())
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        }
-        _ => indices.join(","),
-    }
 }
 
 /// The child gets SIGKILL when the thread that started it ends, which it does only when
@@ -308,12 +288,5 @@ mod tests {
             *seen.0.lock().unwrap(),
             vec![(3, 10, "epoch 3/10 loss 1.2\tx".to_string())]
         );
-    }
-
-    #[test]
-    fn devices_are_mapped_through_this_process_visible_list() {
-        assert_eq!(visible(&["0".into(), "1".into()], None), "0,1");
-        assert_eq!(visible(&["1".into()], Some("2,3")), "3");
-        assert_eq!(visible(&["0".into()], Some("")), "0");
     }
 }

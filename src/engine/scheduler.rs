@@ -242,6 +242,7 @@ fn round(
     let mut running_keys: HashSet<String> = HashSet::new();
     let mut parked: HashMap<String, Vec<usize>> = HashMap::new();
     let mut stop = false;
+    let mut warned_gpus: HashSet<usize> = HashSet::new();
     let (tx, rx) = mpsc::channel::<Msg>();
 
     std::thread::scope(|s| loop {
@@ -284,42 +285,53 @@ fn round(
                 }
             }
             let want = plan.variant(n).parsed.config.resources();
-            let (need, slot) = if exec.remote(&env, n) {
-                if remote_running >= opts.remote_jobs.max(1) {
-                    deferred.push_back(n);
-                    continue;
-                }
-                remote_running += 1;
-                (want, Slot::Remote)
-            } else {
-                let cpus = want.cpus.clamp(1, jobs);
-                // Spare cores, shared with the stages still waiting in this round.
-                let waiting = st.ready.len() + deferred.len();
-                let spare = free_cpus.saturating_sub(cpus) / (1 + waiting);
-                let need = Resources {
-                    cpus: cpus + want.more_cpus.min(spare),
-                    gpus: want.gpus.min(opts.gpus),
-                    more_cpus: 0,
-                };
-                let gpus = match pick_gpus(&gpu_load, share, need.gpus) {
-                    Some(g) if need.cpus <= free_cpus => g,
-                    _ => {
+            let (need, slot) =
+                if exec.remote(&env, n) {
+                    if remote_running >= opts.remote_jobs.max(1) {
                         deferred.push_back(n);
                         continue;
                     }
+                    remote_running += 1;
+                    (want, Slot::Remote)
+                } else {
+                    if want.gpus > opts.gpus && !warned_gpus.contains(&plan.nodes[n].def) {
+                        warned_gpus.insert(plan.nodes[n].def);
+                        ui.note(&format!(
+                        "{}: asks for {} GPU(s), and this build has {} (--gpus): it runs with {}",
+                        plan.def(n).id,
+                        want.gpus,
+                        opts.gpus,
+                        if opts.gpus == 0 { "none".to_string() } else { opts.gpus.to_string() }
+                    ));
+                    }
+                    let cpus = want.cpus.clamp(1, jobs);
+                    // Spare cores, shared with the stages still waiting in this round.
+                    let waiting = st.ready.len() + deferred.len();
+                    let spare = free_cpus.saturating_sub(cpus) / (1 + waiting);
+                    let need = Resources {
+                        cpus: cpus + want.more_cpus.min(spare),
+                        gpus: want.gpus.min(opts.gpus),
+                        more_cpus: 0,
+                    };
+                    let gpus = match pick_gpus(&gpu_load, share, need.gpus) {
+                        Some(g) if need.cpus <= free_cpus => g,
+                        _ => {
+                            deferred.push_back(n);
+                            continue;
+                        }
+                    };
+                    free_cpus -= need.cpus;
+                    for &d in &gpus {
+                        gpu_load[d] += 1;
+                    }
+                    (
+                        need,
+                        Slot::Local {
+                            cpus: need.cpus,
+                            gpus,
+                        },
+                    )
                 };
-                free_cpus -= need.cpus;
-                for &d in &gpus {
-                    gpu_load[d] += 1;
-                }
-                (
-                    need,
-                    Slot::Local {
-                        cpus: need.cpus,
-                        gpus,
-                    },
-                )
-            };
             running += 1;
             running_keys.insert(key.clone());
             let inputs: Vec<(usize, Built)> = plan.nodes[n]

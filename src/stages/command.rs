@@ -73,6 +73,13 @@ impl StageConfig for CommandConfig {
             .env("PIPE_SCRATCH", ctx.scratch_dir())
             .env("PIPE_ROOT", ctx.project_root());
         cmd.env("PIPE_TARGET", ctx.target().unwrap_or(""));
+        if !ctx.gpus().is_empty() {
+            // The devices the scheduler gave this stage, and only those.
+            cmd.env(
+                "CUDA_VISIBLE_DEVICES",
+                crate::children::cuda_visible(ctx.gpus()),
+            );
+        }
         let dirs: Vec<String> = ctx
             .inputs()
             .iter()
