@@ -419,6 +419,36 @@ fn a_job_past_its_time_limit_is_resubmitted_and_resumes() {
         r.stdout.contains("resumed at step "),
         "went on from its checkpoint: {r:?}"
     );
+    // Said when it happened, on stderr, not only in the stage's log at the end.
+    assert!(
+        r.stderr.contains("note: f:long: Slurm job ")
+            && r.stderr
+                .contains("ended TIMEOUT after progress; submitted again (1 of 3)"),
+        "{r:?}"
+    );
+    // The stage's time is both jobs', 60 s and more, not the last job's.
+    assert!(r.stdout.contains("(2 jobs, "), "{r:?}");
+    let secs: f64 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("built   f:long ("))
+        .and_then(|t| t.split('s').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("the stage's time: {r:?}"));
+    assert!(secs >= 60.0, "{secs} s: {r:?}");
+    // The killed job's log holds its progress up to the kill, written as it went.
+    let logs: Vec<String> = std::fs::read_dir(p.path().join("cache/jobs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(logs.len(), 2);
+    assert!(
+        logs.iter()
+            .any(|l| !l.contains("built f:long") && l.contains("pipe-progress\t")),
+        "progress lines in the killed job's log: {logs:?}"
+    );
     let runs = slurm_runs(&p);
     assert_eq!(runs.len(), 1, "only the second job got to store: {runs:?}");
     let out = std::fs::read_to_string(p.outputs("f:long").join("out.txt")).unwrap();

@@ -229,8 +229,31 @@ fn forward(line: &str, progress: &dyn Progress) {
     }
 }
 
-/// The child's side: progress as tagged lines on stdout, at most ten a second (and every
-/// last step), so a fast loop does not spend its time writing them.
+/// A line a `stage-job` wrote (read from its stdout, or from a Slurm job's log): its
+/// progress forwarded, `message` prefixed with `prefix`, when it is a progress line.
+pub fn forward_tagged(line: &str, progress: &dyn Progress, prefix: &str) -> bool {
+    let Some(p) = line.strip_prefix(TAG) else {
+        return false;
+    };
+    let mut parts = p.splitn(4, '\t');
+    if let (Some(done), Some(total), Some(_), Some(message)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    {
+        if let (Ok(done), Ok(total)) = (done.parse(), total.parse()) {
+            progress.set(done, total, &format!("{prefix}{message}"));
+        }
+    }
+    true
+}
+
+/// The message of a progress line, for a job log's tail read by a person.
+pub fn untagged(line: &str) -> Option<&str> {
+    line.strip_prefix(TAG)?.splitn(4, '\t').nth(3)
+}
+
+/// The child's side: progress as tagged lines on stdout, at most ten a second (one a
+/// second in a Slurm job's log: `PIPE_PROGRESS_MS`), and every last step, so a fast loop
+/// does not spend its time writing them.
 #[derive(Default)]
 pub struct LineProgress {
     last: Mutex<Option<Instant>>,
@@ -239,7 +262,14 @@ pub struct LineProgress {
 impl LineProgress {
     fn emit(&self, done: u64, total: u64, bytes: bool, message: &str) {
         let mut last = self.last.lock().unwrap();
-        if done < total && last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+        static EVERY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let every = *EVERY.get_or_init(|| {
+            std::env::var("PIPE_PROGRESS_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100)
+        });
+        if done < total && last.is_some_and(|t| t.elapsed() < Duration::from_millis(every)) {
             return;
         }
         *last = Some(Instant::now());

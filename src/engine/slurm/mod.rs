@@ -95,7 +95,7 @@ impl Slurm {
         let text = format!(
             "#!/bin/sh\n\
              # pipe: stage {id}, key {key}\n\
-             {bin} --dir {root} --cache {cache}{device} stage-job {qid} --key {key}{force}\n\
+             PIPE_PROGRESS_MS=1000 {bin} --dir {root} --cache {cache}{device} stage-job {qid} --key {key}{force} --progress-lines\n\
              code=$?\n\
              printf '%s\\n' \"$code\" > {jobs}/\"$SLURM_JOB_ID\".exit.tmp && \
              mv {jobs}/\"$SLURM_JOB_ID\".exit.tmp {jobs}/\"$SLURM_JOB_ID\".exit\n\
@@ -173,8 +173,8 @@ impl Slurm {
             .map(|_| id)
     }
 
-    /// Blocks until job `id` has ended.
-    fn wait(&'static self, id: &str) -> End {
+    /// Blocks until job `id` has ended, calling `tick` every poll meanwhile.
+    fn wait(&'static self, id: &str, tick: &mut dyn FnMut()) -> End {
         let mut jobs = self.jobs.lock().unwrap();
         jobs.watched.insert(id.to_string(), None);
         if !jobs.poller {
@@ -190,7 +190,11 @@ impl Slurm {
                 jobs.watched.remove(id);
                 return end;
             }
-            jobs = self.changed.wait(jobs).unwrap();
+            let every = Duration::from_millis(self.settings.poll_ms);
+            jobs = self.changed.wait_timeout(jobs, every).unwrap().0;
+            drop(jobs);
+            tick();
+            jobs = self.jobs.lock().unwrap();
         }
     }
 
@@ -329,6 +333,7 @@ impl Executor for &'static Slurm {
             }
         }
         let mut resubmitted = 0;
+        let (mut jobs_ms, mut jobs_run) = (0u64, 0usize);
         let mut log = String::new();
         loop {
             let before = listing(&scratch);
@@ -345,7 +350,23 @@ impl Executor for &'static Slurm {
             };
             job.progress.set(0, 0, &format!("Slurm job {id}"));
             let started = Instant::now();
-            let end = self.wait(id.as_str());
+            // The job's log, read as it grows: its progress lines move this stage's.
+            let log_path = jobs_dir.join(format!("{id}.log"));
+            let prefix = format!("Slurm job {id}: ");
+            let mut read = 0usize;
+            let end = self.wait(id.as_str(), &mut || {
+                let Ok(bytes) = std::fs::read(&log_path) else {
+                    return;
+                };
+                let Some(new) = bytes.get(read..) else { return };
+                let complete = new.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                for line in String::from_utf8_lossy(&new[..complete]).lines() {
+                    crate::engine::child::forward_tagged(line, job.progress, &prefix);
+                }
+                read += complete;
+            });
+            jobs_ms += started.elapsed().as_millis() as u64;
+            jobs_run += 1;
             // Only a job still running is worth a look from `status` or another build.
             let _ = std::fs::remove_file(jobs_dir.join(format!("{key}.job")));
             let tail = log_tail(&jobs_dir.join(format!("{id}.log")), 20);
@@ -359,11 +380,22 @@ impl Executor for &'static Slurm {
                                 .map(|e| e.log)
                                 .unwrap_or_default();
                             log.push_str(&format!(
-                                "Slurm job {id}: {:.1}s\n{stage_log}",
-                                started.elapsed().as_secs_f64()
+                                "Slurm job {id}: {:.1}s{}\n{stage_log}",
+                                started.elapsed().as_secs_f64(),
+                                if jobs_run > 1 {
+                                    format!(
+                                        " ({jobs_run} jobs, {:.1}s in all)",
+                                        jobs_ms as f64 / 1000.0
+                                    )
+                                } else {
+                                    String::new()
+                                }
                             ));
+                            // The stage's time is all its jobs', not the last one's.
+                            let mut built = *built;
+                            built.duration_ms = built.duration_ms.max(jobs_ms);
                             Ok(Ran {
-                                built: *built,
+                                built,
                                 log,
                                 ran: true,
                             })
@@ -404,10 +436,15 @@ impl Executor for &'static Slurm {
                         && listing(&scratch) != before =>
                 {
                     resubmitted += 1;
-                    log.push_str(&format!(
-                        "Slurm job {id} ended {state} after progress; submitted again ({resubmitted} of {})\n",
+                    let line = format!(
+                        "Slurm job {id} ended {state} after progress; submitted again ({resubmitted} of {})",
                         self.settings.resubmit
-                    ));
+                    );
+                    // Said when it happens, not only in the stage's log at its end.
+                    eprintln!("note: {id_of_stage}: {line}");
+                    job.progress.set(0, 0, &line);
+                    log.push_str(&line);
+                    log.push('\n');
                 }
                 End::State(state) => {
                     return Err(fail(format!("Slurm job {id} ended {state}"), tail));
@@ -444,9 +481,25 @@ fn listing(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
     v
 }
 
+/// The last `lines` lines of a job's log, its progress lines left out but the last one.
 fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
+    let last_progress = text
+        .lines()
+        .rev()
+        .find_map(crate::engine::child::untagged)
+        .map(|m| format!("(last progress) {m}"));
+    let mut all: Vec<&str> = text
+        .lines()
+        .filter(|l| crate::engine::child::untagged(l).is_none())
+        .collect();
+    if let Some(p) = &last_progress {
+        let at = all
+            .iter()
+            .position(|l| l.starts_with("failed ") || l.starts_with("error: "))
+            .unwrap_or(all.len());
+        all.insert(at, p);
+    }
     let from = all.len().saturating_sub(lines);
     let mut out = all[from..].join("\n");
     if !out.is_empty() {
