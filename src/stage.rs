@@ -138,6 +138,15 @@ pub fn keying<T>(_: &T) -> bool {
     KEYING.with(|k| k.get())
 }
 
+/// Runs `f` (a serialization) with those fields left out: the key, and a training's
+/// `config.json`, whose bytes a key's outputs must keep.
+pub fn as_keyed<R>(f: impl FnOnce() -> R) -> R {
+    KEYING.with(|k| k.set(true));
+    let r = f();
+    KEYING.with(|k| k.set(false));
+    r
+}
+
 /// Adapts any serde config type to [`StageKind`]; a stage module is then just a config
 /// struct with `#[derive(Serialize, Deserialize)]` and an `impl StageConfig`.
 /// Fields marked `#[serde(skip_serializing_if = "crate::stage::keying")]` never reach the
@@ -191,9 +200,7 @@ impl<C: StageConfig + Serialize + DeserializeOwned> StageKind for Kind<C> {
         }
         let canonical = ron_path::to_canonical(&config)
             .map_err(|e| ConfigError::whole(format!("config cannot be re-serialized: {e}")))?;
-        KEYING.with(|k| k.set(true));
-        let key = serde_json::to_value(&config);
-        KEYING.with(|k| k.set(false));
+        let key = as_keyed(|| serde_json::to_value(&config));
         let key =
             key.map_err(|e| ConfigError::whole(format!("config cannot be fingerprinted: {e}")))?;
         Ok(Parsed {

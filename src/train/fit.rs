@@ -340,7 +340,10 @@ fn run<B: AutodiffBackend, O: Optimizer<Model<B>, B>>(
     }
 
     // Outputs.
-    write_json(&dirs.out.join("config.json"), cfg)?;
+    replace_file(
+        &dirs.out.join("config.json"),
+        crate::stage::as_keyed(|| serde_json::to_vec_pretty(cfg))?,
+    )?;
     let mut lines = String::new();
     for m in &state.metrics {
         lines.push_str(&serde_json::to_string(m)?);
