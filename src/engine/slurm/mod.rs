@@ -355,10 +355,17 @@ impl Executor for &'static Slurm {
             let prefix = format!("Slurm job {id}: ");
             let mut read = 0usize;
             let end = self.wait(id.as_str(), &mut || {
-                let Ok(bytes) = std::fs::read(&log_path) else {
+                // Only what was appended since the last poll: a long job's log is not read
+                // whole every second.
+                use std::io::{Read, Seek, SeekFrom};
+                let Ok(mut f) = std::fs::File::open(&log_path) else {
                     return;
                 };
-                let Some(new) = bytes.get(read..) else { return };
+                let mut new = Vec::new();
+                if f.seek(SeekFrom::Start(read as u64)).is_err() || f.read_to_end(&mut new).is_err()
+                {
+                    return;
+                }
                 let complete = new.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
                 for line in String::from_utf8_lossy(&new[..complete]).lines() {
                     crate::engine::child::forward_tagged(line, job.progress, &prefix);
