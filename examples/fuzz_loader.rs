@@ -172,7 +172,7 @@ pub fn mutate(rng: &mut SplitMix64, text: &str) -> String {
 pub fn load(files: Vec<(PathBuf, String)>) -> Result<bool, String> {
     let kinds = pipe::stages::all();
     catch_unwind(AssertUnwindSafe(|| {
-        match pipe::pipeline::load_files(files, &kinds) {
+        match pipe::pipeline::load_files(files, &kinds, None) {
             Ok(spec) => pipe::plan::Plan::new(spec).is_ok(),
             Err(e) => {
                 // Errors must render too.

@@ -76,7 +76,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// Target paths (`reports/momentum.md`) or stage ids (`momentum:linear`).
+    /// Target paths (`reports/quick/momentum.md`) or stage ids (`quick/linear:momentum`).
     pub targets: Vec<String>,
     /// Parallel jobs (CPU slots) [default: number of cores].
     #[arg(short = 'j', long)]
@@ -179,6 +179,11 @@ pub struct StageJobArgs {
     /// what the stage asks for, at most this machine's cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Stages to run after this one in the same process, each keyed here once this one is
+    /// built (a training's evaluation in the training's Slurm job); one whose inputs are not
+    /// all built is left to the build. They never change the exit code.
+    #[arg(long, value_name = "ID")]
+    pub then: Vec<String>,
 }
 
 #[derive(Args, Debug)]

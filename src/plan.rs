@@ -176,12 +176,7 @@ impl Plan {
                     .collect();
             }
             if found.is_empty() {
-                let mut known: Vec<&str> = self.targets().into_iter().map(|(t, _)| t).collect();
-                known.extend(self.spec.defs.iter().map(|d| d.id.as_str()));
-                return Err(format!(
-                    "no target or stage `{name}`; {}",
-                    crate::ron_path::did_you_mean(clean, known)
-                ));
+                return Err(self.unknown(name, clean));
             }
             for n in found {
                 if !out.contains(&n) {
@@ -190,6 +185,71 @@ impl Plan {
             }
         }
         Ok(out)
+    }
+
+    /// `N variant(s): [base], [a=1], …` for stage `def_id` (the first dozen), `None` when no
+    /// stage has that id.
+    pub fn variant_list(&self, def_id: &str) -> Option<String> {
+        const SHOWN: usize = 12;
+        let def = self.spec.defs.iter().find(|d| d.id == def_id)?;
+        let labels: Vec<String> = (0..self.nodes.len())
+            .filter(|&n| self.def(n).id == def.id)
+            .map(|n| match self.nodes[n].label.as_str() {
+                "" => "[base]".to_string(),
+                l => format!("[{l}]"),
+            })
+            .collect();
+        let more = labels.len().saturating_sub(SHOWN);
+        Some(format!(
+            "{} variant(s): {}{}",
+            labels.len(),
+            labels[..labels.len().min(SHOWN)].join(", "),
+            if more > 0 {
+                format!(", … ({more} more)")
+            } else {
+                String::new()
+            }
+        ))
+    }
+
+    /// Why `name` selects nothing: a stage's variant that does not exist lists the variants
+    /// that do; anything else, the five closest ids and targets.
+    fn unknown(&self, name: &str, clean: &str) -> String {
+        if let Some((stage, _)) = clean.split_once('[') {
+            if let Some(listed) = self.variant_list(stage) {
+                return format!(
+                    "`{stage}` has no variant `{}`; its {listed}",
+                    &clean[stage.len()..]
+                );
+            }
+        }
+        // A stage is matched with its kind too: `momentum:train` means the momentum study's
+        // trainings (`linear:momentum`, kind train) more than `demo:train`.
+        let mut known: Vec<String> = self
+            .targets()
+            .into_iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        known.extend(
+            self.spec
+                .defs
+                .iter()
+                .map(|d| format!("{} {}", d.id, d.kind.name())),
+        );
+        let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+        let close = crate::ron_words::closest(clean, &refs, 5);
+        if close.is_empty() {
+            return format!("no target or stage `{name}`: no pipeline defines any");
+        }
+        format!(
+            "no target or stage `{name}`; the closest: {} (`pipe list` shows all {})",
+            close
+                .iter()
+                .map(|c| format!("`{}`", c.split(' ').next().unwrap_or(c)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            known.len()
+        )
     }
 
     /// `wanted` and everything they depend on, dependencies first.

@@ -114,6 +114,28 @@ pub fn did_you_mean<'a>(found: &str, valid: impl IntoIterator<Item = &'a str>) -
     }
 }
 
+/// The `k` names of `valid` closest to `found`: most words in common first (`momentum:train`
+/// finds `linear:momentum`), then the most alike as strings.
+pub fn closest<'a>(found: &str, valid: &[&'a str], k: usize) -> Vec<&'a str> {
+    let words = |s: &str| -> Vec<String> {
+        s.split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect()
+    };
+    let mine = words(found);
+    let mut scored: Vec<(usize, f64, &str)> = valid
+        .iter()
+        .map(|v| {
+            let shared = words(v).iter().filter(|w| mine.contains(w)).count();
+            (shared, strsim::jaro_winkler(found, v), *v)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(b.2)));
+    scored.dedup_by(|a, b| a.2 == b.2);
+    scored.into_iter().take(k).map(|(_, _, v)| v).collect()
+}
+
 /// A number written where ron could not take it, reworded.
 pub struct Number {
     /// Byte offset where the written number starts.

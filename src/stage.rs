@@ -345,3 +345,25 @@ pub fn replace_file(path: &Path, bytes: impl AsRef<[u8]>) -> anyhow::Result<()> 
         ))
     })
 }
+
+/// What [`StageConfig::external_key`] fails with when the thing outside the cache a stage
+/// reads is not there (a local dataset copy): the engine then keys the stage as its last
+/// build did, if that build had the same config, so a forgotten environment variable in a
+/// new shell does not make a complete cache stale; with no such build, `build` stops before
+/// running anything, with this message and hint.
+#[derive(Debug)]
+pub struct Missing {
+    pub message: String,
+    pub hint: String,
+    /// `false` when the user named this very place for this run (an environment variable):
+    /// an earlier build's copy must not stand in for it.
+    pub stand_in: bool,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Missing {}

@@ -313,6 +313,65 @@ fn an_unreachable_server_fails_with_the_way_to_a_local_copy() {
     assert!(r.stdout.contains("set PIPE_CIFAR10=/path/to/it"), "{r:?}");
 }
 
+/// A project with no data: one message that says what to set, exit 2, nothing skipped. Once
+/// built, the local copy's content is what counts: the variable forgotten in a new shell
+/// (the copy no longer where the stage says) leaves the cache fresh, not stale.
+#[test]
+fn no_data_is_one_message_with_the_two_ways_and_a_built_copy_stays_fresh_without_it() {
+    let p = Project::new();
+    study(&p, r#"source: Local("nowhere")"#, "validation: 5");
+    let r = p.pipe(&["build", "data:data"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("data:cifar10: no CIFAR-10 at ")
+            && r.stderr.contains("source: Local(\"nowhere\")")
+            && r.stderr
+                .contains("hint: set PIPE_CIFAR10=/path/to/cifar-10-batches-bin")
+            && r.stderr.contains("`source: Url` downloads"),
+        "{r:?}"
+    );
+    assert!(
+        !r.stdout.contains("skipped") && !r.stderr.contains("skipped"),
+        "{r:?}"
+    );
+    assert!(p.ran().is_empty());
+    // Pointed at one by the variable: built.
+    let src = p.path().join("src-data");
+    synthetic(&src, 12, 10);
+    let with = |args: &[&str]| {
+        util::Run::from_output(p.cmd(args).env("PIPE_CIFAR10", &src).output().unwrap())
+    };
+    assert_eq!(with(&["build", "data:data"]).code, 0);
+    assert_eq!(p.ran(), sorted(&["data:cifar10", "data:data"]));
+    // A new shell without it: fresh, nothing to do.
+    let status = p.ok(&["status", "--json"]).stdout;
+    let rows: serde_json::Value = serde_json::from_str(&status).unwrap();
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["state"], "fresh", "{row}");
+    }
+    p.ok(&["build", "data:data"]);
+    assert!(p.ran().is_empty());
+    // The variable pointing at another copy is a change; a wrong one is the message again.
+    let other = p.path().join("other-data");
+    synthetic(&other, 13, 10);
+    let r = util::Run::from_output(
+        p.cmd(&["build", "data:data"])
+            .env("PIPE_CIFAR10", &other)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(p.ran(), sorted(&["data:cifar10", "data:data"]));
+    let r = util::Run::from_output(
+        p.cmd(&["build", "data:data"])
+            .env("PIPE_CIFAR10", p.path().join("typo"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("hint: correct PIPE_CIFAR10"), "{r:?}");
+}
+
 #[test]
 fn a_local_copy_and_a_download_of_the_same_bytes_share_downstream_entries() {
     let p = Project::new();

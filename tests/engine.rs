@@ -835,7 +835,7 @@ fn unknown_target_names_a_close_one() {
     let r = p.pipe(&["build", "reports/momentun.md"]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(
-        r.stderr.contains("did you mean `reports/momentum.md`?"),
+        r.stderr.contains("the closest: `reports/momentum.md`, "),
         "{r:?}"
     );
 }
@@ -878,6 +878,219 @@ fn command_stages_see_their_inputs_labels_and_fail_on_a_nonzero_exit() {
             .contains("FAILED  c:broken: command exited with exit status: 3: about to fail"),
         "{r:?}"
     );
+}
+
+/// A script a stage runs is a dependency when it is declared: an edit (a whitespace one too:
+/// it is content) reruns the stage, a `touch` or nothing does not, `explain` names the file,
+/// a folder counts every file in it, and a stage extending it keeps its deps.
+#[test]
+fn declared_deps_rerun_a_stage_when_their_content_changes_and_only_then() {
+    let p = Project::new();
+    p.write("scripts/run.sh", "echo one > out.txt\n");
+    p.write("tables/a.txt", "a\n");
+    p.write(
+        "pipelines/c.ron",
+        r#"Pipeline(stages: [
+            (name: "s", kind: "command", deps: ["scripts/run.sh", "tables"],
+             config: (run: "sh $PIPE_ROOT/scripts/run.sh")),
+            (name: "t", extends: "s", set: {"cpus": 2}),
+        ])"#,
+    );
+    p.ok(&["build", "c:s", "c:t"]);
+    assert_eq!(p.ran(), ["c:s", "c:t"]);
+    let built = || p.ok(&["build", "c:s"]).stdout;
+    built();
+    assert!(p.ran().is_empty(), "nothing changed");
+    // The same bytes with a new mtime: not a change.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    p.write("scripts/run.sh", "echo one > out.txt\n");
+    built();
+    assert!(p.ran().is_empty(), "touched, not edited");
+    p.write("scripts/run.sh", "echo two > out.txt\n");
+    let why = p.ok(&["explain", "c:s"]).stdout;
+    assert!(why.contains("dependency changed: scripts/run.sh"), "{why}");
+    built();
+    assert_eq!(p.ran(), ["c:s"]);
+    assert_eq!(
+        std::fs::read_to_string(p.outputs("c:s").join("out.txt")).unwrap(),
+        "two\n"
+    );
+    p.write("scripts/run.sh", "echo  two > out.txt\n");
+    built();
+    assert_eq!(p.ran(), ["c:s"], "whitespace is content");
+    p.write("tables/sub/b.txt", "b\n");
+    let why = p.ok(&["explain", "c:s"]).stdout;
+    assert!(why.contains("dependency added: tables/sub/b.txt"), "{why}");
+    built();
+    assert_eq!(p.ran(), ["c:s"]);
+    p.ok(&["build", "c:t"]);
+    assert_eq!(p.ran(), ["c:t"], "t inherited s's deps");
+}
+
+#[test]
+fn a_missing_or_outside_dep_is_an_error_where_it_is_written() {
+    let p = Project::new();
+    p.write(
+        "pipelines/c.ron",
+        "Pipeline(stages: [\n    (name: \"s\", kind: \"command\", deps: [\"scripts/gone.py\", \"../x\"], config: (run: \"true\")),\n])",
+    );
+    let r = p.pipe(&["build", "c:s"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("pipelines/c.ron:2:41: stages[0].deps[0]: `scripts/gone.py` does not exist in the project"),
+        "{r:?}"
+    );
+    assert!(
+        r.stderr
+            .contains("stages[0].deps[1]: `../x` is outside the project"),
+        "{r:?}"
+    );
+    assert!(p.ran().is_empty());
+}
+
+/// Every stage id and target an example names, in README.md and in every `--help`, exists in
+/// the shipped pipelines; an unknown one is answered with the closest few, not all of them.
+#[test]
+fn every_example_in_the_readme_and_the_help_names_what_exists() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let pipe = |args: &[&str]| {
+        util::Run::from_output(
+            std::process::Command::new(util::bin())
+                .arg("-C")
+                .arg(root)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    // The commands: `pipe …` spans, and lines of shell blocks that run pipe.
+    let mut commands: Vec<String> = readme
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| span.starts_with("pipe "))
+        .map(str::to_string)
+        .collect();
+    commands.extend(
+        readme
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("pipe ") || l.starts_with("$ pipe "))
+            .map(str::to_string),
+    );
+    let help = pipe(&["--help"]).stdout;
+    let subcommands: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(subcommands.len() >= 10, "{help}");
+    for sub in &subcommands {
+        let text = pipe(&[sub, "--help"]).stdout;
+        // The ids and targets in a help text are written in backticks or after `pipe `.
+        commands.extend(
+            text.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|w| format!("pipe {sub} {w}")),
+        );
+        commands.extend(
+            text.lines()
+                .filter_map(|l| l.split_once("pipe "))
+                .map(|(_, c)| format!("pipe {c}")),
+        );
+    }
+    let mut named: Vec<String> = Vec::new();
+    for c in &commands {
+        for word in c.split_whitespace().skip(1) {
+            let w = word.trim_matches(|ch| matches!(ch, '\'' | '"' | ',' | '.' | ')' | '('));
+            let id_like = w.contains(':')
+                && !w.starts_with('-')
+                && !w.contains("://")
+                && w.chars().next().is_some_and(|ch| ch.is_ascii_lowercase());
+            let target_like = w.starts_with("reports/") && w.ends_with(".md");
+            if (id_like || target_like) && !named.contains(&w.to_string()) {
+                named.push(w.to_string());
+            }
+        }
+    }
+    assert!(named.len() >= 4, "{named:?} from {commands:?}");
+    for name in &named {
+        let r = pipe(&["dag", name]);
+        assert_eq!(
+            r.code, 0,
+            "an example names `{name}`, which does not exist: {r:?}"
+        );
+    }
+    let r = pipe(&["dag", "momentum:train"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("the closest: `") && r.stderr.contains("linear:momentum`"),
+        "{r:?}"
+    );
+    assert!(r.stderr.len() < 600, "a few ids, not all: {}", r.stderr);
+    let r = pipe(&["dag", "quick/linear:momentum[optimizer.momentum=0.8]"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("`quick/linear:momentum` has no variant `[optimizer.momentum=0.8]`; its 12 variant(s): [base], ")
+            && r.stderr.contains("[optimizer.momentum=0.9]"),
+        "{r:?}"
+    );
+}
+
+/// Every error of every stage in one run: two wrong `set` entries of one stage and an unknown
+/// input of another are all said, each at its place, and a stage extending nothing is said
+/// without a cascade of its own config's errors.
+#[test]
+fn every_error_of_every_stage_is_said_at_once() {
+    let p = Project::new();
+    p.write(
+        "pipelines/a.ron",
+        r#"Pipeline(stages: [
+    (name: "d", kind: "fake", config: (value: "d")),
+    (name: "t", kind: "train", inputs: ["d"], config: (model: Linear(), epochs: 1), set: {"epochs": -2, "seed": 1.5}),
+    (name: "u", kind: "fake", inputs: ["nothere"], config: (value: "u")),
+    (name: "v", extends: "nobody", set: {"epochs": 3}),
+])"#,
+    );
+    let r = p.pipe(&["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    for said in [
+        "pipelines/a.ron:3:",
+        "stages[1].set.epochs: `epochs` cannot be negative",
+        "stages[1].set.seed: `seed` must be a whole number, not `1.5`",
+        "pipelines/a.ron:4:",
+        "stages[2].inputs[0]: unknown stage `nothere`",
+        "stages[3].extends: unknown stage `nobody`",
+    ] {
+        assert!(r.stderr.contains(said), "`{said}` missing: {}", r.stderr);
+    }
+    assert_eq!(r.stderr.matches("error: ").count(), 4, "{}", r.stderr);
+}
+
+/// `build -n` says the cost as `build` would, before listing what would run.
+#[test]
+fn a_dry_run_says_what_the_build_is_about_to_run() {
+    let p = Project::new();
+    let values: Vec<String> = (1..25).map(|i| format!("\"v{i}\"")).collect();
+    p.write(
+        "pipelines/f.ron",
+        &format!(
+            r#"Pipeline(stages: [(name: "a", kind: "fake", config: (value: "a"), vary: {{"value": [{}]}})])"#,
+            values.join(", ")
+        ),
+    );
+    let out = p.ok(&["build", "-n", "f:a"]).stdout;
+    assert!(
+        out.starts_with("about to run 25 stages: 0 trainings"),
+        "{out}"
+    );
+    assert!(out.contains("25 of 25 stages would run"), "{out}");
+    assert!(p.ran().is_empty());
 }
 
 #[test]

@@ -617,7 +617,7 @@ fn results_commands_never_show_a_tampered_object_as_a_result() {
             .len(),
         2
     );
-    let outputs = p.ok(&["outputs", "s:eval"]).stdout;
+    let outputs = p.ok(&["outputs", "s:eval[base]"]).stdout;
     let evaluation = outputs
         .lines()
         .find_map(|l| l.strip_prefix("evaluation.json\t"))
@@ -642,7 +642,7 @@ fn results_commands_never_show_a_tampered_object_as_a_result() {
         diff.stdout.contains("not shown") && diff.stderr.contains("damaged"),
         "{diff:?}"
     );
-    let out = p.pipe(&["outputs", "s:eval"]);
+    let out = p.pipe(&["outputs", "s:eval[base]"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
         out.stderr.contains("`evaluation.json` is corrupt") && out.stdout.is_empty(),
@@ -807,6 +807,55 @@ fn a_fraction_or_exponent_in_a_whole_number_field_names_the_field_and_the_value(
     }
 }
 
+/// A forced training in its own process that trains the same bytes again: the build says
+/// that run's time and log, not those of the run its index remembered for the same key.
+#[test]
+fn a_forced_rerun_with_identical_output_shows_its_own_time_and_log() {
+    let p = Project::new();
+    util::learnable(&p.path().join("src-data"), 20, 10);
+    p.write(
+        "pipelines/s.ron",
+        r#"Pipeline(stages: [
+            (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+            (name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: 20)),
+            (name: "train", kind: "train", inputs: ["data"],
+             config: (model: Linear(), epochs: 1, batch_size: 16, seed: 1)),
+        ])"#,
+    );
+    p.ok(&["build", "s:train"]);
+    // The index's record of that run, as if it had taken 1000 s.
+    let index = p.path().join("cache/index.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index).unwrap()).unwrap();
+    v["s:train"]["ms"] = serde_json::json!(1_000_000);
+    std::fs::write(&index, serde_json::to_vec(&v).unwrap()).unwrap();
+    let r = p
+        .cmd(&["build", "--force", "s:train", "s:train"])
+        .env("PIPE_ISOLATE", "all")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{out}");
+    let said = out
+        .lines()
+        .find_map(|l| l.strip_prefix("built   s:train ("))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        !said.starts_with("1000.0s"),
+        "the remembered run's time: {out}"
+    );
+    let runs = p.take_runs();
+    let last = runs.last().unwrap();
+    assert_eq!(last["stage"], "s:train");
+    let secs = last["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
+    assert!(
+        said.starts_with(&format!("{secs:.1}s)")),
+        "{said} vs {secs}: {out}"
+    );
+    let log = p.ok(&["log", "s:train"]).stdout;
+    assert!(log.contains("epoch 1/1"), "{log}");
+}
+
 #[test]
 fn a_damaged_input_of_a_training_in_its_own_process_is_rebuilt_in_the_same_build() {
     // The real path: normalize, then train in a `stage-job` child (PIPE_ISOLATE=all), as
@@ -878,7 +927,7 @@ fn a_damaged_model_under_a_forced_evaluation_is_retrained_and_each_evaluation_ru
     p.ran();
     let weights = fs::read(p.outputs("s:train").join("best.bin")).unwrap();
     for keep_going in [false, true] {
-        let outputs = p.ok(&["outputs", "s:train"]).stdout;
+        let outputs = p.ok(&["outputs", "s:train[base]"]).stdout;
         let best = outputs
             .lines()
             .find_map(|l| l.strip_prefix("best.bin\t"))

@@ -552,7 +552,11 @@ fn results_are_shown_compared_and_found_without_reading_the_cache_by_hand() {
         "the header and the one variant: {table}"
     );
     assert!(table.contains("optimizer.momentum=0.9"), "{table}");
-    assert!(p.ok(&["show", "--family", "mlp"]).stdout.lines().count() == 1);
+    assert_eq!(
+        p.pipe(&["show", "--family", "mlp"]).code,
+        2,
+        "no mlp results here"
+    );
     assert!(p
         .ok(&["show", "--format", "md"])
         .stdout
@@ -578,7 +582,7 @@ fn results_are_shown_compared_and_found_without_reading_the_cache_by_hand() {
         "{all}"
     );
 
-    let outs = p.ok(&["outputs", "mini:train"]).stdout;
+    let outs = p.ok(&["outputs", "mini:train[base]"]).stdout;
     let model = outs
         .lines()
         .find(|l| l.starts_with("model.bin\t"))
@@ -588,7 +592,28 @@ fn results_are_shown_compared_and_found_without_reading_the_cache_by_hand() {
         std::fs::read(path).unwrap(),
         std::fs::read(p.outputs("mini:train").join("model.bin")).unwrap()
     );
-    let log = p.ok(&["log", "mini:train"]).stdout;
+    let log = p.ok(&["log", "mini:train[base]"]).stdout;
     assert!(log.contains("epoch 6/6"), "{log}");
     assert_eq!(p.pipe(&["log", "mini:nothing"]).code, 2);
+    // A filter that matches nothing there is is said, with what there is.
+    let r = p.pipe(&["show", "--family", "gru"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("no result matches --family gru; families with results: "),
+        "{r:?}"
+    );
+    assert_eq!(p.pipe(&["show", "--study", "nothing"]).code, 2);
+    // JSON's name of a column sorts as the table's does.
+    assert_eq!(
+        p.ok(&["show", "--sort", "test_acc_final"]).stdout,
+        p.ok(&["show", "--sort", "test_acc"]).stdout
+    );
+    // A stage with variants has no one log: the variants are listed, none is picked.
+    let r = p.pipe(&["log", "mini:train"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("`mini:train` has ") && r.stderr.contains("variant(s): [base], ["),
+        "{r:?}"
+    );
 }

@@ -87,10 +87,10 @@ fn a_study_built_through_slurm_trains_the_same_weights_as_a_local_build() {
         learnable(&p.path().join("src-data"), 30, 20);
         p.write("pipelines/s.ron", TRAIN_STUDY);
         p.write("slurm.ron", "Slurm(poll_ms: 200)");
-        p.ok(&["--device", "cpu", "build", "--executor", executor, "s:eval"]);
-        p
+        let out = p.ok(&["--device", "cpu", "build", "--executor", executor, "s:eval"]);
+        (p, out.stdout)
     };
-    let (local, remote) = (build("local"), build("slurm"));
+    let ((local, _), (remote, remote_out)) = (build("local"), build("slurm"));
     let status = |p: &Project| -> serde_json::Value {
         serde_json::from_str(&p.ok(&["--device", "cpu", "status", "--json"]).stdout).unwrap()
     };
@@ -132,10 +132,26 @@ fn a_study_built_through_slurm_trains_the_same_weights_as_a_local_build() {
             "s:mlp[optimizer.lr=0.05]"
         ]
     );
+    // Each evaluation ran in its training's job: one Slurm start-up for both, and the
+    // build counts it as built, with its log.
+    let job_of = |stage: &str| &runs.iter().find(|(s, _)| s == stage).unwrap().1;
+    assert_eq!(job_of("s:eval"), job_of("s:mlp"));
+    assert_eq!(
+        job_of("s:eval[optimizer.lr=0.05]"),
+        job_of("s:mlp[optimizer.lr=0.05]")
+    );
+    assert_ne!(job_of("s:mlp"), job_of("s:mlp[optimizer.lr=0.05]"));
+    assert!(
+        remote_out.contains("built s:eval in the same job")
+            && remote_out.contains("6 built, 0 fresh"),
+        "{remote_out}"
+    );
     for (stage, id) in &runs {
         let record = scontrol_job(id);
+        // An evaluation's job is its training's, named for it.
+        let job = stage.replace("s:eval", "s:mlp");
         assert!(
-            record.contains(&format!("JobName=pipe:{stage}"))
+            record.contains(&format!("JobName=pipe:{job} "))
                 && record.contains("JobState=COMPLETED"),
             "{stage}: Slurm knows job {id}: {record}"
         );
@@ -155,7 +171,7 @@ fn a_job_that_finds_its_input_damaged_has_it_rebuilt_through_slurm_in_the_same_b
     p.ok(&["--device", "cpu", "build", "s:eval"]);
     p.take_runs();
     let weights = std::fs::read(p.outputs("s:mlp").join("best.bin")).unwrap();
-    let outputs = p.ok(&["outputs", "s:mlp"]).stdout;
+    let outputs = p.ok(&["outputs", "s:mlp[base]"]).stdout;
     let best = outputs
         .lines()
         .find_map(|l| l.strip_prefix("best.bin\t"))
@@ -219,6 +235,67 @@ fn a_misspelt_kind_in_the_settings_is_an_error_where_it_is_written() {
         "{}",
         r.stderr
     );
+}
+
+/// A follow-on that fails in its parent's job takes nothing down with it: the parent is
+/// built, and the build runs the follow-on again in a job of its own, which says why.
+/// A forced follow-on is never chained (the build would run it again anyway).
+#[test]
+fn a_follow_on_that_fails_in_its_parents_job_is_run_again_alone_and_fails_alone() {
+    if !slurm() {
+        return;
+    }
+    let p = fake_project(
+        r#"(name: "a", kind: "fake", config: (value: "a")),
+           (name: "b", kind: "fake", inputs: ["a"], config: (value: "b", fail: true)),
+           (name: "c", kind: "fake", inputs: ["a"], config: (value: "c")),"#,
+        r#"Slurm(kinds: ["fake"], poll_ms: 200)"#,
+    );
+    // Two stages wait on a alone: neither is chained, each gets a job.
+    let r = p.pipe(&["build", "-k", "f:b", "f:c"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let mut jobs: Vec<String> = slurm_runs(&p).into_iter().map(|(_, j)| j).collect();
+    jobs.sort();
+    jobs.dedup();
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    // Built one at a time, each waits on a alone: chained.
+    let fresh_cache = || std::fs::remove_dir_all(p.path().join("cache")).unwrap();
+    fresh_cache();
+    let r = p.pipe(&["build", "f:c"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let runs = slurm_runs(&p);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0].1, runs[1].1, "c ran in a's job: {runs:?}");
+    assert!(r.stdout.contains("built f:c in the same job"), "{r:?}");
+    fresh_cache();
+    let r = p.pipe(&["build", "-k", "f:b"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let runs = slurm_runs(&p);
+    let job_of = |stage: &str| {
+        runs.iter()
+            .filter(|(s, _)| s == stage)
+            .map(|(_, j)| j.clone())
+            .collect::<Vec<_>>()
+    };
+    // b failed twice: in a's job, then in its own; a is built.
+    let b = job_of("f:b");
+    assert_eq!(b.len(), 2, "{runs:?}");
+    assert_eq!(b[0], job_of("f:a")[0]);
+    assert_ne!(b[1], b[0]);
+    assert!(r.stdout.contains("built   f:a"), "{r:?}");
+    assert!(
+        r.stdout.contains("FAILED  f:b") || r.stderr.contains("FAILED  f:b"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("1 built, 0 fresh, 1 failed"), "{r:?}");
+    // a and c forced: c, forced, in a job of its own.
+    let r = p.pipe(&["build", "--force", "f:a", "--force", "f:c", "f:c"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut runs = slurm_runs(&p);
+    runs.sort();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!((runs[0].0.as_str(), runs[1].0.as_str()), ("f:a", "f:c"));
+    assert_ne!(runs[0].1, runs[1].1, "{runs:?}");
 }
 
 #[test]
@@ -410,10 +487,19 @@ fn a_job_past_its_time_limit_is_resubmitted_and_resumes() {
         r#"Slurm(kinds: ["fake"], time: "1", poll_ms: 500)"#,
     );
     let r = p.ok(&["build", "f:long"]);
+    // No `resubmit` set: resubmitted because the job moved the run on, with the pace seen.
+    let said = r
+        .stdout
+        .lines()
+        .find_map(|l| l.split_once("ended TIMEOUT after progress; submitted again (job 2: at "))
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or_else(|| panic!("the resubmission: {r:?}"));
+    let at: u64 = said.split(' ').next().unwrap().parse().unwrap();
+    assert!((10..30).contains(&at), "killed between 60 and 90 s: {said}");
     assert!(
-        r.stdout
-            .contains("ended TIMEOUT after progress; submitted again (1 of 3)"),
-        "{r:?}"
+        said.starts_with(&format!("{at} of 30, {at} in this job, about "))
+            && said.ends_with(" more at this pace)"),
+        "{said}"
     );
     assert!(
         r.stdout.contains("resumed at step "),
@@ -423,7 +509,7 @@ fn a_job_past_its_time_limit_is_resubmitted_and_resumes() {
     assert!(
         r.stderr.contains("note: f:long: Slurm job ")
             && r.stderr
-                .contains("ended TIMEOUT after progress; submitted again (1 of 3)"),
+                .contains("ended TIMEOUT after progress; submitted again (job 2: at "),
         "{r:?}"
     );
     // The stage's time is both jobs', 60 s and more, not the last job's.

@@ -37,7 +37,20 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
     // Never dropped, as the plan: the process ends right after.
     let cache = std::mem::ManuallyDrop::new(p.cache()?);
     let clock = Instant::now();
+    // No data: one message that says what to set, before any stage runs or is skipped.
+    let absent = crate::engine::assess::missing(&p.plan, &cache, &p.root, &p.plan.closure(&wanted));
+    if let Some((_, _, hint)) = absent.first() {
+        let said: Vec<String> = absent
+            .iter()
+            .map(|(n, message, _)| format!("{}: {message}", p.plan.nodes[*n].id))
+            .collect();
+        return Err(Error::Usage(format!("{}\n  hint: {hint}", said.join("\n"))));
+    }
     if a.dry_run {
+        // The cost first, as the build itself would say it.
+        if !a.quiet && !a.json {
+            Ahead::of(p, &cache, &wanted, &force).announce(p);
+        }
         let order = p.plan.closure(&wanted);
         let states = assess(&p.plan, &cache, &p.root, &order, &force);
         let stale = states.iter().filter(|(_, s)| !s.is_fresh()).count();

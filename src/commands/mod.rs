@@ -124,7 +124,7 @@ impl Project {
                 Cache::preload(&dir, &enough)
             })
         });
-        let plan = Plan::new(pipeline::load_files(files, &kinds)?)?;
+        let plan = Plan::new(pipeline::load_files(files, &kinds, Some(&root))?)?;
         Ok(Project {
             root,
             plan,

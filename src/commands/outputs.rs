@@ -11,6 +11,18 @@ fn outputs_of(
     p: &Project,
     name: &str,
 ) -> Result<(usize, Held, crate::engine::cache::Cache), Error> {
+    // A stage with variants has no one set of outputs: which one is asked, not the base's
+    // handed out in silence.
+    let several = (0..p.plan.nodes.len())
+        .filter(|&n| p.plan.def(n).id == name)
+        .count()
+        > 1;
+    if several {
+        let listed = p.plan.variant_list(name).unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "`{name}` has {listed}; name one (`{name}[base]` for the base)"
+        )));
+    }
     let n = one(p, name)?;
     let cache = p.cache()?;
     let Some((_, Some(h))) = held(p, &cache, &[n]).into_iter().next() else {

@@ -171,14 +171,46 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
             }
         }
     }
+    let unfiltered: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.family.clone(), r.study.clone()))
+        .collect();
     rows.retain(|r| {
         (a.family.is_empty() || a.family.contains(&r.family))
             && a.study
                 .as_ref()
                 .is_none_or(|s| r.study.contains(s.as_str()) || r.stage.contains(s.as_str()))
     });
+    // A filter that matches none of the results there are is a typo, not an empty table.
+    if rows.is_empty() && !unfiltered.is_empty() && (!a.family.is_empty() || a.study.is_some()) {
+        let list = |v: Vec<&String>| {
+            let mut v: Vec<&str> = v.into_iter().map(String::as_str).collect();
+            v.sort();
+            v.dedup();
+            v.join(", ")
+        };
+        return Err(Error::Usage(format!(
+            "no result matches{}{}; families with results: {}; studies: {}",
+            if a.family.is_empty() {
+                String::new()
+            } else {
+                format!(" --family {}", a.family.join(","))
+            },
+            a.study
+                .as_ref()
+                .map(|s| format!(" --study {s}"))
+                .unwrap_or_default(),
+            list(unfiltered.iter().map(|(f, _)| f).collect()),
+            list(unfiltered.iter().map(|(_, s)| s).collect()),
+        )));
+    }
     if let Some(sort) = &a.sort {
         let (name, dir) = sort.split_once(':').unwrap_or((sort, ""));
+        // JSON's name for the column is taken too.
+        let name = match name {
+            "test_acc_final" => "test_acc",
+            other => other,
+        };
         let col = COLUMNS.iter().find(|c| c.name == name).ok_or_else(|| {
             let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
             Error::Usage(format!(

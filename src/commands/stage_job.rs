@@ -4,6 +4,8 @@
 //! the cache or the disk did, 4 when an input's object was corrupt and dropped). It
 //! refuses to run when this node keys the stage differently from the build that submitted
 //! it (an edited pipeline, another backend), so nothing is stored under a wrong key.
+//! `--then ID` runs more stages after it in the same process (a training's evaluation in
+//! the training's job: one Slurm start-up, two entries); the exit code is the first stage's.
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
@@ -18,15 +20,50 @@ use crate::engine::ui::Silent;
 
 pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
     let plan = &p.plan;
-    let n = *plan
-        .by_id
-        .get(&a.id)
-        .ok_or_else(|| Error::Usage(format!("no stage `{}` in the pipelines", a.id)))?;
+    let node = |id: &str| {
+        plan.by_id
+            .get(id)
+            .copied()
+            .ok_or_else(|| Error::Usage(format!("no stage `{id}` in the pipelines")))
+    };
+    let n = node(&a.id)?;
+    let then = a
+        .then
+        .iter()
+        .map(|id| node(id))
+        .collect::<Result<Vec<_>, _>>()?;
     let cache = std::mem::ManuallyDrop::new(p.cache()?);
+    let code = one(p, &cache, a, n, Some(&a.key), a.force)?;
+    if code == 0 {
+        // Each follow-on is keyed here from what was just built, as the build will key it
+        // when it gets there and finds the entry; one that fails is left to the build,
+        // which runs it again in a job of its own and says why.
+        for t in then {
+            let code = one(p, &cache, a, t, None, false)?;
+            if code != 0 {
+                eprintln!("note: {} is left to the build", plan.nodes[t].id);
+            }
+        }
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// Runs stage `n` and returns the exit code it earns (see the module's doc); `key`: the
+/// key the submitting build computed, `None` for a follow-on, keyed here.
+fn one(
+    p: &Project,
+    cache: &crate::engine::cache::Cache,
+    a: &StageJobArgs,
+    n: usize,
+    key: Option<&str>,
+    force: bool,
+) -> Result<u8, Error> {
+    let plan = &p.plan;
+    let id = &plan.nodes[n].id;
     let inputs = &plan.nodes[n].inputs;
     let upstream = plan.closure(inputs);
     let mut built: HashMap<usize, Built> = HashMap::new();
-    for (i, state) in assess(plan, &cache, &p.root, &upstream, &HashSet::new()) {
+    for (i, state) in assess(plan, cache, &p.root, &upstream, &HashSet::new()) {
         if let Freshness::Fresh(b) = state {
             built.insert(i, *b);
         }
@@ -52,27 +89,26 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
             }
         }
         if !damaged.is_empty() {
-            eprintln!("failed {}: {}", a.id, damaged.join("; "));
-            return Ok(ExitCode::from(EXIT_CORRUPT_INPUT));
+            eprintln!("failed {id}: {}", damaged.join("; "));
+            return Ok(EXIT_CORRUPT_INPUT);
         }
-        eprintln!("error: inputs not built: {}", missing.join(", "));
-        return Ok(ExitCode::from(1));
+        eprintln!("error: {id}: inputs not built: {}", missing.join(", "));
+        return Ok(1);
     }
-    let ext = external(plan, &cache, &p.root, n).map_err(Error::Usage)?;
+    let ext = external(plan, cache, &p.root, n).map_err(Error::Usage)?;
     let ki = key_inputs(plan, n, ext, |i| {
         built.get(&i).map(|b| b.output_hash.clone())
     })
     .expect("every input is built");
-    if ki.key() != a.key {
+    if let Some(key) = key.filter(|k| *k != ki.key()) {
         eprintln!(
-            "error: this node keys `{}` as {}, the build that submitted it as {}: the \
+            "error: this node keys `{id}` as {}, the build that submitted it as {}: the \
              pipelines, the data or the backend differ here (the backend is part of a train \
              stage's key; pass the same --device)",
-            a.id,
             &ki.key()[..12],
-            &a.key[..a.key.len().min(12)]
+            &key[..key.len().min(12)]
         );
-        return Ok(ExitCode::from(1));
+        return Ok(1);
     }
     let input_entries: Vec<(usize, Built)> =
         inputs.iter().map(|&i| (i, built[&i].clone())).collect();
@@ -91,7 +127,7 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
     let gpus: Vec<usize> = (0..resources.gpus).collect();
     let env = Env {
         plan,
-        cache: &cache,
+        cache,
         root: &p.root,
     };
     let lines = LineProgress::default();
@@ -99,10 +135,11 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
         node: n,
         key_inputs: &ki,
         inputs: &input_entries,
-        forced: a.force,
+        forced: force,
         resources,
         gpus: &gpus,
         progress: if a.progress_lines { &lines } else { &Silent },
+        then: &[],
     };
     let result = run_stage(&env, &job);
     // The entry is what counts, and it is written; a full disk that refuses the index too
@@ -118,18 +155,18 @@ pub(super) fn run(p: &Project, a: &StageJobArgs) -> Result<ExitCode, Error> {
                 if r.ran { "built" } else { "fresh" },
                 plan.nodes[n].id
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(0)
         }
         Err(f) => {
             print!("{}", f.log);
             eprintln!("failed {}: {}", plan.nodes[n].id, f.message);
-            Ok(ExitCode::from(if f.corrupt_input {
+            Ok(if f.corrupt_input {
                 EXIT_CORRUPT_INPUT
             } else if f.io {
                 EXIT_IO
             } else {
                 1
-            }))
+            })
         }
     }
 }

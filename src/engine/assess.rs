@@ -5,33 +5,84 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::cache::{Built, Cache, Lookup};
+use super::deps;
 use super::fingerprint::{diff, InputKey, KeyInputs};
 use crate::plan::Plan;
-use crate::stage::KeyCtx;
+use crate::stage::{KeyCtx, Missing};
 
 /// A node's key material from outside the cache, or why it cannot be had.
-pub fn external(
-    plan: &Plan,
-    cache: &Cache,
-    root: &Path,
-    node: usize,
-) -> Result<Option<serde_json::Value>, String> {
+pub fn external(plan: &Plan, cache: &Cache, root: &Path, node: usize) -> Result<Outside, String> {
     let ctx = KeyCtx {
         memo: &cache.memo,
         root,
     };
-    plan.variant(node)
-        .parsed
-        .config
-        .external_key(&ctx)
-        .map_err(|e| format!("cannot fingerprint: {e:#}"))
+    let external = match plan.variant(node).parsed.config.external_key(&ctx) {
+        Ok(ext) => ext,
+        Err(e) => match e
+            .downcast_ref::<Missing>()
+            .filter(|m| m.stand_in)
+            .and_then(|_| as_last_built(plan, cache, node))
+        {
+            Some(ext) => ext,
+            None => return Err(format!("cannot fingerprint: {e:#}")),
+        },
+    };
+    let def = plan.def(node);
+    let deps = if def.deps.is_empty() {
+        None
+    } else {
+        Some(deps::hashes(&ctx, root, &def.deps)?)
+    };
+    Ok(Outside { external, deps })
+}
+
+/// The external part of `node`'s key as its last build had it, when that build had the
+/// same kind and config: what stands in for a local copy that is not here now.
+fn as_last_built(plan: &Plan, cache: &Cache, node: usize) -> Option<Option<serde_json::Value>> {
+    let entry = cache.load_entry(&cache.last(&plan.nodes[node].id)?)?;
+    let ki = entry.key_inputs;
+    (ki.kind == plan.def(node).kind.name() && *ki.config == *plan.variant(node).parsed.key)
+        .then_some(ki.external)
+}
+
+/// Stages of `order` without inputs (where data enters: a download) whose outside input is
+/// missing with no earlier build to stand in: the message and hint of each, for a build to
+/// stop on before anything runs.
+pub fn missing(
+    plan: &Plan,
+    cache: &Cache,
+    root: &Path,
+    order: &[usize],
+) -> Vec<(usize, String, String)> {
+    let ctx = KeyCtx {
+        memo: &cache.memo,
+        root,
+    };
+    let mut out = Vec::new();
+    for &n in order.iter().filter(|&&n| plan.nodes[n].inputs.is_empty()) {
+        if let Err(e) = plan.variant(n).parsed.config.external_key(&ctx) {
+            if let Some(m) = e.downcast_ref::<Missing>() {
+                if !m.stand_in || as_last_built(plan, cache, n).is_none() {
+                    out.push((n, m.message.clone(), m.hint.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What a key reads from outside the cache: the config's own (a local dataset), and the
+/// stage's declared `deps`.
+pub struct Outside {
+    pub external: Option<serde_json::Value>,
+    pub deps: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A node's key inputs, given the output hash of each of its inputs.
 pub fn key_inputs(
     plan: &Plan,
     node: usize,
-    external: Option<serde_json::Value>,
+    outside: Outside,
     output_of: impl Fn(usize) -> Option<String>,
 ) -> Option<KeyInputs> {
     let n = &plan.nodes[node];
@@ -49,7 +100,8 @@ pub fn key_inputs(
         kind: def.kind.name().to_string(),
         version: def.kind.version(),
         config: plan.variant(node).parsed.key.clone(),
-        external,
+        external: outside.external,
+        deps: outside.deps,
         target: def.target.clone(),
         inputs,
     })

@@ -130,7 +130,8 @@ impl Executor for ChildProcess {
         let said = last_said(&stderr, id)
             .unwrap_or_else(|| format!("its process exited with {code}{last_words}"));
         match code {
-            0 => match env.cache.lookup(id, &key) {
+            // Past this process's index, which may hold an earlier run of the same key.
+            0 => match env.cache.lookup_stored(&key) {
                 Lookup::Hit(built) => Ok(Ran {
                     built: *built,
                     log: env
@@ -139,6 +140,7 @@ impl Executor for ChildProcess {
                         .map(|e| e.log)
                         .unwrap_or(log.clone()),
                     ran: !log.lines().any(|l| l == format!("fresh {id}")),
+                    along: Vec::new(),
                 }),
                 _ => Err(fail("its process ended well but stored no outputs".into())),
             },
@@ -244,6 +246,15 @@ pub fn forward_tagged(line: &str, progress: &dyn Progress, prefix: &str) -> bool
         }
     }
     true
+}
+
+/// The (done, total) of a tagged progress line counted in steps (a training's epochs), not
+/// bytes: how far a Slurm job got, to tell whether submitting it again moves the run on.
+pub fn tagged_counts(line: &str) -> Option<(u64, u64)> {
+    let mut parts = line.strip_prefix(TAG)?.splitn(4, '\t');
+    let (done, total, unit) = (parts.next()?, parts.next()?, parts.next()?);
+    (unit == "n").then_some(())?;
+    Some((done.parse().ok()?, total.parse().ok()?))
 }
 
 /// The message of a progress line, for a job log's tail read by a person.

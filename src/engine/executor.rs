@@ -40,6 +40,10 @@ pub struct Job<'a> {
     /// empty for a CPU stage.
     pub gpus: &'a [usize],
     pub progress: &'a dyn Progress,
+    /// Stages of this build that need this one and nothing else still to build, none of
+    /// them forced: an executor may run them right after it, where it runs (a Slurm job),
+    /// and say so in [`Ran::along`].
+    pub then: &'a [usize],
 }
 
 /// A job that ended well: its stored outputs and log.
@@ -48,6 +52,9 @@ pub struct Ran {
     pub log: String,
     /// `false` when another process had built the key meanwhile.
     pub ran: bool,
+    /// Stages of [`Job::then`] this run built too (in the same Slurm job): the scheduler
+    /// counts them as built when it reaches them and finds their entries.
+    pub along: Vec<usize>,
 }
 
 /// A job that ended badly: why, and what it logged.
@@ -112,6 +119,7 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
                 built: *e,
                 log: String::new(),
                 ran: false,
+                along: Vec::new(),
             });
         }
     }
@@ -230,6 +238,7 @@ pub fn run_stage(env: &Env, job: &Job) -> Result<Ran, Failure> {
                 built,
                 log,
                 ran: true,
+                along: Vec::new(),
             })
         }
         // The scratch folder stays: a rerun of the same key resumes from it.

@@ -16,6 +16,8 @@
 //! |                      |            | `skip_serializing_if = "crate::stage::keying"` and absent      |
 //! | external             | if any     | [`StageConfig::external_key`]: content the stage reads from     |
 //! |                      |            | outside the cache (a local dataset folder's file hashes)        |
+//! | deps                 | if any     | the stage's `deps` (files and folders of the project): each     |
+//! |                      |            | file's path and blake3 (a script a `command` stage runs)        |
 //! | target               | if set     | the path the output is materialized at: a report's links use it |
 //! | input output hashes  | yes        | for each input in order, blake3 of its output listing           |
 //! |                      |            | (relative path + blake3 of each file, sorted)                   |
@@ -66,6 +68,9 @@ pub struct KeyInputs {
     /// What the stage reads from outside the cache (`StageConfig::external_key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<serde_json::Value>,
+    /// The stage's declared `deps`: project path of each file → its blake3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deps: Option<BTreeMap<String, String>>,
     pub target: Option<String>,
     pub inputs: Vec<InputKey>,
 }
@@ -120,6 +125,13 @@ impl KeyInputs {
                     .expect("JSON values serialize")
                     .as_bytes(),
             );
+        }
+        if let Some(deps) = &self.deps {
+            field(b"deps");
+            for (path, hash) in deps {
+                field(path.as_bytes());
+                field(hash.as_bytes());
+            }
         }
         for input in &self.inputs {
             field(input.label.as_deref().unwrap_or("\0none").as_bytes());
@@ -236,6 +248,27 @@ pub fn diff(old: &KeyInputs, new: &KeyInputs) -> Vec<String> {
         }
         _ => {}
     }
+    let no_deps = BTreeMap::new();
+    let (a, b) = (
+        old.deps.as_ref().unwrap_or(&no_deps),
+        new.deps.as_ref().unwrap_or(&no_deps),
+    );
+    for path in a
+        .keys()
+        .chain(b.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        match (a.get(path), b.get(path)) {
+            (Some(x), Some(y)) if x != y => out.push(format!(
+                "dependency changed: {path} (content {} → {})",
+                &x[..12.min(x.len())],
+                &y[..12.min(y.len())]
+            )),
+            (Some(_), None) => out.push(format!("dependency removed: {path}")),
+            (None, Some(_)) => out.push(format!("dependency added: {path}")),
+            _ => {}
+        }
+    }
     if old.target != new.target {
         out.push(format!(
             "target: {} → {}",
@@ -275,6 +308,7 @@ mod tests {
             version: 1,
             config: Arc::new(serde_json::json!({"optimizer": {"lr": 0.01, "momentum": momentum}})),
             external: None,
+            deps: None,
             target: None,
             inputs: vec![InputKey {
                 stage: "common:data".into(),

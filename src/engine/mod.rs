@@ -5,6 +5,7 @@
 pub mod assess;
 pub mod cache;
 pub mod child;
+pub mod deps;
 pub mod eta;
 pub mod executor;
 pub mod fingerprint;

@@ -84,6 +84,9 @@ struct State<'a> {
     dependents: HashMap<usize, Vec<usize>>,
     ready: VecDeque<usize>,
     io_failures: usize,
+    /// Stages an executor built along with another (a Slurm job's follow-ons): built by
+    /// this build when their entries are found.
+    along: HashSet<usize>,
 }
 
 impl State<'_> {
@@ -224,6 +227,7 @@ fn round(
         dependents: HashMap::new(),
         ready: VecDeque::new(),
         io_failures: 0,
+        along: HashSet::new(),
     };
     for &n in &order {
         for &i in &plan.nodes[n].inputs {
@@ -273,6 +277,12 @@ fn round(
             let forced = opts.force.contains(&n);
             if !forced {
                 match cache.lookup(&plan.nodes[n].id, &key) {
+                    Lookup::Hit(e) if st.along.remove(&n) => {
+                        let log = cache.load_entry(&key).map(|e| e.log).unwrap_or_default();
+                        let ms = e.duration_ms;
+                        st.finish_run(n, *e, Outcome::Built { ms }, &log);
+                        continue;
+                    }
                     Lookup::Hit(e) => match st.complete(n, *e, Outcome::Fresh, "") {
                         Ok(()) => continue,
                         // Dropped: run again below, like any damaged output.
@@ -339,6 +349,21 @@ fn round(
                 .iter()
                 .map(|&i| (i, st.done[&i].clone()))
                 .collect();
+            // What needs only this stage now, for an executor that can run it right after.
+            let then: Vec<usize> = st
+                .dependents
+                .get(&n)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&d| {
+                    !opts.force.contains(&d)
+                        && plan.nodes[d]
+                            .inputs
+                            .iter()
+                            .all(|&i| i == n || st.done.contains_key(&i))
+                })
+                .collect();
             let tx = tx.clone();
             let id = plan.nodes[n].id.clone();
             let env = &env;
@@ -358,6 +383,7 @@ fn round(
                         resources: need,
                         gpus: &gpus,
                         progress: progress.as_ref(),
+                        then: &then,
                     };
                     let result = exec.run(env, &job);
                     let _ = tx.send(Msg {
@@ -391,7 +417,9 @@ fn round(
                 built: entry,
                 log,
                 ran,
+                along,
             }) => {
+                st.along.extend(along);
                 let outcome = if ran {
                     Outcome::Built {
                         ms: entry.duration_ms,
@@ -545,6 +573,7 @@ mod tests {
                 },
                 log: String::new(),
                 ran: true,
+                along: Vec::new(),
             })
         }
         fn remote(&self, _: &Env, _: usize) -> bool {
@@ -557,6 +586,7 @@ mod tests {
         let spec = crate::pipeline::load_files(
             vec![(std::path::PathBuf::from("t.ron"), text)],
             &crate::stages::all(),
+            None,
         )
         .unwrap();
         Plan::new(spec).unwrap()

@@ -41,6 +41,9 @@ struct StageModel<'a> {
     extends: Option<String>,
     #[serde(default)]
     inputs: Option<Vec<String>>,
+    /// Project files and folders the stage reads (a script): their content is keyed.
+    #[serde(default)]
+    deps: Option<Vec<String>>,
     #[serde(default, borrow)]
     config: Option<&'a RawValue>,
     #[serde(default, borrow)]
@@ -66,6 +69,8 @@ pub(super) struct Draft {
     pub(super) description: String,
     pub(super) extends: Option<String>,
     pub(super) inputs: Option<Vec<String>>,
+    /// `None`: the stage extended's.
+    pub(super) deps: Option<Vec<String>>,
     pub(super) config: Option<ConfigText>,
     pub(super) set: Vec<(String, Span)>,
     pub(super) vary: Vec<(String, Vec<Span>)>,
@@ -164,6 +169,7 @@ impl Loader<'_> {
                     description: st.description,
                     extends: st.extends,
                     inputs: st.inputs,
+                    deps: st.deps,
                     config: st.config.map(|c| ConfigText::Written(span(c))),
                     set: spans(&text, st.set),
                     vary: spans_each(&text, st.vary),

@@ -71,6 +71,8 @@ pub struct Def {
     pub description: String,
     pub kind: &'static dyn StageKind,
     pub inputs: Vec<usize>,
+    /// Project files and folders whose content is part of the key (`deps`), as written.
+    pub deps: Vec<String>,
     /// The base first, then the variants.
     pub variants: Vec<Variant>,
     pub target: Option<String>,
@@ -83,6 +85,7 @@ pub struct Spec {
 
 struct Loader<'k> {
     kinds: &'k [&'static dyn StageKind],
+    root: Option<PathBuf>,
     files: Vec<PipelineFile>,
     errors: Vec<SpecError>,
     /// `uses` as written, per file, until `resolve_uses` turns them into file indices.
@@ -93,16 +96,19 @@ struct Loader<'k> {
 
 /// Loads every `*.ron` under `root/pipelines`.
 pub fn load(root: &Path, kinds: &[&'static dyn StageKind]) -> Result<Spec, SpecErrors> {
-    load_files(read_files(root)?, kinds)
+    load_files(read_files(root)?, kinds, Some(root))
 }
 
 /// Loads a spec from the files [`read_files`] returned.
+/// `root`, the project's, to check that each `deps` exists there (`None`: unchecked).
 pub fn load_files(
     files: Vec<(PathBuf, String)>,
     kinds: &[&'static dyn StageKind],
+    root: Option<&Path>,
 ) -> Result<Spec, SpecErrors> {
     let mut loader = Loader {
         kinds,
+        root: root.map(Path::to_path_buf),
         files: Vec::new(),
         errors: Vec::new(),
         pending_uses: Vec::new(),

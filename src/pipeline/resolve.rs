@@ -123,19 +123,29 @@ impl Loader<'_> {
                 by_name.insert((d.file, d.name.as_str()), i);
             }
         }
+        // Two stages of one name make every reference to it a guess: said alone.
+        if !self.errors.is_empty() {
+            return None;
+        }
         // References.
         let mut inputs: Vec<Vec<usize>> = vec![Vec::new(); drafts.len()];
         let mut parent: Vec<Option<usize>> = vec![None; drafts.len()];
+        // A stage whose `extends` names nothing is not built (its config means nothing alone);
+        // the others are, so their own errors are said in the same run.
+        let mut orphan = vec![false; drafts.len()];
         for (i, d) in drafts.iter().enumerate() {
             if let Some(ext) = &d.extends {
                 match self.resolve(&drafts, &by_name, d.file, ext) {
                     Ok(p) => parent[i] = Some(p),
-                    Err(hint) => self.error_at(
-                        d.file,
-                        &d.place.field("extends"),
-                        format!("unknown stage `{ext}`"),
-                        Some(hint),
-                    ),
+                    Err(hint) => {
+                        orphan[i] = true;
+                        self.error_at(
+                            d.file,
+                            &d.place.field("extends"),
+                            format!("unknown stage `{ext}`"),
+                            Some(hint),
+                        );
+                    }
                 }
             }
             for (j, r) in d.inputs.iter().flatten().enumerate() {
@@ -161,9 +171,6 @@ impl Loader<'_> {
                 }
             }
         }
-        if !self.errors.is_empty() {
-            return None;
-        }
         // Inputs are inherited from the stage extended, when not given.
         let order = self.check_cycles(&drafts, &inputs, &parent)?;
         for &i in &order {
@@ -176,7 +183,7 @@ impl Loader<'_> {
         let mut defs: Vec<Option<Def>> = (0..drafts.len()).map(|_| None).collect();
         for &i in &order {
             let parent_def = parent[i].and_then(|p| defs[p].as_ref());
-            if parent[i].is_some() && parent_def.is_none() {
+            if orphan[i] || (parent[i].is_some() && parent_def.is_none()) {
                 continue; // the parent failed; its error is reported
             }
             if let Some(def) = self.build_def(&drafts[i], parent_def, inputs[i].clone()) {

@@ -163,6 +163,7 @@ impl Loader<'_> {
                 description: study.description,
                 extends: Some(family.extends.clone()),
                 inputs: None,
+                deps: None,
                 config: None,
                 set: spans(text, study.set),
                 vary: spans_each(text, study.vary),
@@ -178,6 +179,7 @@ impl Loader<'_> {
                 description: String::new(),
                 extends: None,
                 inputs: Some(inputs),
+                deps: None,
                 config: None,
                 set: Vec::new(),
                 vary: Vec::new(),
@@ -256,7 +258,7 @@ mod tests {
             (PathBuf::from("common.ron"), COMMON.to_string()),
             (PathBuf::from("mlp.ron"), study.to_string()),
         ];
-        load_files(files, &crate::stages::all())
+        load_files(files, &crate::stages::all(), None)
     }
 
     /// Everything of a spec that reaches a stage's key or its place in the graph.

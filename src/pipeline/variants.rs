@@ -117,9 +117,17 @@ impl Loader<'_> {
                 }
             },
         };
+        // Every `set` entry is tried, so each wrong one is said, not only the first.
+        let mut set_ok = true;
         for (key, value) in &d.set {
             let at = d.place.field("set").key(key);
-            base = self.apply(d, kind, &base, key, *value, &at).ok()?;
+            match self.apply(d, kind, &base, key, *value, &at) {
+                Ok(b) => base = b,
+                Err(_) => set_ok = false,
+            }
+        }
+        if !set_ok {
+            return None;
         }
         let written_config = parent.is_none() && d.set.is_empty();
         let at = if written_config {
@@ -271,6 +279,24 @@ impl Loader<'_> {
         if !self.replicate(d, kind, &mut variants) {
             return None;
         }
+        let deps =
+            match &d.deps {
+                Some(written) => {
+                    for (j, dep) in written.iter().enumerate() {
+                        if let Some(why) = refuse(self.root.as_deref(), dep) {
+                            self.error_at(
+                            d.file,
+                            &d.place.field(&format!("deps[{j}]")),
+                            why,
+                            Some("deps are files or folders of the project, relative to its root: \
+                                  `deps: [\"scripts/train.py\"]`".into()),
+                        );
+                        }
+                    }
+                    written.clone()
+                }
+                None => parent.map(|p| p.deps.clone()).unwrap_or_default(),
+            };
         let f = &self.files[d.file];
         Some(Def {
             id: format!("{}:{}", f.ns, d.name),
@@ -280,6 +306,7 @@ impl Loader<'_> {
             description: d.description.clone(),
             kind,
             inputs,
+            deps,
             variants,
             target: d.target.clone(),
         })
@@ -417,5 +444,24 @@ impl Loader<'_> {
             }
         }
         true
+    }
+}
+
+/// Why `dep`, as written in `deps`, cannot be a dependency; `None` when it can. Without a
+/// project root (pipelines loaded from text) only its form is checked.
+fn refuse(root: Option<&std::path::Path>, dep: &str) -> Option<String> {
+    use std::path::{Component, Path};
+    let p = Path::new(dep);
+    if dep.is_empty() {
+        return Some("an empty path".into());
+    }
+    if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Some(format!("`{dep}` is outside the project"));
+    }
+    match root {
+        Some(root) if !root.join(p).exists() => {
+            Some(format!("`{dep}` does not exist in the project"))
+        }
+        _ => None,
     }
 }

@@ -20,7 +20,7 @@ use md5::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{META_FILE, TEST_FILE, TRAIN_FILES};
-use crate::stage::{FieldError, KeyCtx, Kind, RunCtx, StageConfig};
+use crate::stage::{FieldError, KeyCtx, Kind, Missing, RunCtx, StageConfig};
 
 pub static DOWNLOAD: Kind<DownloadConfig> = Kind::new("download", 1);
 
@@ -109,7 +109,22 @@ impl DownloadConfig {
         } else if path.is_file() {
             Ok(Origin::Tarball(path))
         } else {
-            bail!("{said}: {} does not exist", path.display())
+            let named = std::env::var_os(LOCAL_ENV).is_some_and(|v| !v.is_empty());
+            let fix = if named {
+                format!("correct {LOCAL_ENV} (or unset it to use the stage's `source`)")
+            } else {
+                format!(
+                    "set {LOCAL_ENV}=/path/to/cifar-10-batches-bin (the folder or the .tar.gz) \
+                     for every download stage, or write the path in this stage's `source: \
+                     Local(\"…\")` (relative to the project root)"
+                )
+            };
+            Err(Missing {
+                message: format!("no CIFAR-10 at {}: {said}", path.display()),
+                hint: format!("{fix}; `source: Url` downloads the official archive (163 MB)"),
+                stand_in: !named,
+            }
+            .into())
         }
     }
 }

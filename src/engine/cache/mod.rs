@@ -29,6 +29,7 @@ use super::memo::{hash_uncached, Memo, Stamp};
 
 mod check;
 mod files;
+mod locks;
 
 use check::damage;
 use files::{dir_size, write_atomic_stamped};
@@ -253,61 +254,32 @@ impl Cache {
             Some(r) if r.key == key => r.built(),
             _ => None,
         };
-        let built = match indexed {
-            Some(b) => b,
-            None => {
-                let Ok(bytes) = fs::read(self.entry_path(key)) else {
-                    return Lookup::Miss;
-                };
-                match serde_json::from_slice::<Entry>(&bytes) {
-                    Ok(e) => e.built,
-                    Err(e) => {
-                        return Lookup::Corrupt(format!(
-                            "cache entry {} is unreadable ({e})",
-                            &key[..12]
-                        ))
-                    }
-                }
-            }
+        match indexed {
+            Some(b) => self.checked(b),
+            None => self.lookup_stored(key),
+        }
+    }
+
+    /// [`lookup`](Self::lookup) past this process's index: for a key another process (a
+    /// child, a Slurm job) has just stored, which the index here may hold from an earlier run
+    /// of the same key, with that run's time.
+    pub fn lookup_stored(&self, key: &str) -> Lookup {
+        let Ok(bytes) = fs::read(self.entry_path(key)) else {
+            return Lookup::Miss;
         };
+        match serde_json::from_slice::<Entry>(&bytes) {
+            Ok(e) => self.checked(e.built),
+            Err(e) => Lookup::Corrupt(format!("cache entry {} is unreadable ({e})", &key[..12])),
+        }
+    }
+
+    fn checked(&self, built: Built) -> Lookup {
         for out in &built.outputs {
             if let Err(why) = self.check_object(out) {
                 return Lookup::Corrupt(why);
             }
         }
         Lookup::Hit(Box::new(built))
-    }
-
-    /// Blocks until no other thread or process is building `key`. The lock is released when
-    /// the returned file is dropped (or the process dies).
-    pub fn lock(&self, key: &str) -> io::Result<File> {
-        self.lock_as(key, "lock", &|_| {})
-    }
-
-    /// The lock `locks/<key>.<what>`; `waiting` is told who holds it before this blocks.
-    pub fn lock_as(&self, key: &str, what: &str, waiting: &dyn Fn(&str)) -> io::Result<File> {
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join("locks").join(format!("{key}.{what}")))?;
-        match f.try_lock() {
-            Ok(()) => return Ok(f),
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
-        waiting(&self.holder(key));
-        f.lock()?;
-        Ok(f)
-    }
-
-    /// Who is building `key` elsewhere, in words: the Slurm job a build submitted for it,
-    /// else another build.
-    pub fn holder(&self, key: &str) -> String {
-        match std::fs::read_to_string(self.dir.join("jobs").join(format!("{key}.job"))) {
-            Ok(id) if !id.trim().is_empty() => format!("Slurm job {}", id.trim()),
-            _ => "another build".to_string(),
-        }
     }
 
     /// A new empty folder for one run of `key`.

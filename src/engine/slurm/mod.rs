@@ -79,8 +79,100 @@ impl Slurm {
         self.settings.kinds.iter().any(|k| k == kind)
     }
 
-    /// Submits `job` and returns its Slurm job id.
-    fn submit(&self, env: &Env, job: &Job, jobs_dir: &Path, key: &str) -> Result<String, String> {
+    /// The stage's entry after its job `id` ended, with which of `then` that job built (its
+    /// log says `built ID` for each); `None` when no entry was stored.
+    #[allow(clippy::too_many_arguments)]
+    fn ended_well(
+        &self,
+        env: &Env,
+        id: &str,
+        key: &str,
+        then: &[usize],
+        started: Instant,
+        (jobs_run, jobs_ms): (usize, u64),
+        mut log: String,
+    ) -> Option<Ran> {
+        // Past this process's index, which may hold an earlier run of the same key.
+        let Lookup::Hit(built) = env.cache.lookup_stored(key) else {
+            return None;
+        };
+        let mut built = *built;
+        let stage_log = env.cache.load_entry(key).map(|e| e.log).unwrap_or_default();
+        let job_log =
+            std::fs::read_to_string(self.cache_dir.join("jobs").join(format!("{id}.log")))
+                .unwrap_or_default();
+        let along: Vec<usize> = then
+            .iter()
+            .copied()
+            .filter(|&d| {
+                let line = format!("built {}", env.plan.nodes[d].id);
+                job_log.lines().any(|l| l == line)
+            })
+            .collect();
+        log.push_str(&format!(
+            "Slurm job {id}: {:.1}s{}{}\n{stage_log}",
+            started.elapsed().as_secs_f64(),
+            if jobs_run > 1 {
+                format!(" ({jobs_run} jobs, {:.1}s in all)", jobs_ms as f64 / 1000.0)
+            } else {
+                String::new()
+            },
+            if along.is_empty() {
+                String::new()
+            } else {
+                let ids: Vec<&str> = along
+                    .iter()
+                    .map(|&d| env.plan.nodes[d].id.as_str())
+                    .collect();
+                format!("; built {} in the same job", ids.join(", "))
+            }
+        ));
+        // The stage's time is all its jobs', not the last one's; of a last job that ran
+        // follow-ons too, only the stage's own work, as recorded (the rest is theirs).
+        let earlier_ms = jobs_ms.saturating_sub(started.elapsed().as_millis() as u64);
+        built.duration_ms = if along.is_empty() {
+            built.duration_ms.max(jobs_ms)
+        } else {
+            built.duration_ms + earlier_ms
+        };
+        Some(Ran {
+            built,
+            log,
+            ran: true,
+            along,
+        })
+    }
+
+    /// The stage of `job.then` its job runs after it: the one job waiting on it alone (a
+    /// training's evaluation), asking no more GPUs. One with siblings is not chained: run one
+    /// after another in one job, they would lose the parallelism of a job each.
+    fn follow_ons(&self, env: &Env, job: &Job) -> Vec<usize> {
+        let gpus_of = |n: usize| {
+            let kind = env.plan.def(n).kind.name();
+            let asked = env.plan.variant(n).parsed.config.resources().gpus;
+            self.settings.request(kind).gpus.unwrap_or(asked)
+        };
+        let jobs: Vec<usize> = job
+            .then
+            .iter()
+            .copied()
+            .filter(|&d| self.is_job(env, d))
+            .collect();
+        match jobs[..] {
+            [d] if gpus_of(d) <= gpus_of(job.node) => vec![d],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Submits `job`, with `then` run after it in the same job, and returns its Slurm job id.
+    fn submit(
+        &self,
+        env: &Env,
+        job: &Job,
+        then: &[usize],
+        jobs_dir: &Path,
+        key: &str,
+    ) -> Result<String, String> {
         let node = &env.plan.nodes[job.node];
         let kind = env.plan.def(job.node).kind.name();
         let req = self.settings.request(kind);
@@ -92,10 +184,14 @@ impl Slurm {
             .map(|d| format!(" --device {}", shell_quote(d)))
             .unwrap_or_default();
         let force = if job.forced { " --force" } else { "" };
+        let then: String = then
+            .iter()
+            .map(|&d| format!(" --then {}", shell_quote(&env.plan.nodes[d].id)))
+            .collect();
         let text = format!(
             "#!/bin/sh\n\
              # pipe: stage {id}, key {key}\n\
-             PIPE_PROGRESS_MS=1000 {bin} --dir {root} --cache {cache}{device} stage-job {qid} --key {key}{force} --progress-lines\n\
+             PIPE_PROGRESS_MS=1000 {bin} --dir {root} --cache {cache}{device} stage-job {qid} --key {key}{force}{then} --progress-lines\n\
              code=$?\n\
              printf '%s\\n' \"$code\" > {jobs}/\"$SLURM_JOB_ID\".exit.tmp && \
              mv {jobs}/\"$SLURM_JOB_ID\".exit.tmp {jobs}/\"$SLURM_JOB_ID\".exit\n\
@@ -329,10 +425,14 @@ impl Executor for &'static Slurm {
                     built: *built,
                     log: String::new(),
                     ran: false,
+                    along: Vec::new(),
                 });
             }
         }
+        let then = self.follow_ons(env, job);
         let mut resubmitted = 0;
+        // The furthest progress (done of total) an earlier job of this stage reported.
+        let mut best: Option<u64> = None;
         let (mut jobs_ms, mut jobs_run) = (0u64, 0usize);
         let mut log = String::new();
         loop {
@@ -345,7 +445,7 @@ impl Executor for &'static Slurm {
                     id
                 }
                 None => self
-                    .submit(env, job, &jobs_dir, &key)
+                    .submit(env, job, &then, &jobs_dir, &key)
                     .map_err(|e| fail(e, log.clone()))?,
             };
             job.progress.set(0, 0, &format!("Slurm job {id}"));
@@ -354,6 +454,7 @@ impl Executor for &'static Slurm {
             let log_path = jobs_dir.join(format!("{id}.log"));
             let prefix = format!("Slurm job {id}: ");
             let mut read = 0usize;
+            let mut reached = None;
             let end = self.wait(id.as_str(), &mut || {
                 // Only what was appended since the last poll: a long job's log is not read
                 // whole every second.
@@ -369,6 +470,9 @@ impl Executor for &'static Slurm {
                 let complete = new.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
                 for line in String::from_utf8_lossy(&new[..complete]).lines() {
                     crate::engine::child::forward_tagged(line, job.progress, &prefix);
+                    if let Some(at) = crate::engine::child::tagged_counts(line) {
+                        reached = Some(at);
+                    }
                 }
                 read += complete;
             });
@@ -379,39 +483,24 @@ impl Executor for &'static Slurm {
             let tail = log_tail(&jobs_dir.join(format!("{id}.log")), 20);
             match end {
                 End::Exit(0) => {
-                    return match env.cache.lookup(id_of_stage, &key) {
-                        Lookup::Hit(built) => {
-                            let stage_log = env
-                                .cache
-                                .load_entry(&key)
-                                .map(|e| e.log)
-                                .unwrap_or_default();
-                            log.push_str(&format!(
-                                "Slurm job {id}: {:.1}s{}\n{stage_log}",
-                                started.elapsed().as_secs_f64(),
-                                if jobs_run > 1 {
-                                    format!(
-                                        " ({jobs_run} jobs, {:.1}s in all)",
-                                        jobs_ms as f64 / 1000.0
-                                    )
-                                } else {
-                                    String::new()
-                                }
-                            ));
-                            // The stage's time is all its jobs', not the last one's.
-                            let mut built = *built;
-                            built.duration_ms = built.duration_ms.max(jobs_ms);
-                            Ok(Ran {
-                                built,
-                                log,
-                                ran: true,
-                            })
-                        }
-                        _ => Err(fail(
-                            format!("Slurm job {id} ended well but stored no outputs"),
-                            tail,
-                        )),
-                    };
+                    return self
+                        .ended_well(env, &id, &key, &then, started, (jobs_run, jobs_ms), log)
+                        .ok_or_else(|| {
+                            fail(
+                                format!("Slurm job {id} ended well but stored no outputs"),
+                                tail,
+                            )
+                        });
+                }
+                // Killed while running a follow-on, its own stage stored: that stage is built;
+                // the build runs what is left of the follow-ons in jobs of their own.
+                End::State(state) if matches!(env.cache.lookup_stored(&key), Lookup::Hit(_)) => {
+                    log.push_str(&format!(
+                        "Slurm job {id} ended {state} after storing {id_of_stage}\n"
+                    ));
+                    return self
+                        .ended_well(env, &id, &key, &then, started, (jobs_run, jobs_ms), log)
+                        .ok_or_else(|| fail(format!("Slurm job {id} ended {state}"), tail));
                 }
                 End::Exit(code) if code == i32::from(crate::engine::child::EXIT_CORRUPT_INPUT) => {
                     // As a local child: the job dropped a damaged input; the scheduler's
@@ -439,13 +528,29 @@ impl Executor for &'static Slurm {
                 }
                 End::State(state)
                     if (state.starts_with("TIMEOUT") || state.starts_with("PREEMPTED"))
-                        && resubmitted < self.settings.resubmit
-                        && listing(&scratch) != before =>
+                        && match (self.settings.resubmit, reached) {
+                            (Some(most), _) => resubmitted < most && listing(&scratch) != before,
+                            (None, Some((done, _))) => done > best.unwrap_or(0),
+                            (None, None) => resubmitted < 3 && listing(&scratch) != before,
+                        } =>
                 {
                     resubmitted += 1;
+                    let pace = match (reached, self.settings.resubmit) {
+                        (_, Some(most)) => format!("{resubmitted} of {most}"),
+                        (Some((done, total)), None) => {
+                            // What this job did, against what is left: the jobs still to come.
+                            let did = done - best.unwrap_or(0);
+                            let more = total.saturating_sub(done).div_ceil(did.max(1));
+                            format!(
+                                "job {}: at {done} of {total}, {did} in this job, about {more} more at this pace",
+                                jobs_run + 1
+                            )
+                        }
+                        (None, None) => format!("{resubmitted} of 3"),
+                    };
+                    best = reached.map(|(d, _)| d).max(best);
                     let line = format!(
-                        "Slurm job {id} ended {state} after progress; submitted again ({resubmitted} of {})",
-                        self.settings.resubmit
+                        "Slurm job {id} ended {state} after progress; submitted again ({pace})"
                     );
                     // Said when it happens, not only in the stage's log at its end.
                     eprintln!("note: {id_of_stage}: {line}");

@@ -23,7 +23,7 @@ pub const SETTINGS_FILE: &str = "slurm.ron";
 ///     mem: "16G",
 ///     extra: ["--qos=normal"],
 ///     per_kind: {"evaluate": (time: "00:20:00", gpus: 0)},
-///     resubmit: 3,
+///     resubmit: 10,
 /// )
 /// ```
 #[derive(Deserialize, Debug, Clone)]
@@ -50,9 +50,11 @@ pub struct Settings {
     #[serde(default)]
     pub per_kind: BTreeMap<String, Request>,
     /// How many times a job that ran out of time (or was preempted) after making progress
-    /// is submitted again.
-    #[serde(default = "default_resubmit")]
-    pub resubmit: u32,
+    /// is submitted again. Unset: as many times as the run needs, so long as each job takes
+    /// its progress (the epochs a training reports) past where the jobs before it got; for
+    /// a stage that reports no progress, 3 times after its scratch folder changed.
+    #[serde(default)]
+    pub resubmit: Option<u32>,
     /// Milliseconds between two polls of the queue.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
@@ -85,9 +87,6 @@ pub struct Request {
 fn default_kinds() -> Vec<String> {
     vec!["train".into(), "evaluate".into()]
 }
-fn default_resubmit() -> u32 {
-    3
-}
 fn default_poll_ms() -> u64 {
     1000
 }
@@ -104,7 +103,7 @@ impl Default for Settings {
             gpus: None,
             extra: Vec::new(),
             per_kind: BTreeMap::new(),
-            resubmit: default_resubmit(),
+            resubmit: None,
             poll_ms: default_poll_ms(),
         }
     }
