@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "pipe", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Project root (holds `pipelines/`, `reports/`, `cache/`).
+    /// Project root (holds `pipelines/`, `reports/`, `cache/`) [default: the nearest folder at
+    /// or above this one that holds `pipelines/`].
     #[arg(short = 'C', long = "dir", global = true, default_value = ".")]
     pub dir: PathBuf,
     /// Cache folder [default: <root>/cache].

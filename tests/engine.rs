@@ -1093,6 +1093,41 @@ fn a_dry_run_says_what_the_build_is_about_to_run() {
     assert!(p.ran().is_empty());
 }
 
+/// From a folder inside the project, without `-C`, pipe finds the project as git does.
+#[test]
+fn pipe_finds_its_project_from_a_subfolder() {
+    let p = Project::new();
+    p.write(
+        "pipelines/f.ron",
+        r#"Pipeline(stages: [(name: "a", kind: "fake", config: (value: "a"))])"#,
+    );
+    let sub = p.path().join("reports/deep/er");
+    std::fs::create_dir_all(&sub).unwrap();
+    let run = |dir: &std::path::Path, args: &[&str]| {
+        util::Run::from_output(
+            std::process::Command::new(util::bin())
+                .current_dir(dir)
+                .args(args)
+                .env_remove("PIPE_CACHE")
+                .output()
+                .unwrap(),
+        )
+    };
+    let r = run(&sub, &["build", "f:a"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        p.path().join("cache/index.json").exists(),
+        "the project's cache, not one in the subfolder"
+    );
+    assert!(!sub.join("cache").exists());
+    assert_eq!(p.ran(), ["f:a"]);
+    // Outside any project: the error says so.
+    let outside = tempfile::tempdir().unwrap();
+    let r = run(outside.path(), &["list"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("no `pipelines` folder"), "{r:?}");
+}
+
 #[test]
 fn the_shipped_pipelines_are_valid() {
     let root = env!("CARGO_MANIFEST_DIR");

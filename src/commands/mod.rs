@@ -69,9 +69,18 @@ struct Project {
     enough: Arc<AtomicBool>,
 }
 
-/// The project root and cache folder the command line names.
+/// The project root and cache folder the command line names. Without `-C`, the nearest
+/// folder at or above this one that holds `pipelines/`, as git and cargo find theirs.
 fn locate(cli: &Cli) -> Result<(PathBuf, PathBuf), Error> {
-    let root = cli.dir.canonicalize().unwrap_or_else(|_| cli.dir.clone());
+    let named = cli.dir.canonicalize().unwrap_or_else(|_| cli.dir.clone());
+    let root = if cli.dir == Path::new(".") {
+        named
+            .ancestors()
+            .find(|a| a.join(pipeline::PIPELINES_DIR).is_dir())
+            .map_or_else(|| named.clone(), Path::to_path_buf)
+    } else {
+        named
+    };
     if !root.join(pipeline::PIPELINES_DIR).is_dir() {
         return Err(Error::Usage(format!(
             "no `{}` folder in {}; run pipe from the project root or pass -C DIR",
