@@ -18,7 +18,6 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::cache::Lookup;
 use super::executor::{run_stage, Env, Executor, Failure, Job, Ran};
 use crate::stage::Progress;
 
@@ -131,18 +130,14 @@ impl Executor for ChildProcess {
             .unwrap_or_else(|| format!("its process exited with {code}{last_words}"));
         match code {
             // Past this process's index, which may hold an earlier run of the same key.
-            0 => match env.cache.lookup_stored(&key) {
-                Lookup::Hit(built) => Ok(Ran {
-                    built: *built,
-                    log: env
-                        .cache
-                        .load_entry(&key)
-                        .map(|e| e.log)
-                        .unwrap_or(log.clone()),
+            0 => match env.cache.stored_entry(&key) {
+                Some(entry) => Ok(Ran {
+                    built: entry.built,
+                    log: entry.log,
                     ran: !log.lines().any(|l| l == format!("fresh {id}")),
                     along: Vec::new(),
                 }),
-                _ => Err(fail("its process ended well but stored no outputs".into())),
+                None => Err(fail("its process ended well but stored no outputs".into())),
             },
             EXIT_IO => Err(Failure {
                 io: true,

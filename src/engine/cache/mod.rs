@@ -254,32 +254,44 @@ impl Cache {
             Some(r) if r.key == key => r.built(),
             _ => None,
         };
-        match indexed {
-            Some(b) => self.checked(b),
-            None => self.lookup_stored(key),
-        }
-    }
-
-    /// [`lookup`](Self::lookup) past this process's index: for a key another process (a
-    /// child, a Slurm job) has just stored, which the index here may hold from an earlier run
-    /// of the same key, with that run's time.
-    pub fn lookup_stored(&self, key: &str) -> Lookup {
-        let Ok(bytes) = fs::read(self.entry_path(key)) else {
-            return Lookup::Miss;
+        let found = match indexed {
+            Some(b) => Ok(b),
+            None => match self.read_entry(key) {
+                Ok(Some(e)) => Ok(e.built),
+                Ok(None) => return Lookup::Miss,
+                Err(why) => Err(why),
+            },
         };
-        match serde_json::from_slice::<Entry>(&bytes) {
-            Ok(e) => self.checked(e.built),
-            Err(e) => Lookup::Corrupt(format!("cache entry {} is unreadable ({e})", &key[..12])),
+        match found.and_then(|b| self.intact_outputs(&b).map(|()| b)) {
+            Ok(b) => Lookup::Hit(Box::new(b)),
+            Err(why) => Lookup::Corrupt(why),
         }
     }
 
-    fn checked(&self, built: Built) -> Lookup {
-        for out in &built.outputs {
-            if let Err(why) = self.check_object(out) {
-                return Lookup::Corrupt(why);
-            }
-        }
-        Lookup::Hit(Box::new(built))
+    /// The entry of `key` as stored, read once, past this process's index, when its objects
+    /// are intact: for a key another process (a child, a Slurm job) has just stored, which the
+    /// index here may hold from an earlier run of the same key, with that run's time and log.
+    pub fn stored_entry(&self, key: &str) -> Option<Entry> {
+        let entry = self.read_entry(key).ok()??;
+        self.intact_outputs(&entry.built).ok()?;
+        Some(entry)
+    }
+
+    /// `Ok(None)`: no entry for `key`; `Err`: one that cannot be read.
+    fn read_entry(&self, key: &str) -> Result<Option<Entry>, String> {
+        let Ok(bytes) = fs::read(self.entry_path(key)) else {
+            return Ok(None);
+        };
+        serde_json::from_slice::<Entry>(&bytes)
+            .map(Some)
+            .map_err(|e| format!("cache entry {} is unreadable ({e})", &key[..12]))
+    }
+
+    fn intact_outputs(&self, built: &Built) -> Result<(), String> {
+        built
+            .outputs
+            .iter()
+            .try_for_each(|out| self.check_object(out))
     }
 
     /// A new empty folder for one run of `key`.

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::cache::{write_atomic, Lookup};
+use super::cache::{write_atomic, Entry, Lookup};
 use super::executor::{Env, Executor, Failure, InProcess, Job, Ran};
 pub use query::queued_by_key;
 use query::{exit_file, final_state, node_cpus, squeue, TERMINAL};
@@ -93,11 +93,11 @@ impl Slurm {
         mut log: String,
     ) -> Option<Ran> {
         // Past this process's index, which may hold an earlier run of the same key.
-        let Lookup::Hit(built) = env.cache.lookup_stored(key) else {
-            return None;
-        };
-        let mut built = *built;
-        let stage_log = env.cache.load_entry(key).map(|e| e.log).unwrap_or_default();
+        let Entry {
+            mut built,
+            log: stage_log,
+            ..
+        } = env.cache.stored_entry(key)?;
         let job_log =
             std::fs::read_to_string(self.cache_dir.join("jobs").join(format!("{id}.log")))
                 .unwrap_or_default();
@@ -494,7 +494,7 @@ impl Executor for &'static Slurm {
                 }
                 // Killed while running a follow-on, its own stage stored: that stage is built;
                 // the build runs what is left of the follow-ons in jobs of their own.
-                End::State(state) if matches!(env.cache.lookup_stored(&key), Lookup::Hit(_)) => {
+                End::State(state) if env.cache.stored_entry(&key).is_some() => {
                     log.push_str(&format!(
                         "Slurm job {id} ended {state} after storing {id_of_stage}\n"
                     ));
