@@ -79,6 +79,10 @@ pub enum Command {
 pub struct BuildArgs {
     /// Target paths (`reports/quick/momentum.md`) or stage ids (`quick/linear:momentum`).
     pub targets: Vec<String>,
+    /// Build every target of every pipeline. Without targets, a build that would train for
+    /// 200 epochs or more in all asks for it, with the cost.
+    #[arg(long, conflicts_with = "targets")]
+    pub all: bool,
     /// Parallel jobs (CPU slots) [default: number of cores].
     #[arg(short = 'j', long)]
     pub jobs: Option<usize>,
@@ -162,6 +166,10 @@ pub struct DagArgs {
 pub struct ListArgs {
     #[arg(long)]
     pub json: bool,
+    /// Only the names a command takes, one a line: every target, then every stage id
+    /// (what shell completion offers).
+    #[arg(long, conflicts_with = "json")]
+    pub names: bool,
 }
 
 #[derive(Args, Debug)]
@@ -196,15 +204,20 @@ pub struct ShowArgs {
     /// Sort by a column: study, variant, seed, family, best_val_acc, best_epoch, test_acc,
     /// test_acc_best, gap, epochs_to_90, status, seconds_per_epoch, backend. Accuracies sort
     /// best first; add `:asc` or `:desc` to choose.
-    #[arg(long, value_name = "COLUMN[:asc|:desc]")]
+    #[arg(long, value_name = "COLUMN[:asc|:desc]", value_hint = clap::ValueHint::Other,
+          value_parser = SortColumn, hide_possible_values = true)]
     pub sort: Option<String>,
     /// Only these model families (linear, perceptron, mlp, convnet, resnet, highway, rnn …);
     /// repeatable.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub family: Vec<String>,
     /// Only studies or stages whose name contains this text.
-    #[arg(long)]
+    #[arg(long, value_hint = clap::ValueHint::Other)]
     pub study: Option<String>,
+    /// `run`: a row per run (every seed); `variant`: a row per variant of a study, each
+    /// figure its mean ± sd over the seeds (the report's Results table).
+    #[arg(long, default_value = "run", value_parser = ["run", "variant"])]
+    pub by: String,
 }
 
 #[derive(Args, Debug)]
@@ -254,3 +267,96 @@ pub struct GcArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+/// `pipe show --sort`: any text (`:asc`/`:desc` after a column; `show` checks it, with the
+/// columns in its message), with the column names as the values completion offers.
+#[derive(Clone)]
+struct SortColumn;
+
+impl clap::builder::TypedValueParser for SortColumn {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        Ok(value.to_string_lossy().into_owned())
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            crate::commands::sort_columns().map(clap::builder::PossibleValue::new),
+        ))
+    }
+}
+
+/// The completion script for `shell`: the subcommands a person runs (not the hidden
+/// `stage-job`), their options and values; in bash, targets and stage ids too, read from
+/// the project at completion time (`pipe list --names`).
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    use clap::CommandFactory;
+    let full = Cli::command();
+    let mut cmd = clap::Command::new("pipe")
+        .about(full.get_about().cloned().unwrap_or_default())
+        .version(env!("CARGO_PKG_VERSION"));
+    for a in full.get_arguments().filter(|a| !a.is_hide_set()) {
+        cmd = cmd.arg(a.clone());
+    }
+    for s in full.get_subcommands().filter(|s| !s.is_hide_set()) {
+        cmd = cmd.subcommand(s.clone());
+    }
+    // The options whose value is not a target (after them, no ids are offered).
+    let mut valued: Vec<String> = Vec::new();
+    for a in cmd
+        .get_arguments()
+        .chain(cmd.get_subcommands().flat_map(|s| s.get_arguments()))
+        .filter(|a| !a.is_positional() && a.get_action().takes_values() && a.get_id() != "force")
+    {
+        valued.extend(a.get_long().map(|l| format!("--{l}")));
+        valued.extend(a.get_short().map(|c| format!("-{c}")));
+    }
+    valued.sort();
+    valued.dedup();
+    clap_complete::generate(shell, &mut cmd, "pipe", out);
+    if shell == clap_complete::Shell::Bash {
+        let script = BASH_NAMES.replace("VALUED_OPTIONS", &valued.join("|"));
+        let _ = out.write_all(script.as_bytes());
+    }
+}
+
+/// Wraps the generated `_pipe`: where a subcommand takes targets, the project's targets and
+/// stage ids are offered as well. The word is taken from the line up to the cursor, since
+/// bash splits `quick/linear:momentum` at the colon, and what the colon split off is trimmed
+/// from the answers (as bash-completion's `__ltrim_colon_completions` does).
+const BASH_NAMES: &str = r#"
+_pipe_names() {
+    _pipe "$@"
+    local line="${COMP_LINE:0:COMP_POINT}" word
+    word="${line##*[[:space:]]}"
+    [[ "$word" == -* || ${COMP_CWORD} -lt 2 ]] && return
+    case "${COMP_WORDS[COMP_CWORD-1]}" in
+        VALUED_OPTIONS) return ;;
+    esac
+    case "${COMP_WORDS[1]}" in
+        build|status|explain|dag|clean|show|diff|outputs|log|verify)
+            local names
+            names="$(pipe list --names 2>/dev/null)" || return
+            local IFS=$'
+' m
+            for m in $(compgen -W "$names" -- "$word"); do
+                [[ "$word" == *:* ]] && m="${m#"${word%"${word##*:}"}"}"
+                COMPREPLY+=("$m")
+            done
+            ;;
+    esac
+}
+if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
+    complete -F _pipe_names -o nosort -o bashdefault -o default pipe
+else
+    complete -F _pipe_names -o bashdefault -o default pipe
+fi
+"#;

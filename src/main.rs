@@ -15,8 +15,7 @@ fn main() -> ExitCode {
     let cli = pipe::cli::Cli::parse();
     if let pipe::cli::Command::Completions(a) = &cli.command {
         // Needs no project: it describes the command line itself.
-        let mut cmd = <pipe::cli::Cli as clap::CommandFactory>::command();
-        clap_complete::generate(a.shell, &mut cmd, "pipe", &mut std::io::stdout());
+        pipe::cli::completions(a.shell, &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
     pipe::heap::keep_freed_memory(matches!(cli.command, pipe::cli::Command::Build(_)));

@@ -425,13 +425,23 @@ fn gc_frees_unreachable_entries_and_keeps_reachable_ones() {
         kernels.join("chunk0.cbor").exists(),
         "gc removed the kernel cache"
     );
-    // The 0.9 run, its evaluation and the old report are unreachable now.
+    // The 0.9 run, its evaluation and the old report are unreachable now: each named, and
+    // the bytes in a unit a person reads, with the exact count beside.
     assert!(out.contains("removed 3 unreachable entries"), "{out}");
+    let named: Vec<&str> = out.lines().filter(|l| l.contains("(entry ")).collect();
+    assert_eq!(named.len(), 3, "{out}");
+    assert!(
+        named
+            .iter()
+            .any(|l| l.starts_with("removed momentum:") && l.contains("0.9]")),
+        "{out}"
+    );
+    // `freed 1234 bytes` or `freed 3.2 KiB (3277 bytes)`: the count before " bytes".
     let freed: u64 = out
-        .split("freed ")
-        .nth(1)
+        .split(" bytes")
+        .next()
         .unwrap()
-        .split(' ')
+        .rsplit([' ', '('])
         .next()
         .unwrap()
         .parse()
@@ -720,6 +730,25 @@ fn dag_prints_a_tree_dot_and_mermaid() {
     assert!(
         tree.contains("└── momentum:eval[optimizer.momentum=0.9] (fake)"),
         "{tree}"
+    );
+    // Each node once with its inputs: a stage two others read is expanded the first time
+    // and marked after, as `cargo tree` does.
+    let shared = Project::new();
+    shared.write(
+        "pipelines/s.ron",
+        r#"Pipeline(stages: [
+            (name: "raw", kind: "fake"),
+            (name: "data", kind: "fake", inputs: ["raw"]),
+            (name: "a", kind: "fake", inputs: ["data"]),
+            (name: "b", kind: "fake", inputs: ["data"]),
+            (name: "r", kind: "fake_gather", inputs: ["a", "b"], target: "reports/r.txt"),
+        ])"#,
+    );
+    let t = shared.ok(&["dag"]).stdout;
+    assert_eq!(
+        t,
+        "reports/r.txt ← s:r (fake_gather)\n├── s:a (fake)\n│   └── s:data (fake)\n│       └── s:raw (fake)\n\
+         └── s:b (fake)\n    └── s:data (fake) (*)\n(*) shown above, with its inputs\n"
     );
     let dot = p.ok(&["dag", "--dot"]).stdout;
     assert!(dot.starts_with("digraph pipe {"), "{dot}");
@@ -1401,10 +1430,68 @@ fn shell_completions_list_the_subcommands() {
         );
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(text.contains(marker), "{shell}: {text}");
-        for word in ["build", "show", "diff", "verify", "keep-going"] {
+        for word in [
+            "build",
+            "show",
+            "diff",
+            "verify",
+            "keep-going",
+            "best_val_acc",
+        ] {
             assert!(text.contains(word), "{shell} lacks {word}");
         }
+        assert!(
+            !text.contains("stage-job"),
+            "{shell} offers the hidden stage-job"
+        );
     }
+    // In bash, run against a project: a subcommand's word completes to its targets and
+    // stage ids (across the colon bash splits words at), `--sort` to its columns, and
+    // `--study` to nothing from the file system.
+    let bash = std::process::Command::new("bash").arg("--version").output();
+    if !bash.is_ok_and(|o| o.status.success()) {
+        return;
+    }
+    let p = study();
+    let script = p.path().join("complete.bash");
+    let o = p.cmd(&["completions", "bash"]).output().unwrap();
+    std::fs::write(&script, &o.stdout).unwrap();
+    let bin_dir = std::path::Path::new(util::bin()).parent().unwrap();
+    let complete =
+        |line: &str| -> Vec<String> {
+            let words: Vec<&str> = line.split(' ').collect();
+            let program =
+                format!(
+            "source {}\nCOMP_LINE='{line}'; COMP_POINT={}; COMP_WORDS=({}); COMP_CWORD={}\n\
+             _pipe_names pipe \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            line.len(),
+            words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+            words.len() - 1,
+        );
+            let o = std::process::Command::new("bash")
+                .current_dir(p.path())
+                .env(
+                    "PATH",
+                    format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+                )
+                .args(["-c", &program])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+    assert_eq!(complete("pipe build rep"), ["reports/momentum.md"]);
+    let ids = complete("pipe status momentum:t");
+    assert_eq!(ids, ["train"], "after the colon only: {ids:?}");
+    let cols = complete("pipe show --sort test");
+    assert_eq!(cols, ["test_acc", "test_acc_best"], "{cols:?}");
+    std::fs::write(p.path().join("study-notes.txt"), "").unwrap();
+    assert_eq!(complete("pipe show --study stu"), ["stu"], "no file names");
 }
 
 /// Off a terminal, the build says how far it is and, from the runs recorded here, how long
@@ -1479,4 +1566,44 @@ fn a_command_stage_that_asks_for_gpus_is_told_its_devices_and_a_build_without_sa
         "{r:?}"
     );
     assert_eq!(devices("g:one"), "[]\n");
+}
+
+/// `pipe build` with no target builds every target of every pipeline: when that trains for
+/// hundreds of epochs it says so and waits for `--all` (or targets), running nothing.
+#[test]
+fn a_build_without_target_that_would_train_for_long_asks_for_all() {
+    let p = Project::new();
+    util::learnable(&p.path().join("src-data"), 10, 10);
+    p.write(
+        "pipelines/big.ron",
+        r#"Pipeline(stages: [
+            (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+            (name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: 10)),
+            (name: "long", kind: "train", inputs: ["data"], config: (model: Linear(), epochs: 150),
+             vary: {"batch_size": [64]}),
+            (name: "eval", kind: "evaluate", inputs: ["long", "data"]),
+            (name: "report", kind: "report", inputs: ["eval"], target: "reports/long.md"),
+        ])"#,
+    );
+    let r = p.pipe(&["build"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("`pipe build` with no target builds every target of every pipeline: about to run 7 stages: 2 trainings (300 epochs in all)")
+            && r.stderr.contains("`pipe build --all`"),
+        "{r:?}"
+    );
+    assert!(p.ran().is_empty(), "nothing ran");
+    // A dry run says the same cost and runs nothing; a target or `--all` is what it asks.
+    let dry = p.ok(&["build", "-n"]).stdout;
+    assert!(
+        dry.starts_with("about to run 7 stages: 2 trainings (300 epochs in all)"),
+        "{dry}"
+    );
+    assert_eq!(
+        p.pipe(&["build", "--all", "reports/long.md"]).code,
+        2,
+        "one or the other"
+    );
+    p.edit("pipelines/big.ron", "epochs: 150", "epochs: 2");
+    assert_eq!(p.build(&[]).len(), 7, "a small build needs no --all");
 }

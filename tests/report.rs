@@ -4,7 +4,7 @@
 
 mod util;
 
-use util::{learnable, sorted, Project};
+use util::{learnable, python_has, sorted, Project};
 
 fn study() -> Project {
     let p = Project::new();
@@ -141,24 +141,26 @@ fn a_tiny_study_reports_tables_that_match_its_metrics() {
     );
     assert_eq!(p.build(&["reports/mini.md"]), sorted(&["mini:report"]));
     assert!(p.read("reports/mini.md").starts_with("# Momentum, tiny"));
-}
-
-/// Whether python3 can import `module`. Where it cannot, the test says so and passes,
-/// unless `require` is set (CI sets `PIPE_REQUIRE_TENSORBOARD` and `PIPE_REQUIRE_HTML5LIB`
-/// after installing the packages).
-fn python_has(module: &str, require: &str) -> bool {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os(require).is_none(),
-            "the {module} Python package is required"
-        );
-        eprintln!("python3 cannot import {module}: `pip install {module}` to run this check");
-        return false;
-    }
-    true
+    // `clean -n` lists every file `clean` removes: the reports' index, which goes with the
+    // last report it links, included.
+    let files = |args: &[&str]| {
+        let v: serde_json::Value = serde_json::from_str(&p.ok(args).stdout).unwrap();
+        let mut f: Vec<String> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect();
+        f.sort();
+        f
+    };
+    let would = files(&["clean", "--dry-run", "--json", "reports/mini.md"]);
+    assert!(
+        would.iter().any(|f| f.ends_with("reports/index.html")),
+        "{would:?}"
+    );
+    assert_eq!(files(&["clean", "--json", "reports/mini.md"]), would);
+    assert!(!p.path().join("reports/index.html").exists());
 }
 
 fn tensorboard_installed() -> bool {
@@ -615,5 +617,135 @@ fn results_are_shown_compared_and_found_without_reading_the_cache_by_hand() {
     assert!(
         r.stderr.contains("`mini:train` has ") && r.stderr.contains("variant(s): [base], ["),
         "{r:?}"
+    );
+}
+
+/// A family of studies with seeds: `pipe show` names each row's study after its report (not
+/// the file they share), `--by variant` gives each variant's seeds as the report does (mean ±
+/// sd), the count of what is not built yet follows `--study`, and `diff` writes field paths
+/// as `set` takes them (`model.cell`, not `model.Rnn.cell`).
+#[test]
+fn show_groups_seeds_by_variant_and_names_each_study() {
+    let p = Project::new();
+    learnable(&p.path().join("src-data"), 40, 50);
+    p.write(
+        "pipelines/common.ron",
+        r#"Pipeline(stages: [
+            (name: "cifar10", kind: "download", config: (source: Local("src-data"))),
+            (name: "data", kind: "normalize", inputs: ["cifar10"], config: (validation: 40)),
+            (name: "lin", kind: "train", inputs: ["data"],
+             config: (model: Linear(), epochs: 3, batch_size: 16, optimizer: (lr: 0.01), seed: 42)),
+            (name: "rnn", kind: "train", inputs: ["data"],
+             config: (model: Rnn(cell: Lstm, hidden: 4), epochs: 1, seed: 42),
+             vary: {"model.cell": [Gru], "initializer": [Normal(0.0, 0.05)]}),
+        ])"#,
+    );
+    p.write(
+        "pipelines/fam.ron",
+        r#"Pipeline(uses: ["common.ron"], studies: [(
+            extends: "lin", data: "data", target: "reports/fam/{name}.md", seeds: 2,
+            each: [
+                (name: "momentum", vary: {"optimizer.momentum": [0.9]}),
+                (name: "lr", vary: {"optimizer.lr": [0.1]}),
+            ],
+        )])"#,
+    );
+    let r = p.pipe(&["show", "--study", "fam/momentum"]);
+    assert!(
+        r.stderr
+            .contains("4 evaluated variant(s) of the selected studies not built yet"),
+        "{r:?}"
+    );
+    p.ok(&["build", "reports/fam/momentum.md", "reports/fam/lr.md"]);
+    let runs: Vec<serde_json::Value> =
+        serde_json::from_str(&p.ok(&["show", "--format", "json"]).stdout).unwrap();
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    let studies: std::collections::BTreeSet<&str> =
+        runs.iter().map(|r| r["study"].as_str().unwrap()).collect();
+    assert_eq!(
+        studies.into_iter().collect::<Vec<_>>(),
+        ["fam/lr", "fam/momentum"]
+    );
+    let groups: Vec<serde_json::Value> = serde_json::from_str(
+        &p.ok(&[
+            "show",
+            "--by",
+            "variant",
+            "--format",
+            "json",
+            "--study",
+            "fam/momentum",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(groups.len(), 2, "base and momentum 0.9: {groups:?}");
+    for g in &groups {
+        let variant = g["variant"].as_str().unwrap();
+        let own: Vec<f64> = runs
+            .iter()
+            .filter(|r| {
+                r["study"] == "fam/momentum"
+                    && r["variant"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with(if variant == "base" { "seed" } else { variant })
+                    || r["study"] == "fam/momentum" && variant == "base" && r["variant"] == "base"
+            })
+            .map(|r| r["best_val_acc"].as_f64().unwrap())
+            .collect();
+        assert_eq!(own.len(), 2, "{variant}: two seeds in {runs:?}");
+        assert_eq!(g["seeds"], serde_json::json!([42, 43]), "{g}");
+        let mean = (own[0] + own[1]) / 2.0;
+        let sd = (own[0] - own[1]).abs() / 2f64.sqrt();
+        assert!(
+            (g["best_val_acc"]["mean"].as_f64().unwrap() - mean).abs() < 1e-12,
+            "{g}"
+        );
+        assert!(
+            (g["best_val_acc"]["sd"].as_f64().unwrap() - sd).abs() < 1e-12,
+            "{g}"
+        );
+        assert_eq!(g["best_val_acc"]["n"], 2);
+    }
+    let table = p
+        .ok(&["show", "--by", "variant", "--study", "fam/momentum"])
+        .stdout;
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.contains(" ± "), "{table}");
+    let csv = p
+        .ok(&[
+            "show",
+            "--by",
+            "variant",
+            "--format",
+            "csv",
+            "--sort",
+            "best_val_acc:asc",
+        ])
+        .stdout;
+    let means: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(means.len(), 4, "{csv}");
+    assert!(means.windows(2).all(|w| w[0] <= w[1]), "{csv}");
+
+    let d = p
+        .ok(&["diff", "common:rnn", "common:rnn[model.cell=Gru]"])
+        .stdout;
+    assert!(d.contains("model.cell  \"Lstm\"  \"Gru\""), "{d}");
+    assert!(!d.contains("Rnn."), "paths as `set` takes them: {d}");
+    let d = p
+        .ok(&[
+            "diff",
+            "common:rnn",
+            "common:rnn[initializer=Normal(0.0,0.05)]",
+        ])
+        .stdout;
+    assert!(
+        d.contains("initializer  \"GlorotUniform\"  Normal(0.0, 0.05)"),
+        "{d}"
     );
 }

@@ -46,6 +46,19 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
             .collect();
         return Err(Error::Usage(format!("{}\n  hint: {hint}", said.join("\n"))));
     }
+    // No target means every target of every pipeline, the full studies' 500-epoch runs
+    // included: past a few hundred epochs of training that is said, and waits for `--all`.
+    if a.targets.is_empty() && a.force.is_empty() && !a.all && !a.dry_run {
+        let ahead = Ahead::of(p, &cache, &wanted, &force);
+        if ahead.trainings(p).1 >= ANNOUNCE_EPOCHS {
+            return Err(Error::Usage(format!(
+                "`pipe build` with no target builds every target of every pipeline: {}\n  \
+                 hint: name what to build (`pipe build reports/quick/momentum.md`; `pipe list` \
+                 lists the targets), or `pipe build --all` to build everything",
+                ahead.cost(p)
+            )));
+        }
+    }
     if a.dry_run {
         // The cost first, as the build itself would say it.
         if !a.quiet && !a.json {
@@ -298,8 +311,17 @@ impl Ahead {
     /// do: the stages, the trainings and their epochs, and how long the same stages took
     /// when they last ran here, so nobody starts a GPU-day by accident.
     fn announce(&self, p: &Project) {
-        let stale = &self.stale;
-        let trainings: Vec<usize> = stale
+        let (_, epochs) = self.trainings(p);
+        if self.stale.len() < ANNOUNCE_STAGES && epochs < ANNOUNCE_EPOCHS {
+            return;
+        }
+        println!("{}", self.cost(p));
+    }
+
+    /// The trainings to run and their epochs in all.
+    fn trainings(&self, p: &Project) -> (usize, u64) {
+        let trainings: Vec<usize> = self
+            .stale
             .iter()
             .copied()
             .filter(|&n| p.plan.def(n).kind.name() == "train")
@@ -308,19 +330,22 @@ impl Ahead {
             .iter()
             .filter_map(|&n| p.plan.variant(n).parsed.key.get("epochs")?.as_u64())
             .sum();
-        if stale.len() < ANNOUNCE_STAGES && epochs < ANNOUNCE_EPOCHS {
-            return;
-        }
+        (trainings.len(), epochs)
+    }
+
+    /// `about to run 933 stages: 412 trainings (98000 epochs in all); …`.
+    fn cost(&self, p: &Project) -> String {
+        let stale = &self.stale;
+        let (trainings, epochs) = self.trainings(p);
         let known: Vec<f64> = stale
             .iter()
             .filter_map(|&n| self.last.get(&p.plan.nodes[n].id).copied())
             .collect();
         let mut line = format!(
-            "about to run {} stage{}: {} training{} ({epochs} epochs in all)",
+            "about to run {} stage{}: {trainings} training{} ({epochs} epochs in all)",
             stale.len(),
             if stale.len() == 1 { "" } else { "s" },
-            trainings.len(),
-            if trainings.len() == 1 { "" } else { "s" },
+            if trainings == 1 { "" } else { "s" },
         );
         if !known.is_empty() {
             line.push_str(&format!(
@@ -329,7 +354,7 @@ impl Ahead {
                 crate::engine::ui::clock(known.iter().sum::<f64>())
             ));
         }
-        println!("{line}");
+        line
     }
 }
 

@@ -70,9 +70,13 @@ pub(super) fn run(p: &Project, a: &CleanArgs) -> Result<ExitCode, Error> {
             entries += 1;
         }
     }
-    if !dry {
+    // The reports' index goes with the last report it links: listed as what it removes.
+    if dry {
+        let index = super::index::would_remove(p, &removed);
+        removed.extend(index);
+    } else {
         cache.save().map_err(io("cannot save the cache index"))?;
-        super::index::refresh(p);
+        removed.extend(super::index::refresh(p));
     }
     if a.json {
         print_json(&serde_json::json!({

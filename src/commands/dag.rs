@@ -71,7 +71,16 @@ pub(super) fn run(p: &Project, a: &DagArgs) -> Result<ExitCode, Error> {
             }
         }
     } else {
-        fn tree(p: &Project, n: usize, prefix: &str, last: bool, top: bool, out: &mut String) {
+        /// A node shown before is not expanded again: `(*)` marks it, as `cargo tree` does,
+        /// so a data stage every training reads is one subtree, not one per training.
+        fn tree(
+            p: &Project,
+            n: usize,
+            prefix: &str,
+            (last, top): (bool, bool),
+            seen: &mut HashSet<usize>,
+            out: &mut String,
+        ) -> bool {
             let node = &p.plan.nodes[n];
             let def = p.plan.def(n);
             let mut label = format!("{} ({})", node.id, def.kind.name());
@@ -85,15 +94,27 @@ pub(super) fn run(p: &Project, a: &DagArgs) -> Result<ExitCode, Error> {
             } else {
                 ("├── ", format!("{prefix}│   "))
             };
-            let _ = writeln!(out, "{prefix}{branch}{label}");
-            let k = node.inputs.len();
-            for (j, &i) in node.inputs.iter().enumerate() {
-                tree(p, i, &next, j + 1 == k, false, out);
+            let again = !seen.insert(n) && !node.inputs.is_empty();
+            let mark = if again { " (*)" } else { "" };
+            let _ = writeln!(out, "{prefix}{branch}{label}{mark}");
+            if again {
+                return true;
             }
+            let k = node.inputs.len();
+            let mut marked = false;
+            for (j, &i) in node.inputs.iter().enumerate() {
+                marked |= tree(p, i, &next, (j + 1 == k, false), seen, out);
+            }
+            marked
         }
         let mut out = String::new();
+        let mut seen = HashSet::new();
+        let mut marked = false;
         for &r in &roots {
-            tree(p, r, "", true, true, &mut out);
+            marked |= tree(p, r, "", (true, true), &mut seen, &mut out);
+        }
+        if marked {
+            out.push_str("(*) shown above, with its inputs\n");
         }
         print!("{out}");
     }

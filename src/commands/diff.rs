@@ -167,10 +167,36 @@ fn evaluation(p: &Project, n: usize) -> Option<usize> {
         .find(|&e| p.plan.def(e).kind.name() == "evaluate" && p.plan.nodes[e].inputs.contains(&n))
 }
 
-/// Every leaf of the stage's config as `path → value`.
+/// An enum value as JSON writes it (`{"Rnn": {…}}`, `{"Normal": [0.0, 0.05]}`): its variant
+/// and what it holds. A map of the config (a command's `env`) has no such keys: they are
+/// `CamelCase` words, and hold a struct or a tuple, not a string.
+fn variant(m: &serde_json::Map<String, serde_json::Value>) -> Option<(&str, &serde_json::Value)> {
+    let (k, v) = m.iter().next().filter(|_| m.len() == 1)?;
+    let camel = k.starts_with(|c: char| c.is_ascii_uppercase())
+        && k.chars().any(|c| c.is_ascii_lowercase());
+    (camel && (v.is_object() || v.is_array())).then_some((k.as_str(), v))
+}
+
+/// Every leaf of the stage's config as `path → value`, each path as `set` and `vary` take it:
+/// a struct variant's fields under the field itself (`model.cell`, not `model.Rnn.cell`),
+/// with the variant as the field's value (`model: Rnn`); a tuple variant whole
+/// (`initializer: Normal(0.0, 0.05)`).
 fn fields(p: &Project, n: usize) -> BTreeMap<String, String> {
     fn walk(v: &serde_json::Value, path: String, out: &mut BTreeMap<String, String>) {
         match v {
+            serde_json::Value::Object(m) if variant(m).is_some() => {
+                let (name, inner) = variant(m).expect("checked");
+                match inner {
+                    serde_json::Value::Array(items) => {
+                        let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+                        out.insert(path, format!("{name}({})", items.join(", ")));
+                    }
+                    _ => {
+                        out.insert(path.clone(), name.to_string());
+                        walk(inner, path, out);
+                    }
+                }
+            }
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
                     walk(

@@ -1,5 +1,6 @@
 //! `pipe list`: pipeline files, stages and targets.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use serde_json::json;
@@ -9,6 +10,16 @@ use crate::cli::ListArgs;
 
 pub(super) fn run(p: &Project, a: &ListArgs) -> Result<ExitCode, Error> {
     let plan = &p.plan;
+    if a.names {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for (t, _) in plan.targets() {
+            let _ = writeln!(out, "{t}");
+        }
+        for d in &plan.spec.defs {
+            let _ = writeln!(out, "{}", d.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     // Grouped once: filtering every node per stage was quadratic (40,000 stages: 34 s).
     let mut nodes_of: Vec<Vec<&str>> = vec![Vec::new(); plan.spec.defs.len()];
     for n in &plan.nodes {

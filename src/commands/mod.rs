@@ -13,6 +13,8 @@ mod list;
 mod outputs;
 mod results;
 mod show;
+pub use show::sort_columns;
+mod show_by;
 mod stage_job;
 mod status;
 mod verify;

@@ -94,7 +94,9 @@ pub(super) fn one(p: &Project, name: &str) -> Result<usize, Error> {
 /// One evaluated variant (one seed of it): where it comes from and its headline numbers.
 #[derive(Serialize)]
 pub(super) struct Row {
-    /// The pipeline file the stage is in (`quick/mlp/momentum`).
+    /// The study: the target of the report that gathers it, as the report names itself
+    /// (`quick/momentum` for `reports/quick/momentum.md`); the stage's id where no report
+    /// gathers it.
     pub study: String,
     pub stage: String,
     /// `base`, or the fields that differ from it.
@@ -125,9 +127,8 @@ impl Row {
             return Err(e);
         }
         let run = run.map_err(|e| format!("{e:#}"))?;
-        let def = p.plan.def(n);
         Ok(Row {
-            study: p.plan.spec.files[def.file].ns.clone(),
+            study: study_of(p, n),
             stage: node.id.clone(),
             variant: node.label.clone(),
             seed: run.summary.seed,
@@ -146,5 +147,16 @@ impl Row {
             (None, true) => "stale".into(),
             (None, false) => "ok".into(),
         }
+    }
+}
+
+/// The study node `n` belongs to: the report gathering it names it after its target, as in
+/// its figures' titles (several studies of a `studies:` family share a file, not a report).
+pub(super) fn study_of(p: &Project, n: usize) -> String {
+    let report = (0..p.plan.nodes.len())
+        .find(|&r| p.plan.def(r).kind.name() == "report" && p.plan.nodes[r].inputs.contains(&n));
+    match report.and_then(|r| p.plan.def(r).target.as_deref()) {
+        Some(t) => crate::report::study_name(t),
+        None => p.plan.def(n).id.clone(),
     }
 }

@@ -1,6 +1,6 @@
 //! `pipe show [TARGET…]`: every evaluated variant (every seed) of the selected studies in
 //! one table, read from what the cache holds — as `dvc exp show` does, without opening
-//! `cache/entries/` by hand.
+//! `cache/entries/` by hand. `--by variant`: a variant's seeds in one row ([`super::show_by`]).
 
 use std::cmp::Ordering;
 use std::io::Write as _;
@@ -19,7 +19,7 @@ struct Column {
     descending: bool,
 }
 
-enum Cell {
+pub(super) enum Cell {
     Text(String),
     Num(Option<f64>),
     Pct(Option<f64>),
@@ -44,12 +44,15 @@ impl Cell {
             _ => String::new(),
         }
     }
-    fn cmp(&self, other: &Cell) -> Ordering {
-        let num = |c: &Cell| match c {
+    pub fn number(&self) -> Option<f64> {
+        match self {
             Cell::Num(x) | Cell::Pct(x) => *x,
             Cell::Int(x) => x.map(|x| x as f64),
             Cell::Text(_) => None,
-        };
+        }
+    }
+    fn cmp(&self, other: &Cell) -> Ordering {
+        let num = Cell::number;
         match (self, other) {
             (Cell::Text(a), Cell::Text(b)) => a.cmp(b),
             _ => match (num(self), num(other)) {
@@ -143,6 +146,11 @@ const COLUMNS: &[Column] = &[
     },
 ];
 
+/// The names `--sort` takes.
+pub fn sort_columns() -> impl Iterator<Item = &'static str> {
+    COLUMNS.iter().map(|c| c.name)
+}
+
 pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
     if !a.targets.is_empty() {
         let named = p.plan.select(&a.targets).map_err(Error::Usage)?;
@@ -160,7 +168,13 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
     let mut left_out = 0;
     for (n, h) in held(p, &cache, &nodes) {
         let Some(h) = h else {
-            missing += 1;
+            // Counted under the study filter (a family is known once built).
+            let id = &p.plan.nodes[n].id;
+            if a.study.as_ref().is_none_or(|s| {
+                super::results::study_of(p, n).contains(s.as_str()) || id.contains(s.as_str())
+            }) {
+                missing += 1;
+            }
             continue;
         };
         match Row::read(p, &cache, n, &h) {
@@ -204,6 +218,7 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
             list(unfiltered.iter().map(|(_, s)| s).collect()),
         )));
     }
+    let mut sort_by = None;
     if let Some(sort) = &a.sort {
         let (name, dir) = sort.split_once(':').unwrap_or((sort, ""));
         // JSON's name for the column is taken too.
@@ -236,15 +251,30 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
                 o
             }
         });
+        sort_by = Some((col.cell, descending));
     }
-    match a.format.as_str() {
-        "json" => print_json(&rows),
-        "csv" => print_csv(&rows),
-        "md" => print_markdown(&rows),
-        _ => print_table(&rows),
+    if a.by == "variant" {
+        let groups = super::show_by::variants(&rows, sort_by);
+        match a.format.as_str() {
+            "json" => print_json(&groups),
+            f => super::show_by::table(&groups).print(f),
+        }
+    } else {
+        match a.format.as_str() {
+            "json" => print_json(&rows),
+            f => Table::of_runs(&rows).print(f),
+        }
     }
     if missing > 0 && a.format != "json" && a.format != "csv" {
-        eprintln!("{missing} evaluated variant(s) not built yet (`pipe status` lists them)");
+        eprintln!(
+            "{missing} evaluated variant(s){} not built yet (`pipe status` lists them)",
+            match (a.study.is_some(), a.family.is_empty()) {
+                (true, true) => " of the selected studies",
+                (true, false) => " of the selected studies, of any family,",
+                (false, false) => " of any family",
+                (false, true) => "",
+            }
+        );
     }
     if left_out > 0 {
         // The rows shown are verified; the ones that could not be are not results.
@@ -257,9 +287,17 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
 }
 
 /// The evaluate nodes of the selection: those it reaches, and those that evaluate a
-/// selected training.
+/// selected training. A `command` a report gathers is a run too (the user's own script).
 fn evaluations(p: &Project, names: &[String]) -> Result<Vec<usize>, Error> {
-    let is_eval = |n: usize| p.plan.def(n).kind.name() == "evaluate";
+    let gathered: std::collections::HashSet<usize> = (0..p.plan.nodes.len())
+        .filter(|&n| p.plan.def(n).kind.name() == "report")
+        .flat_map(|n| p.plan.nodes[n].inputs.iter().copied())
+        .collect();
+    let is_eval = |n: usize| match p.plan.def(n).kind.name() {
+        "evaluate" => true,
+        "command" => gathered.contains(&n),
+        _ => false,
+    };
     if names.is_empty() {
         return Ok((0..p.plan.nodes.len()).filter(|&n| is_eval(n)).collect());
     }
@@ -284,63 +322,86 @@ fn cells(rows: &[Row], show: fn(&Cell) -> String) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn print_table(rows: &[Row]) {
-    let body = cells(rows, Cell::show);
-    let widths: Vec<usize> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            body.iter()
-                .map(|r| r[i].chars().count())
-                .chain([c.header.len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        parts.join("  ").trim_end().to_string()
-    };
-    let _ = writeln!(
-        out,
-        "{}",
-        line(COLUMNS.iter().map(|c| c.header.to_string()).collect())
-    );
-    for r in body {
-        let _ = writeln!(out, "{}", line(r));
-    }
+/// A table to print: column names (csv's header), headers, and the cells shown and raw.
+pub(super) struct Table {
+    pub names: Vec<&'static str>,
+    pub headers: Vec<&'static str>,
+    pub shown: Vec<Vec<String>>,
+    pub raw: Vec<Vec<String>>,
 }
 
-fn print_markdown(rows: &[Row]) {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let headers: Vec<&str> = COLUMNS.iter().map(|c| c.header).collect();
-    let _ = writeln!(out, "| {} |", headers.join(" | "));
-    let _ = writeln!(out, "|{}", "---|".repeat(COLUMNS.len()));
-    for r in cells(rows, Cell::show) {
-        let r: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
-        let _ = writeln!(out, "| {} |", r.join(" | "));
-    }
-}
-
-fn print_csv(rows: &[Row]) {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
+impl Table {
+    fn of_runs(rows: &[Row]) -> Table {
+        Table {
+            names: COLUMNS.iter().map(|c| c.name).collect(),
+            headers: COLUMNS.iter().map(|c| c.header).collect(),
+            shown: cells(rows, Cell::show),
+            raw: cells(rows, Cell::raw),
         }
-    };
-    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
-    let _ = writeln!(out, "{}", names.join(","));
-    for r in cells(rows, Cell::raw) {
-        let r: Vec<String> = r.iter().map(|c| quote(c)).collect();
-        let _ = writeln!(out, "{}", r.join(","));
+    }
+
+    pub fn print(&self, format: &str) {
+        match format {
+            "csv" => self.print_csv(),
+            "md" => self.print_markdown(),
+            _ => self.print_text(),
+        }
+    }
+
+    fn print_text(&self) {
+        let widths: Vec<usize> = self
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                self.shown
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([h.len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let line = |cells: &[String]| {
+            let parts: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            parts.join("  ").trim_end().to_string()
+        };
+        let headers: Vec<String> = self.headers.iter().map(|h| h.to_string()).collect();
+        let _ = writeln!(out, "{}", line(&headers));
+        for r in &self.shown {
+            let _ = writeln!(out, "{}", line(r));
+        }
+    }
+
+    fn print_markdown(&self) {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let _ = writeln!(out, "| {} |", self.headers.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(self.headers.len()));
+        for r in &self.shown {
+            let r: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+            let _ = writeln!(out, "| {} |", r.join(" | "));
+        }
+    }
+
+    fn print_csv(&self) {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let quote = |s: &str| {
+            if s.contains([',', '"', '\n']) {
+                format!("\"{}\"", s.replace('"', "\"\""))
+            } else {
+                s.to_string()
+            }
+        };
+        let _ = writeln!(out, "{}", self.names.join(","));
+        for r in &self.raw {
+            let r: Vec<String> = r.iter().map(|c| quote(c)).collect();
+            let _ = writeln!(out, "{}", r.join(","));
+        }
     }
 }
 

@@ -22,6 +22,13 @@ use crate::train::evaluate::Evaluation;
 use crate::train::fit::{EpochMetrics, Summary, Timing};
 pub use write::render;
 
+/// The files a run is read from: what an `evaluate` stage writes, and what a `command` stage
+/// a report gathers must write (README: "Your own training script").
+pub const RUN_FILES: [&str; 3] = ["metrics.jsonl", "summary.json", "evaluation.json"];
+
+/// The stage kinds whose outputs a report reads as runs.
+pub const RUN_KINDS: [&str; 2] = ["evaluate", "command"];
+
 /// One variant, as its evaluate stage left it.
 pub struct Run {
     /// `base`, or the varied fields, e.g. `optimizer.momentum=0.9`.
@@ -37,19 +44,26 @@ pub struct Run {
 }
 
 impl Run {
+    /// `key`: the stage's own key, standing for the training's where the run has no
+    /// `train_key.txt` (a command's run).
     pub fn load(
         label: &str,
         coords: &[(String, String)],
         stage: &str,
+        key: &str,
         dir: &Path,
     ) -> anyhow::Result<Run> {
         let mut run = Run::read(label, coords, stage, &|f| std::fs::read(dir.join(f)).ok())?;
         run.dir = dir.to_path_buf();
+        if run.train_key.is_empty() {
+            run.train_key = key.to_string();
+        }
         Ok(run)
     }
 
     /// The run from the files of an evaluate output, however they are reached (`pipe show`
-    /// reads them from the cache's objects, without laying them out).
+    /// reads them from the cache's objects, without laying them out). A `command` stage's
+    /// output is read the same way: it is a run when it holds [`RUN_FILES`].
     pub fn read(
         label: &str,
         coords: &[(String, String)],
@@ -57,22 +71,44 @@ impl Run {
         file: &dyn Fn(&str) -> Option<Vec<u8>>,
     ) -> anyhow::Result<Run> {
         let read = |f: &str| {
-            file(f).with_context(|| format!("`{stage}` has no {f}: is it an evaluate stage?"))
+            file(f).with_context(|| {
+                format!(
+                    "`{stage}` has no {f}: a run is the output of an evaluate stage, or of a \
+                     command that writes {} (README: \"Your own training script\")",
+                    RUN_FILES.join(", ")
+                )
+            })
+        };
+        let json = |f: &str, line: Option<usize>, e: serde_json::Error| {
+            let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+            anyhow::anyhow!("`{stage}`: {f}{at}: {e}")
         };
         let metrics = String::from_utf8(read("metrics.jsonl")?)?
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str)
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| json("metrics.jsonl", Some(i + 1), e))
+            })
             .collect::<Result<Vec<EpochMetrics>, _>>()?;
+        if metrics.is_empty() {
+            anyhow::bail!("`{stage}`: metrics.jsonl holds no epoch");
+        }
+        let summary = read("summary.json")?;
+        let eval = read("evaluation.json")?;
         Ok(Run {
             label: label.to_string(),
-            coords: coords.to_vec(),
+            coords: coords
+                .iter()
+                .map(|(f, v)| (f.clone(), unquote_number(v)))
+                .collect(),
             stage: stage.to_string(),
-            train_key: String::from_utf8(read("train_key.txt")?)?
-                .trim()
-                .to_string(),
-            summary: serde_json::from_slice(&read("summary.json")?)?,
-            eval: serde_json::from_slice(&read("evaluation.json")?)?,
+            // A command's run has none: its own key stands for it (set by the caller).
+            train_key: file("train_key.txt")
+                .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+                .unwrap_or_default(),
+            summary: serde_json::from_slice(&summary).map_err(|e| json("summary.json", None, e))?,
+            eval: serde_json::from_slice(&eval).map_err(|e| json("evaluation.json", None, e))?,
             timing: Timing::read(file, &metrics),
             metrics,
             dir: PathBuf::new(),
@@ -99,6 +135,22 @@ impl Run {
             .find(|(p, _)| p == path)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// A value as the report compares it: a string that holds a number (a command's `env`:
+/// `"0.9"`) is that number, so its variants are raised and lowered and plotted in order.
+fn unquote_number(v: &str) -> String {
+    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) if inner.trim().parse::<f64>().is_ok_and(f64::is_finite) => inner.trim().into(),
+        _ => v.to_string(),
+    }
+}
+
+/// A study's name from its report's target: `reports/quick/momentum.md` → `quick/momentum`
+/// (in every figure title, and `pipe show`'s study column).
+pub fn study_name(target: &str) -> String {
+    let t = target.strip_prefix("reports/").unwrap_or(target);
+    t.strip_suffix(".md").unwrap_or(t).to_string()
 }
 
 /// Replaces characters that do not belong in a file name.

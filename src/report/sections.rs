@@ -211,15 +211,18 @@ pub(super) fn tensorboard(
 ) -> anyhow::Result<()> {
     let mut any = false;
     for r in runs {
+        let to = assets.join("tensorboard").join(slug(&r.label));
         // Evaluations made before the volatile folder hold their events in `tensorboard/`.
         let Some(from) = [TENSORBOARD, "tensorboard"]
             .iter()
             .map(|d| r.dir.join(d))
             .find(|d| d.is_dir())
         else {
+            // A run of the user's own script brings none: its metrics make them.
+            crate::train::tensorboard::write(&to, &r.metrics, &r.timing)?;
+            any = true;
             continue;
         };
-        let to = assets.join("tensorboard").join(slug(&r.label));
         std::fs::create_dir_all(&to)?;
         for e in std::fs::read_dir(&from)? {
             let e = e?;

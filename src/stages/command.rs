@@ -5,9 +5,13 @@
 //! the output. It sees its inputs through the environment: `PIPE_INPUTS` (the input folders,
 //! one per line), `PIPE_INPUT_<i>`, `PIPE_INPUT_<i>_LABEL` (the variant label), plus
 //! `PIPE_OUT`, `PIPE_SCRATCH` (kept across an interrupted run), `PIPE_TARGET` and `PIPE_ROOT`
-//! (the project root). Only the config and the inputs are in the key: a script the command
-//! reads from the project is not, so copy such files in through a stage input or put their
-//! version in `env`.
+//! (the project root), and `PIPE_SEED` when the config has a `seed` (what `seeds: N`
+//! replicates). The key covers the config, the inputs and the files named in `deps`: the
+//! script the command runs belongs there.
+//!
+//! A command a `report` gathers is a training run of the user's own: it writes the three
+//! files an `evaluate` stage writes ([`crate::report::RUN_FILES`]), and the report, `pipe
+//! show` and TensorBoard take it as they take a built-in family.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -34,6 +38,9 @@ pub struct CommandConfig {
     pub cpus: usize,
     #[serde(default)]
     pub gpus: usize,
+    /// Passed on as `PIPE_SEED`: the field `seeds: N` varies, as a train stage's `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 fn one() -> usize {
@@ -73,6 +80,9 @@ impl StageConfig for CommandConfig {
             .env("PIPE_SCRATCH", ctx.scratch_dir())
             .env("PIPE_ROOT", ctx.project_root());
         cmd.env("PIPE_TARGET", ctx.target().unwrap_or(""));
+        if let Some(seed) = self.seed {
+            cmd.env("PIPE_SEED", seed.to_string());
+        }
         if !ctx.gpus().is_empty() {
             // The devices the scheduler gave this stage, and only those.
             cmd.env(

@@ -1,4 +1,5 @@
-//! `report`: the study's markdown report, gathering every evaluated variant. Rendering is
+//! `report`: the study's markdown report, gathering every evaluated variant (an `evaluate`
+//! stage's, or a `command`'s that writes the same files). Rendering is
 //! [`crate::report`]; this kind only finds its inputs and where to write.
 
 use std::path::Path;
@@ -6,7 +7,7 @@ use std::path::Path;
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{render, Meta, Run};
+use crate::report::{render, Meta, Run, RUN_KINDS};
 use crate::stage::{Kind, RunCtx, StageConfig};
 
 pub static REPORT: Kind<ReportConfig> = Kind::new("report", 7).gathering();
@@ -24,16 +25,20 @@ pub struct ReportConfig {
 impl StageConfig for ReportConfig {
     fn run(&self, ctx: &mut RunCtx) -> anyhow::Result<()> {
         let mut runs = Vec::new();
-        for input in ctx.inputs().iter().filter(|i| i.kind == "evaluate") {
+        for input in ctx.inputs().iter().filter(|i| RUN_KINDS.contains(&i.kind)) {
             runs.push(Run::load(
                 &input.label,
                 &input.coords,
                 &input.stage,
+                &input.key,
                 &input.dir,
             )?);
         }
         if runs.is_empty() {
-            bail!("a report reads `evaluate` stages: give it one (it gathers every variant)");
+            bail!(
+                "a report reads `evaluate` stages, or `command` stages that write a run's files: \
+                 give it one (it gathers every variant)"
+            );
         }
         let (file, assets) = super::page_names(ctx.target(), "report.md");
         let title = if self.title.is_empty() {
@@ -44,10 +49,7 @@ impl StageConfig for ReportConfig {
         // The study's name in every figure title: the target without `reports/` and `.md`.
         let study = ctx
             .target()
-            .map(|t| {
-                let t = t.strip_prefix("reports/").unwrap_or(t);
-                t.strip_suffix(".md").unwrap_or(t).to_string()
-            })
+            .map(crate::report::study_name)
             .unwrap_or_else(|| assets.clone());
         let meta = Meta {
             title: &title,

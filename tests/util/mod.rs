@@ -272,3 +272,21 @@ pub const FAMILIES: [(&str, &str); 10] = [
     ("simple", "Rnn(cell: Simple, hidden: 16, read: Columns)"),
     ("lstm2", "Rnn(cell: Lstm, hidden: 16, layers: 2)"),
 ];
+
+/// Whether python3 can import `module`. Where it cannot, the test says so and passes,
+/// unless `require` is set (CI sets `PIPE_REQUIRE_TENSORBOARD`, `PIPE_REQUIRE_HTML5LIB` and
+/// `PIPE_REQUIRE_TORCH` after installing the packages).
+pub fn python_has(module: &str, require: &str) -> bool {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "the {module} Python package is required"
+        );
+        eprintln!("python3 cannot import {module}: `pip install {module}` to run this check");
+        return false;
+    }
+    true
+}

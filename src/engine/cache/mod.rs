@@ -29,11 +29,13 @@ use super::memo::{hash_uncached, Memo, Stamp};
 
 mod check;
 mod files;
+mod gc;
 mod locks;
 
 use check::damage;
-use files::{dir_size, write_atomic_stamped};
+use files::write_atomic_stamped;
 pub use files::{host_name, now_ms, remove_stale_tmp_files, write_atomic};
+pub use gc::Swept;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct OutFile {
@@ -519,97 +521,5 @@ impl Cache {
             .append(true)
             .open(self.dir.join("log").join("runs.jsonl"))?
             .write_all(&line)
-    }
-
-    /// Removes every entry whose key is not in `keep`, then every object, scratch folder and
-    /// index record no kept entry uses. Returns (entries removed, bytes freed).
-    /// With `dry_run`, counts what it would remove and removes nothing.
-    pub fn gc(&self, keep: &HashSet<String>, dry_run: bool) -> io::Result<(usize, u64)> {
-        let mut removed = 0;
-        let mut freed = 0u64;
-        let mut live_objects: HashSet<String> = HashSet::new();
-        for e in walkdir::WalkDir::new(self.dir.join("entries"))
-            .into_iter()
-            .filter_map(|e| e.ok())
-        {
-            if !e.file_type().is_file() {
-                continue;
-            }
-            let key = e
-                .path()
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            if keep.contains(&key) {
-                if let Some(entry) = self.load_entry(&key) {
-                    live_objects.extend(entry.built.outputs.into_iter().map(|o| o.hash));
-                    continue;
-                }
-            }
-            freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-            if !dry_run {
-                fs::remove_file(e.path())?;
-            }
-            removed += 1;
-        }
-        for e in walkdir::WalkDir::new(self.dir.join("objects"))
-            .into_iter()
-            .filter_map(|e| e.ok())
-        {
-            if e.file_type().is_file() && !live_objects.contains(&*e.file_name().to_string_lossy())
-            {
-                freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-                if !dry_run {
-                    fs::remove_file(e.path())?;
-                }
-            }
-        }
-        for sub in ["scratch", "locks"] {
-            for e in fs::read_dir(self.dir.join(sub))?.flatten() {
-                let name = e
-                    .file_name()
-                    .to_string_lossy()
-                    .trim_end_matches(".lock")
-                    .to_string();
-                if !keep.contains(&name) {
-                    // A lock held by a running build is skipped: try_lock fails.
-                    if sub == "locks" {
-                        match File::open(e.path())
-                            .and_then(|f| f.try_lock().map_err(io::Error::other))
-                        {
-                            Ok(()) => {}
-                            Err(_) => continue,
-                        }
-                    }
-                    freed += dir_size(&e.path());
-                    if dry_run {
-                        continue;
-                    }
-                    if e.path().is_dir() {
-                        fs::remove_dir_all(e.path())?;
-                    } else {
-                        fs::remove_file(e.path())?;
-                    }
-                }
-            }
-        }
-        if dry_run {
-            return Ok((removed, freed));
-        }
-        {
-            let path = self.dir.join("index.json");
-            let mut idx = self.index.lock().unwrap();
-            let mut on_disk = read_index(&path);
-            on_disk.extend(std::mem::take(&mut idx.1));
-            on_disk.retain(|_, r| keep.contains(&r.key));
-            *self.index_stamp.lock().unwrap() = None;
-            write_atomic(&path, &serde_json::to_vec(&on_disk)?)?;
-            idx.0 = on_disk;
-        }
-        self.clean_tmp();
-        self.memo.prune();
-        let _ = fs::remove_dir_all(self.dir.join(super::noop::DIR));
-        Ok((removed, freed))
     }
 }
