@@ -131,6 +131,15 @@ fn a_pytorch_script_of_ones_own_is_a_family_of_the_study() {
     let rows = show.as_array().unwrap();
     assert_eq!(rows.len(), 6, "{show}");
     assert!(rows.iter().all(|r| r["family"] == "torch-mlp"), "{show}");
+    // `diff` compares two of them: the field and the results.
+    let d = p
+        .ok(&["diff", "torch:mlp", "torch:mlp[env.MOMENTUM=\"0.5\"]"])
+        .stdout;
+    assert!(d.contains("env.MOMENTUM  \"0.9\"  \"0.5\""), "{d}");
+    assert!(
+        d.contains("results: one seed each") && d.contains("best validation accuracy"),
+        "{d}"
+    );
 
     // The script is a dependency: untouched, nothing reruns; edited, every run and the report.
     assert_eq!(p.build(&["reports/momentum.md"]), Vec::<String>::new());

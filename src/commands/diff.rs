@@ -158,9 +158,10 @@ fn trained(p: &Project, n: usize) -> usize {
     n
 }
 
-/// The evaluation of `n`: itself, or the first evaluate stage that reads it.
+/// The evaluation of `n`: itself (an evaluate stage, or a command run a report gathers), or
+/// the first evaluate stage that reads it.
 fn evaluation(p: &Project, n: usize) -> Option<usize> {
-    if p.plan.def(n).kind.name() == "evaluate" {
+    if super::results::is_run(p, n) {
         return Some(n);
     }
     (0..p.plan.nodes.len())

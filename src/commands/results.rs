@@ -160,3 +160,14 @@ pub(super) fn study_of(p: &Project, n: usize) -> String {
         None => p.plan.def(n).id.clone(),
     }
 }
+
+/// Whether node `n` is a run whose results `show` and `diff` read: an `evaluate` stage, or a
+/// `command` that a report gathers (a training script of the user's own).
+pub(super) fn is_run(p: &Project, n: usize) -> bool {
+    match p.plan.def(n).kind.name() {
+        "evaluate" => true,
+        "command" => (0..p.plan.nodes.len())
+            .any(|r| p.plan.def(r).kind.name() == "report" && p.plan.nodes[r].inputs.contains(&n)),
+        _ => false,
+    }
+}

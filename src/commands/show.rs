@@ -289,15 +289,13 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
 /// The evaluate nodes of the selection: those it reaches, and those that evaluate a
 /// selected training. A `command` a report gathers is a run too (the user's own script).
 fn evaluations(p: &Project, names: &[String]) -> Result<Vec<usize>, Error> {
+    // Reports gathering commands are few: the gathered set once, not a scan per node.
     let gathered: std::collections::HashSet<usize> = (0..p.plan.nodes.len())
         .filter(|&n| p.plan.def(n).kind.name() == "report")
         .flat_map(|n| p.plan.nodes[n].inputs.iter().copied())
+        .filter(|&n| p.plan.def(n).kind.name() == "command")
         .collect();
-    let is_eval = |n: usize| match p.plan.def(n).kind.name() {
-        "evaluate" => true,
-        "command" => gathered.contains(&n),
-        _ => false,
-    };
+    let is_eval = |n: usize| p.plan.def(n).kind.name() == "evaluate" || gathered.contains(&n);
     if names.is_empty() {
         return Ok((0..p.plan.nodes.len()).filter(|&n| is_eval(n)).collect());
     }
