@@ -295,8 +295,8 @@ impl clap::builder::TypedValueParser for SortColumn {
 }
 
 /// The completion script for `shell`: the subcommands a person runs (not the hidden
-/// `stage-job`), their options and values; in bash, targets and stage ids too, read from
-/// the project at completion time (`pipe list --names`).
+/// `stage-job`), their options and values; in bash and fish, targets and stage ids too,
+/// read from the project at completion time (`pipe list --names`).
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     use clap::CommandFactory;
     let full = Cli::command();
@@ -322,11 +322,21 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     valued.sort();
     valued.dedup();
     clap_complete::generate(shell, &mut cmd, "pipe", out);
-    if shell == clap_complete::Shell::Bash {
-        let script = BASH_NAMES.replace("VALUED_OPTIONS", &valued.join("|"));
-        let _ = out.write_all(script.as_bytes());
+    match shell {
+        clap_complete::Shell::Bash => {
+            let script = BASH_NAMES.replace("VALUED_OPTIONS", &valued.join("|"));
+            let _ = out.write_all(script.as_bytes());
+        }
+        clap_complete::Shell::Fish => {
+            let _ = out.write_all(FISH_NAMES.as_bytes());
+        }
+        _ => {}
     }
 }
+
+/// fish: the project's targets and stage ids as arguments of the subcommands that take them.
+const FISH_NAMES: &str = "complete -c pipe -n \"__fish_seen_subcommand_from build status explain \
+dag clean show diff outputs log verify\" -a \"(pipe list --names 2>/dev/null)\"\n";
 
 /// Wraps the generated `_pipe`: where a subcommand takes targets, the project's targets and
 /// stage ids are offered as well. The word is taken from the line up to the cursor, since

@@ -1444,6 +1444,12 @@ fn shell_completions_list_the_subcommands() {
             !text.contains("stage-job"),
             "{shell} offers the hidden stage-job"
         );
+        if shell != "zsh" {
+            assert!(
+                text.contains("pipe list --names"),
+                "{shell}: ids are offered"
+            );
+        }
     }
     // In bash, run against a project: a subcommand's word completes to its targets and
     // stage ids (across the colon bash splits words at), `--sort` to its columns, and
