@@ -48,8 +48,11 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
     }
     // No target means every target of every pipeline, the full studies' 500-epoch runs
     // included: past a few hundred epochs of training that is said, and waits for `--all`.
-    if a.targets.is_empty() && a.force.is_empty() && !a.all && !a.dry_run {
-        let ahead = Ahead::of(p, &cache, &wanted, &force);
+    let everything = a.targets.is_empty() && a.force.is_empty() && !a.all && !a.dry_run;
+    let said = !a.quiet && !a.json;
+    // What is about to run, assessed once for all that says it (and the time left).
+    let ahead = (everything || said).then(|| Ahead::of(p, &cache, &wanted, &force));
+    if let Some(ahead) = ahead.as_ref().filter(|_| everything) {
         if ahead.trainings(p).1 >= ANNOUNCE_EPOCHS {
             return Err(Error::Usage(format!(
                 "`pipe build` with no target builds every target of every pipeline: {}\n  \
@@ -59,10 +62,11 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
             )));
         }
     }
+    let ahead = ahead.filter(|_| said);
     if a.dry_run {
         // The cost first, as the build itself would say it.
-        if !a.quiet && !a.json {
-            Ahead::of(p, &cache, &wanted, &force).announce(p);
+        if let Some(ahead) = &ahead {
+            ahead.announce(p);
         }
         let order = p.plan.closure(&wanted);
         let states = assess(&p.plan, &cache, &p.root, &order, &force);
@@ -121,7 +125,6 @@ pub(super) fn run(p: &Project, cli: &Cli, a: &BuildArgs) -> Result<ExitCode, Err
         Box::leak(Box::new(ChildProcess::new(bin, global)))
     };
     stop_on_signal(exec);
-    let ahead = (!a.quiet && !a.json).then(|| Ahead::of(p, &cache, &wanted, &opts.force));
     if let Some(ahead) = &ahead {
         ahead.announce(p);
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use super::results::{held, one, Row};
+use super::results::{held, one, Gatherers, Row};
 use super::{Error, Project};
 use crate::cli::DiffArgs;
 
@@ -41,14 +41,18 @@ pub(super) fn run(p: &Project, a: &DiffArgs) -> Result<ExitCode, Error> {
         print_rows(&rows);
     }
     let cache = std::mem::ManuallyDrop::new(p.cache()?);
+    let gatherers = Gatherers::of(p);
     // Both sides in one assessment: their closures overlap (the data, the base).
-    let evals: Vec<usize> = [x, y].iter().filter_map(|&n| evaluation(p, n)).collect();
+    let evals: Vec<usize> = [x, y]
+        .iter()
+        .filter_map(|&n| evaluation(p, &gatherers, n))
+        .collect();
     let found = held(p, &cache, &evals);
     let damaged = std::cell::Cell::new(false);
     let row = |n: usize| -> Option<Row> {
-        let e = evaluation(p, n)?;
+        let e = evaluation(p, &gatherers, n)?;
         let (_, h) = found.iter().find(|(m, _)| *m == e)?;
-        match Row::read(p, &cache, e, h.as_ref()?) {
+        match Row::read(p, &gatherers, &cache, e, h.as_ref()?) {
             Ok(r) => Some(r),
             Err(why) => {
                 // Never a damaged object's numbers as a result: say which and why.
@@ -160,8 +164,8 @@ fn trained(p: &Project, n: usize) -> usize {
 
 /// The evaluation of `n`: itself (an evaluate stage, or a command run a report gathers), or
 /// the first evaluate stage that reads it.
-fn evaluation(p: &Project, n: usize) -> Option<usize> {
-    if super::results::is_run(p, n) {
+fn evaluation(p: &Project, gatherers: &Gatherers, n: usize) -> Option<usize> {
+    if gatherers.is_run(p, n) {
         return Some(n);
     }
     (0..p.plan.nodes.len())
@@ -184,20 +188,20 @@ fn variant(m: &serde_json::Map<String, serde_json::Value>) -> Option<(&str, &ser
 /// (`initializer: Normal(0.0, 0.05)`).
 fn fields(p: &Project, n: usize) -> BTreeMap<String, String> {
     fn walk(v: &serde_json::Value, path: String, out: &mut BTreeMap<String, String>) {
-        match v {
-            serde_json::Value::Object(m) if variant(m).is_some() => {
-                let (name, inner) = variant(m).expect("checked");
-                match inner {
-                    serde_json::Value::Array(items) => {
-                        let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
-                        out.insert(path, format!("{name}({})", items.join(", ")));
-                    }
-                    _ => {
-                        out.insert(path.clone(), name.to_string());
-                        walk(inner, path, out);
-                    }
+        if let Some((name, inner)) = v.as_object().and_then(variant) {
+            match inner {
+                serde_json::Value::Array(items) => {
+                    let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+                    out.insert(path, format!("{name}({})", items.join(", ")));
+                }
+                _ => {
+                    out.insert(path.clone(), name.to_string());
+                    walk(inner, path, out);
                 }
             }
+            return;
+        }
+        match v {
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
                     walk(

@@ -2,7 +2,7 @@
 //! them (fresh, or the last ones built when the pipeline has changed since), read without
 //! laying them out, and one row of headline numbers per evaluated variant.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -101,6 +101,10 @@ pub(super) struct Row {
     pub stage: String,
     /// `base`, or the fields that differ from it.
     pub variant: String,
+    /// The variant this run replicates (its label without its own seed), as the report
+    /// groups seeds.
+    #[serde(skip)]
+    pub replicates: String,
     pub seed: u64,
     pub family: String,
     pub backend: String,
@@ -112,7 +116,13 @@ pub(super) struct Row {
 }
 
 impl Row {
-    pub fn read(p: &Project, cache: &Cache, n: usize, held: &Held) -> Result<Row, String> {
+    pub fn read(
+        p: &Project,
+        gatherers: &Gatherers,
+        cache: &Cache,
+        n: usize,
+        held: &Held,
+    ) -> Result<Row, String> {
         let node = &p.plan.nodes[n];
         // Every file is checked against its hash; the first damaged one is the row's error.
         let damaged = std::cell::RefCell::new(None);
@@ -128,9 +138,10 @@ impl Row {
         }
         let run = run.map_err(|e| format!("{e:#}"))?;
         Ok(Row {
-            study: study_of(p, n),
+            study: gatherers.study(p, n),
             stage: node.id.clone(),
             variant: node.label.clone(),
+            replicates: run.variant(),
             seed: run.summary.seed,
             family: run.summary.family.clone(),
             backend: run.summary.backend.clone(),
@@ -150,24 +161,43 @@ impl Row {
     }
 }
 
-/// The study node `n` belongs to: the report gathering it names it after its target, as in
-/// its figures' titles (several studies of a `studies:` family share a file, not a report).
-pub(super) fn study_of(p: &Project, n: usize) -> String {
-    let report = (0..p.plan.nodes.len())
-        .find(|&r| p.plan.def(r).kind.name() == "report" && p.plan.nodes[r].inputs.contains(&n));
-    match report.and_then(|r| p.plan.def(r).target.as_deref()) {
-        Some(t) => crate::report::study_name(t),
-        None => p.plan.def(n).id.clone(),
-    }
-}
+/// The report that gathers each node, found once per command: `show`'s study column, and
+/// which `command` stages are runs, ask it for every node (a scan of the plan each would be
+/// quadratic).
+pub(super) struct Gatherers(HashMap<usize, usize>);
 
-/// Whether node `n` is a run whose results `show` and `diff` read: an `evaluate` stage, or a
-/// `command` that a report gathers (a training script of the user's own).
-pub(super) fn is_run(p: &Project, n: usize) -> bool {
-    match p.plan.def(n).kind.name() {
-        "evaluate" => true,
-        "command" => (0..p.plan.nodes.len())
-            .any(|r| p.plan.def(r).kind.name() == "report" && p.plan.nodes[r].inputs.contains(&n)),
-        _ => false,
+impl Gatherers {
+    pub fn of(p: &Project) -> Gatherers {
+        let mut by = HashMap::new();
+        for r in (0..p.plan.nodes.len()).filter(|&r| p.plan.def(r).kind.name() == "report") {
+            for &i in &p.plan.nodes[r].inputs {
+                by.entry(i).or_insert(r);
+            }
+        }
+        Gatherers(by)
+    }
+
+    /// The study node `n` belongs to: the report gathering it names it after its target, as
+    /// in its figures' titles (several studies of a `studies:` family share a file, not a
+    /// report); the stage's id where no report gathers it.
+    pub fn study(&self, p: &Project, n: usize) -> String {
+        match self
+            .0
+            .get(&n)
+            .and_then(|&r| p.plan.def(r).target.as_deref())
+        {
+            Some(t) => crate::report::study_name(t),
+            None => p.plan.def(n).id.clone(),
+        }
+    }
+
+    /// Whether node `n` is a run whose results `show` and `diff` read: an `evaluate` stage,
+    /// or a `command` that a report gathers (a training script of the user's own).
+    pub fn is_run(&self, p: &Project, n: usize) -> bool {
+        match p.plan.def(n).kind.name() {
+            "evaluate" => true,
+            "command" => self.0.contains_key(&n),
+            _ => false,
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use super::results::{held, Row};
+use super::results::{held, Gatherers, Row};
 use super::{print_json, Error, Project};
 use crate::cli::ShowArgs;
 
@@ -161,7 +161,8 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
             return conclusions(p, &named, &a.format);
         }
     }
-    let nodes = evaluations(p, &a.targets)?;
+    let gatherers = Gatherers::of(p);
+    let nodes = evaluations(p, &gatherers, &a.targets)?;
     let cache = std::mem::ManuallyDrop::new(p.cache()?);
     let mut rows = Vec::new();
     let mut missing = 0;
@@ -171,13 +172,13 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
             // Counted under the study filter (a family is known once built).
             let id = &p.plan.nodes[n].id;
             if a.study.as_ref().is_none_or(|s| {
-                super::results::study_of(p, n).contains(s.as_str()) || id.contains(s.as_str())
+                gatherers.study(p, n).contains(s.as_str()) || id.contains(s.as_str())
             }) {
                 missing += 1;
             }
             continue;
         };
-        match Row::read(p, &cache, n, &h) {
+        match Row::read(p, &gatherers, &cache, n, &h) {
             Ok(r) => rows.push(r),
             Err(e) => {
                 left_out += 1;
@@ -288,14 +289,8 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
 
 /// The evaluate nodes of the selection: those it reaches, and those that evaluate a
 /// selected training. A `command` a report gathers is a run too (the user's own script).
-fn evaluations(p: &Project, names: &[String]) -> Result<Vec<usize>, Error> {
-    // Reports gathering commands are few: the gathered set once, not a scan per node.
-    let gathered: std::collections::HashSet<usize> = (0..p.plan.nodes.len())
-        .filter(|&n| p.plan.def(n).kind.name() == "report")
-        .flat_map(|n| p.plan.nodes[n].inputs.iter().copied())
-        .filter(|&n| p.plan.def(n).kind.name() == "command")
-        .collect();
-    let is_eval = |n: usize| p.plan.def(n).kind.name() == "evaluate" || gathered.contains(&n);
+fn evaluations(p: &Project, gatherers: &Gatherers, names: &[String]) -> Result<Vec<usize>, Error> {
+    let is_eval = |n: usize| gatherers.is_run(p, n);
     if names.is_empty() {
         return Ok((0..p.plan.nodes.len()).filter(|&n| is_eval(n)).collect());
     }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::results::Row;
 use super::show::{Cell, Table};
-use crate::report::stats::Agg;
+use crate::report::stats::{Agg, Stats};
 
 /// One figure over a variant's seeds (JSON: `{"mean": …, "sd": …, "n": …}`).
 #[derive(Serialize)]
@@ -19,14 +19,9 @@ pub(super) struct Spread {
 }
 
 impl Spread {
-    fn of(rows: &[&Row], f: impl Fn(&Row) -> Option<f64>) -> (Spread, Agg) {
-        let agg = Agg {
-            values: rows
-                .iter()
-                .filter_map(|r| f(r))
-                .filter(|v| v.is_finite())
-                .collect(),
-        };
+    /// The figure `f` over the runs' statistics, as the report aggregates it.
+    fn of(stats: &[&Stats], f: impl Fn(&Stats) -> Option<f64>) -> (Spread, Agg) {
+        let agg = Agg::of(stats, f);
         let spread = Spread {
             mean: agg.mean(),
             sd: agg.sd(),
@@ -89,17 +84,6 @@ const HEADERS: [&str; 11] = [
     "status",
 ];
 
-/// The variant a run replicates: its label without its own seed (`…,seed=43` → `…`;
-/// `seed=43` → `base`), as the report groups them.
-fn variant(r: &Row) -> String {
-    let own = format!("seed={}", r.seed);
-    match r.variant.strip_suffix(&own) {
-        Some("") => "base".into(),
-        Some(rest) if rest.ends_with(',') => rest.trim_end_matches(',').to_string(),
-        _ => r.variant.clone(),
-    }
-}
-
 /// The runs grouped by study and variant, in the order their first run comes; with a sort
 /// column, by its mean over the seeds (text columns: as the runs were sorted).
 pub(super) fn variants(rows: &[Row], sort: Option<SortBy>) -> Vec<Group> {
@@ -107,7 +91,7 @@ pub(super) fn variants(rows: &[Row], sort: Option<SortBy>) -> Vec<Group> {
     let mut members: std::collections::HashMap<(String, String), Vec<&Row>> =
         std::collections::HashMap::new();
     for r in rows {
-        let k = (r.study.clone(), variant(r));
+        let k = (r.study.clone(), r.replicates.clone());
         if !members.contains_key(&k) {
             order.push(k.clone());
         }
@@ -139,12 +123,13 @@ pub(super) fn variants(rows: &[Row], sort: Option<SortBy>) -> Vec<Group> {
 }
 
 fn group(study: String, variant: String, rs: &[&Row], sort: Option<fn(&Row) -> Cell>) -> Group {
-    let (best_val_acc, best) = Spread::of(rs, |r| r.stats.best_val_acc);
-    let (test_acc_final, test) = Spread::of(rs, |r| Some(r.stats.test_acc_final));
-    let (test_acc_best, test_best) = Spread::of(rs, |r| Some(r.stats.test_acc_best));
-    let (gap, gap_agg) = Spread::of(rs, |r| r.stats.gap);
-    let (epochs_to_90, e90) = Spread::of(rs, |r| r.stats.epochs_to_90.map(|e| e as f64));
-    let (seconds_per_epoch, spe) = Spread::of(rs, |r| Some(r.stats.seconds_per_epoch));
+    let stats: Vec<&Stats> = rs.iter().map(|r| &r.stats).collect();
+    let (best_val_acc, best) = Spread::of(&stats, |s| s.best_val_acc);
+    let (test_acc_final, test) = Spread::of(&stats, |s| Some(s.test_acc_final));
+    let (test_acc_best, test_best) = Spread::of(&stats, |s| Some(s.test_acc_best));
+    let (gap, gap_agg) = Spread::of(&stats, |s| s.gap);
+    let (epochs_to_90, e90) = Spread::of(&stats, |s| s.epochs_to_90.map(|e| e as f64));
+    let (seconds_per_epoch, spe) = Spread::of(&stats, |s| Some(s.seconds_per_epoch));
     let failed = rs.iter().filter(|r| r.stats.failure.is_some()).count();
     let stale = rs.iter().filter(|r| r.stale).count();
     let mut status = Vec::new();
