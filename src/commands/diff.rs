@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use super::results::{held, one, Gatherers, Row};
 use super::{Error, Project};
 use crate::cli::DiffArgs;
+use crate::ron_path::{locate, FieldPath};
 
 pub(super) fn run(p: &Project, a: &DiffArgs) -> Result<ExitCode, Error> {
     let (x, y) = (one(p, &a.a)?, one(p, &a.b)?);
@@ -182,10 +183,12 @@ fn variant(m: &serde_json::Map<String, serde_json::Value>) -> Option<(&str, &ser
     (camel && (v.is_object() || v.is_array())).then_some((k.as_str(), v))
 }
 
-/// Every leaf of the stage's config as `path → value`, each path as `set` and `vary` take it:
-/// a struct variant's fields under the field itself (`model.cell`, not `model.Rnn.cell`),
-/// with the variant as the field's value (`model: Rnn`); a tuple variant whole
-/// (`initializer: Normal(0.0, 0.05)`).
+/// Every leaf of the stage's config as `path → value`, each path and value as `set` and `vary`
+/// take them: a struct variant's fields under the field itself (`model.cell`, not
+/// `model.Rnn.cell`), with the variant as the field's value (`model: Rnn`); a tuple variant
+/// whole (`initializer: Normal(0.0, 0.05)`); a string as the canonical RON writes it, so a unit
+/// variant reads `Tanh` as in the variant's label, and a string of a command's `env` keeps its
+/// quotes (JSON writes both `"Tanh"`).
 fn fields(p: &Project, n: usize) -> BTreeMap<String, String> {
     fn walk(v: &serde_json::Value, path: String, out: &mut BTreeMap<String, String>) {
         if let Some((name, inner)) = v.as_object().and_then(variant) {
@@ -228,8 +231,21 @@ fn fields(p: &Project, n: usize) -> BTreeMap<String, String> {
             }
         }
     }
+
+    let canonical = &p.plan.variant(n).parsed.canonical;
+    let ron_text = |path: &str| -> Option<String> {
+        let (s, e) = locate(canonical, &FieldPath::parse(path)?).ok()?;
+        Some(canonical[s..e].to_string())
+    };
     let mut out = BTreeMap::new();
     walk(&p.plan.variant(n).parsed.key, String::new(), &mut out);
+    for (path, value) in out.iter_mut() {
+        if value.starts_with('"') {
+            if let Some(text) = ron_text(path) {
+                *value = text;
+            }
+        }
+    }
     out
 }
 
