@@ -295,8 +295,8 @@ impl clap::builder::TypedValueParser for SortColumn {
 }
 
 /// The completion script for `shell`: the subcommands a person runs (not the hidden
-/// `stage-job`), their options and values; in bash and fish, targets and stage ids too,
-/// read from the project at completion time (`pipe list --names`).
+/// `stage-job`), their options and values, and the project's targets and stage ids, read at
+/// completion time (`pipe list --names`).
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     use clap::CommandFactory;
     let full = Cli::command();
@@ -321,6 +321,12 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     }
     valued.sort();
     valued.dedup();
+    if shell == clap_complete::Shell::Zsh {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "pipe", &mut script);
+        let _ = out.write_all(zsh_names(&String::from_utf8_lossy(&script)).as_bytes());
+        return;
+    }
     clap_complete::generate(shell, &mut cmd, "pipe", out);
     match shell {
         clap_complete::Shell::Bash => {
@@ -333,6 +339,40 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
         _ => {}
     }
 }
+
+/// zsh: the generated script completes every positional argument with `_default` (files);
+/// those that take targets or stage ids (`targets`, `target`, diff's `a` and `b`) get
+/// `_pipe_names` instead, defined before the script's last lines call `_pipe`.
+fn zsh_names(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + ZSH_NAMES.len());
+    for line in script.lines() {
+        let takes_names = ["'*::targets", "':target ", "':a ", "':b:"]
+            .iter()
+            .any(|p| line.starts_with(p));
+        if line.starts_with("if [ \"$funcstack[1]\" = \"_pipe\" ]") {
+            out.push_str(ZSH_NAMES);
+        }
+        match line.strip_suffix(":_default' \\") {
+            Some(head) if takes_names => {
+                out.push_str(head);
+                out.push_str(":_pipe_names' \\");
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// zsh: the project's targets and stage ids; files where the project offers none.
+const ZSH_NAMES: &str = r#"(( $+functions[_pipe_names] )) ||
+_pipe_names() {
+    local -a names
+    names=(${(f)"$(pipe list --names 2>/dev/null)"})
+    compadd -a names || _files
+}
+
+"#;
 
 /// fish: the project's targets and stage ids as arguments of the subcommands that take them.
 const FISH_NAMES: &str = "complete -c pipe -n \"__fish_seen_subcommand_from build status explain \

@@ -3,6 +3,10 @@
 
 mod util;
 
+/// The shells' completion scripts, run in bash and zsh.
+#[path = "engine/completions.rs"]
+mod completions;
+
 use std::time::Duration;
 
 use util::{sorted, Project};
@@ -1407,97 +1411,6 @@ fn machine_readable_output_quiet_builds_progress_lines_and_dry_runs() {
     );
     let g3: serde_json::Value = serde_json::from_str(&p.ok(&["gc", "--json"]).stdout).unwrap();
     assert_eq!(g3["entries_removed"], 0);
-}
-
-/// Completion scripts need no project and know the subcommands and their options.
-#[test]
-fn shell_completions_list_the_subcommands() {
-    let dir = tempfile::tempdir().unwrap();
-    for (shell, marker) in [
-        ("bash", "_pipe()"),
-        ("zsh", "#compdef pipe"),
-        ("fish", "complete -c pipe"),
-    ] {
-        let o = std::process::Command::new(util::bin())
-            .current_dir(dir.path())
-            .args(["completions", shell])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{shell}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let text = String::from_utf8_lossy(&o.stdout);
-        assert!(text.contains(marker), "{shell}: {text}");
-        for word in [
-            "build",
-            "show",
-            "diff",
-            "verify",
-            "keep-going",
-            "best_val_acc",
-        ] {
-            assert!(text.contains(word), "{shell} lacks {word}");
-        }
-        assert!(
-            !text.contains("stage-job"),
-            "{shell} offers the hidden stage-job"
-        );
-        if shell != "zsh" {
-            assert!(
-                text.contains("pipe list --names"),
-                "{shell}: ids are offered"
-            );
-        }
-    }
-    // In bash, run against a project: a subcommand's word completes to its targets and
-    // stage ids (across the colon bash splits words at), `--sort` to its columns, and
-    // `--study` to nothing from the file system.
-    let bash = std::process::Command::new("bash").arg("--version").output();
-    if !bash.is_ok_and(|o| o.status.success()) {
-        return;
-    }
-    let p = study();
-    let script = p.path().join("complete.bash");
-    let o = p.cmd(&["completions", "bash"]).output().unwrap();
-    std::fs::write(&script, &o.stdout).unwrap();
-    let bin_dir = std::path::Path::new(util::bin()).parent().unwrap();
-    let complete =
-        |line: &str| -> Vec<String> {
-            let words: Vec<&str> = line.split(' ').collect();
-            let program =
-                format!(
-            "source {}\nCOMP_LINE='{line}'; COMP_POINT={}; COMP_WORDS=({}); COMP_CWORD={}\n\
-             _pipe_names pipe \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
-             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
-            script.display(),
-            line.len(),
-            words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
-            words.len() - 1,
-        );
-            let o = std::process::Command::new("bash")
-                .current_dir(p.path())
-                .env(
-                    "PATH",
-                    format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
-                )
-                .args(["-c", &program])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect()
-        };
-    assert_eq!(complete("pipe build rep"), ["reports/momentum.md"]);
-    let ids = complete("pipe status momentum:t");
-    assert_eq!(ids, ["train"], "after the colon only: {ids:?}");
-    let cols = complete("pipe show --sort test");
-    assert_eq!(cols, ["test_acc", "test_acc_best"], "{cols:?}");
-    std::fs::write(p.path().join("study-notes.txt"), "").unwrap();
-    assert_eq!(complete("pipe show --study stu"), ["stu"], "no file names");
 }
 
 /// Off a terminal, the build says how far it is and, from the runs recorded here, how long
