@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use super::results::{held, one, Gatherers, Row};
 use super::{Error, Project};
 use crate::cli::DiffArgs;
+use crate::engine::fingerprint::flatten;
 use crate::ron_path::{locate, FieldPath};
 
 pub(super) fn run(p: &Project, a: &DiffArgs) -> Result<ExitCode, Error> {
@@ -173,72 +174,17 @@ fn evaluation(p: &Project, gatherers: &Gatherers, n: usize) -> Option<usize> {
         .find(|&e| p.plan.def(e).kind.name() == "evaluate" && p.plan.nodes[e].inputs.contains(&n))
 }
 
-/// An enum value as JSON writes it (`{"Rnn": {…}}`, `{"Normal": [0.0, 0.05]}`): its variant
-/// and what it holds. A map of the config (a command's `env`) has no such keys: they are
-/// `CamelCase` words, and hold a struct or a tuple, not a string.
-fn variant(m: &serde_json::Map<String, serde_json::Value>) -> Option<(&str, &serde_json::Value)> {
-    let (k, v) = m.iter().next().filter(|_| m.len() == 1)?;
-    let camel = k.starts_with(|c: char| c.is_ascii_uppercase())
-        && k.chars().any(|c| c.is_ascii_lowercase());
-    (camel && (v.is_object() || v.is_array())).then_some((k.as_str(), v))
-}
-
-/// Every leaf of the stage's config as `path → value`, each path and value as `set` and `vary`
-/// take them: a struct variant's fields under the field itself (`model.cell`, not
-/// `model.Rnn.cell`), with the variant as the field's value (`model: Rnn`); a tuple variant
-/// whole (`initializer: Normal(0.0, 0.05)`); a string as the canonical RON writes it, so a unit
-/// variant reads `Tanh` as in the variant's label, and a string of a command's `env` keeps its
-/// quotes (JSON writes both `"Tanh"`).
+/// Every leaf of the stage's config as `path → value`, paths as `set` and `vary` take them
+/// (`fingerprint::flatten`, the rule `explain` follows too), and each string as the canonical
+/// RON writes it: a unit variant bare (`Tanh`, as in the variant's label), a string of a
+/// command's `env` quoted (JSON writes both `"Tanh"`).
 fn fields(p: &Project, n: usize) -> BTreeMap<String, String> {
-    fn walk(v: &serde_json::Value, path: String, out: &mut BTreeMap<String, String>) {
-        if let Some((name, inner)) = v.as_object().and_then(variant) {
-            match inner {
-                serde_json::Value::Array(items) => {
-                    let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
-                    out.insert(path, format!("{name}({})", items.join(", ")));
-                }
-                _ => {
-                    out.insert(path.clone(), name.to_string());
-                    walk(inner, path, out);
-                }
-            }
-            return;
-        }
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    walk(
-                        v,
-                        if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        },
-                        out,
-                    );
-                }
-            }
-            serde_json::Value::Array(items) => {
-                for (i, v) in items.iter().enumerate() {
-                    walk(v, format!("{path}[{i}]"), out);
-                }
-                if items.is_empty() {
-                    out.insert(path, "[]".into());
-                }
-            }
-            leaf => {
-                out.insert(path, leaf.to_string());
-            }
-        }
-    }
-
     let canonical = &p.plan.variant(n).parsed.canonical;
     let ron_text = |path: &str| -> Option<String> {
         let (s, e) = locate(canonical, &FieldPath::parse(path)?).ok()?;
         Some(canonical[s..e].to_string())
     };
-    let mut out = BTreeMap::new();
-    walk(&p.plan.variant(n).parsed.key, String::new(), &mut out);
+    let mut out = flatten(&p.plan.variant(n).parsed.key);
     for (path, value) in out.iter_mut() {
         if value.starts_with('"') {
             if let Some(text) = ron_text(path) {

@@ -165,9 +165,37 @@ pub fn output_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> S
     h.finalize().to_hex().to_string()
 }
 
-/// Config leaves as `path → compact JSON`, e.g. `optimizer.momentum → 0.9`.
+/// An enum value as serde's JSON writes it (`{"Rnn": {…}}`, `{"Normal": [0.0, 0.05]}`): its
+/// variant and what it holds. A map of the config (a command's `env`) has no such keys: they
+/// are `CamelCase` words, and hold a struct or a tuple, not a string.
+pub fn enum_variant(
+    m: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(&str, &serde_json::Value)> {
+    let (k, v) = m.iter().next().filter(|_| m.len() == 1)?;
+    let camel = k.starts_with(|c: char| c.is_ascii_uppercase())
+        && k.chars().any(|c| c.is_ascii_lowercase());
+    (camel && (v.is_object() || v.is_array())).then_some((k.as_str(), v))
+}
+
+/// Config leaves as `path → compact JSON`, e.g. `optimizer.momentum → 0.9`, each path as
+/// `set` takes it: a list's items by index (`model.hidden[1]`), a struct variant's fields under the field itself (`model.cell`, not
+/// `model.Rnn.cell`) with the variant as the field's value (`model → Rnn`), a tuple variant
+/// whole (`initializer → Normal(0.0, 0.05)`).
 pub fn flatten(value: &serde_json::Value) -> BTreeMap<String, String> {
     fn walk(v: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
+        if let Some((name, inner)) = v.as_object().and_then(enum_variant) {
+            match inner {
+                serde_json::Value::Array(items) => {
+                    let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+                    out.insert(prefix.to_string(), format!("{name}({})", items.join(", ")));
+                }
+                _ => {
+                    out.insert(prefix.to_string(), name.to_string());
+                    walk(inner, prefix, out);
+                }
+            }
+            return;
+        }
         match v {
             serde_json::Value::Object(map) if !map.is_empty() => {
                 for (k, child) in map {
@@ -177,6 +205,11 @@ pub fn flatten(value: &serde_json::Value) -> BTreeMap<String, String> {
                         format!("{prefix}.{k}")
                     };
                     walk(child, &p, out);
+                }
+            }
+            serde_json::Value::Array(items) if !items.is_empty() => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{prefix}[{i}]"), out);
                 }
             }
             other => {
@@ -316,6 +349,37 @@ mod tests {
                 hash: input.into(),
             }],
         }
+    }
+
+    /// `explain` names a field as `set` takes it: through an enum's variant, not by it.
+    #[test]
+    fn config_paths_read_through_enum_variants() {
+        let with = |model: serde_json::Value| KeyInputs {
+            config: Arc::new(serde_json::json!({
+                "model": model,
+                "initializer": {"Normal": [0.0, 0.05]},
+                "env": {"MODE": "fast"},
+            })),
+            ..ki(0.9, "h")
+        };
+        let lstm = with(serde_json::json!({"Rnn": {"cell": "Lstm", "hidden": [64, 32]}}));
+        let gru = with(serde_json::json!({"Rnn": {"cell": "Gru", "hidden": [64, 16]}}));
+        assert_eq!(
+            diff(&lstm, &gru),
+            vec!["model.cell: \"Lstm\" → \"Gru\"", "model.hidden[1]: 32 → 16"]
+        );
+        let flat = flatten(&lstm.config);
+        assert_eq!(flat["model"], "Rnn");
+        assert_eq!(flat["initializer"], "Normal(0.0, 0.05)");
+        assert_eq!(
+            flat["env.MODE"], "\"fast\"",
+            "a map of the config is no variant"
+        );
+        let mlp = with(serde_json::json!({"Mlp": {"hidden": [64, 32]}}));
+        assert_eq!(
+            diff(&lstm, &mlp),
+            vec!["model: Rnn → Mlp", "model.cell: \"Lstm\" → (absent)"]
+        );
     }
 
     #[test]
