@@ -309,7 +309,44 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     for s in full.get_subcommands().filter(|s| !s.is_hide_set()) {
         cmd = cmd.subcommand(s.clone());
     }
-    // The options whose value is not a target (after them, no ids are offered).
+    let mut generated = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "pipe", &mut generated);
+    let generated = String::from_utf8_lossy(&generated);
+    let naming = naming_subcommands(&cmd);
+    let script = match shell {
+        clap_complete::Shell::Bash => {
+            let names = BASH_NAMES
+                .replace("VALUED_OPTIONS", &valued_options(&cmd).join("|"))
+                .replace("NAMING_SUBCOMMANDS", &naming.join("|"));
+            format!("{generated}{names}")
+        }
+        clap_complete::Shell::Fish => format!(
+            "{generated}{}",
+            FISH_NAMES.replace("NAMING_SUBCOMMANDS", &naming.join(" "))
+        ),
+        clap_complete::Shell::Zsh => zsh_names(&generated),
+        _ => generated.into_owned(),
+    };
+    let _ = out.write_all(script.as_bytes());
+}
+
+/// The positional arguments that take targets or stage ids: where completion offers the
+/// project's (`pipe list --names`).
+const NAME_ARGS: [&str; 4] = ["targets", "target", "a", "b"];
+
+/// The subcommands with such an argument.
+fn naming_subcommands(cmd: &clap::Command) -> Vec<&str> {
+    cmd.get_subcommands()
+        .filter(|s| {
+            s.get_arguments()
+                .any(|a| a.is_positional() && NAME_ARGS.contains(&a.get_id().as_str()))
+        })
+        .map(|s| s.get_name())
+        .collect()
+}
+
+/// bash: the options whose value is not a target (after them, no ids are offered).
+fn valued_options(cmd: &clap::Command) -> Vec<String> {
     let mut valued: Vec<String> = Vec::new();
     for a in cmd
         .get_arguments()
@@ -321,39 +358,29 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     }
     valued.sort();
     valued.dedup();
-    if shell == clap_complete::Shell::Zsh {
-        let mut script = Vec::new();
-        clap_complete::generate(shell, &mut cmd, "pipe", &mut script);
-        let _ = out.write_all(zsh_names(&String::from_utf8_lossy(&script)).as_bytes());
-        return;
-    }
-    clap_complete::generate(shell, &mut cmd, "pipe", out);
-    match shell {
-        clap_complete::Shell::Bash => {
-            let script = BASH_NAMES.replace("VALUED_OPTIONS", &valued.join("|"));
-            let _ = out.write_all(script.as_bytes());
-        }
-        clap_complete::Shell::Fish => {
-            let _ = out.write_all(FISH_NAMES.as_bytes());
-        }
-        _ => {}
-    }
+    valued
 }
 
 /// zsh: the generated script completes every positional argument with `_default` (files);
-/// those that take targets or stage ids (`targets`, `target`, diff's `a` and `b`) get
-/// `_pipe_names` instead, defined before the script's last lines call `_pipe`.
+/// those of [`NAME_ARGS`] (`'*::targets -- …:_default'`, `':b:_default'`) get `_pipe_names`
+/// instead, defined before the script's last lines call `_pipe`.
 fn zsh_names(script: &str) -> String {
+    let takes_names = |line: &str| {
+        let spec = line
+            .strip_prefix("'*::")
+            .or_else(|| line.strip_prefix("':"));
+        NAME_ARGS.iter().any(|id| {
+            spec.and_then(|s| s.strip_prefix(id))
+                .is_some_and(|rest| rest.starts_with([' ', ':']))
+        })
+    };
     let mut out = String::with_capacity(script.len() + ZSH_NAMES.len());
     for line in script.lines() {
-        let takes_names = ["'*::targets", "':target ", "':a ", "':b:"]
-            .iter()
-            .any(|p| line.starts_with(p));
         if line.starts_with("if [ \"$funcstack[1]\" = \"_pipe\" ]") {
             out.push_str(ZSH_NAMES);
         }
         match line.strip_suffix(":_default' \\") {
-            Some(head) if takes_names => {
+            Some(head) if takes_names(line) => {
                 out.push_str(head);
                 out.push_str(":_pipe_names' \\");
             }
@@ -375,8 +402,8 @@ _pipe_names() {
 "#;
 
 /// fish: the project's targets and stage ids as arguments of the subcommands that take them.
-const FISH_NAMES: &str = "complete -c pipe -n \"__fish_seen_subcommand_from build status explain \
-dag clean show diff outputs log verify\" -a \"(pipe list --names 2>/dev/null)\"\n";
+const FISH_NAMES: &str = "complete -c pipe -n \"__fish_seen_subcommand_from NAMING_SUBCOMMANDS\" \
+-a \"(pipe list --names 2>/dev/null)\"\n";
 
 /// Wraps the generated `_pipe`: where a subcommand takes targets, the project's targets and
 /// stage ids are offered as well. The word is taken from the line up to the cursor, since
@@ -392,7 +419,7 @@ _pipe_names() {
         VALUED_OPTIONS) return ;;
     esac
     case "${COMP_WORDS[1]}" in
-        build|status|explain|dag|clean|show|diff|outputs|log|verify)
+        NAMING_SUBCOMMANDS)
             local names
             names="$(pipe list --names 2>/dev/null)" || return
             local IFS=$'

@@ -85,6 +85,8 @@ fn shell_completions_list_the_subcommands() {
                 .collect()
         };
     assert_eq!(complete("pipe build rep"), ["reports/momentum.md"]);
+    // `verify` takes no target: no ids after it.
+    assert_eq!(complete("pipe verify mom"), Vec::<String>::new());
     let ids = complete("pipe status momentum:t");
     assert_eq!(ids, ["train"], "after the colon only: {ids:?}");
     let cols = complete("pipe show --sort test");
