@@ -179,12 +179,12 @@ fn evaluation(p: &Project, gatherers: &Gatherers, n: usize) -> Option<usize> {
 /// RON writes it: a unit variant bare (`Tanh`, as in the variant's label), a string of a
 /// command's `env` quoted (JSON writes both `"Tanh"`).
 fn fields(p: &Project, n: usize) -> BTreeMap<String, String> {
-    let canonical = &p.plan.variant(n).parsed.canonical;
+    let parsed = &p.plan.variant(n).parsed;
     let ron_text = |path: &str| -> Option<String> {
-        let (s, e) = locate(canonical, &FieldPath::parse(path)?).ok()?;
-        Some(canonical[s..e].to_string())
+        let (s, e) = locate(&parsed.canonical, &FieldPath::parse(path)?).ok()?;
+        Some(parsed.canonical[s..e].to_string())
     };
-    let mut out = flatten(&p.plan.variant(n).parsed.key);
+    let mut out = flatten(&parsed.key);
     for (path, value) in out.iter_mut() {
         if value.starts_with('"') {
             if let Some(text) = ron_text(path) {

@@ -162,6 +162,12 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
         }
     }
     let gatherers = Gatherers::of(p);
+    // `--study`: a study's name or a stage id holds the text.
+    let in_study = |study: &str, stage: &str| {
+        a.study
+            .as_ref()
+            .is_none_or(|s| study.contains(s.as_str()) || stage.contains(s.as_str()))
+    };
     let nodes = evaluations(p, &gatherers, &a.targets)?;
     let cache = std::mem::ManuallyDrop::new(p.cache()?);
     let mut rows = Vec::new();
@@ -170,10 +176,7 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
     for (n, h) in held(p, &cache, &nodes) {
         let Some(h) = h else {
             // Counted under the study filter (a family is known once built).
-            let id = &p.plan.nodes[n].id;
-            if a.study.as_ref().is_none_or(|s| {
-                gatherers.study(p, n).contains(s.as_str()) || id.contains(s.as_str())
-            }) {
+            if in_study(&gatherers.study(p, n), &p.plan.nodes[n].id) {
                 missing += 1;
             }
             continue;
@@ -191,10 +194,7 @@ pub(super) fn run(p: &Project, a: &ShowArgs) -> Result<ExitCode, Error> {
         .map(|r| (r.family.clone(), r.study.clone()))
         .collect();
     rows.retain(|r| {
-        (a.family.is_empty() || a.family.contains(&r.family))
-            && a.study
-                .as_ref()
-                .is_none_or(|s| r.study.contains(s.as_str()) || r.stage.contains(s.as_str()))
+        (a.family.is_empty() || a.family.contains(&r.family)) && in_study(&r.study, &r.stage)
     });
     // A filter that matches none of the results there are is a typo, not an empty table.
     if rows.is_empty() && !unfiltered.is_empty() && (!a.family.is_empty() || a.study.is_some()) {

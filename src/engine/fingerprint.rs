@@ -178,9 +178,9 @@ pub fn enum_variant(
 }
 
 /// Config leaves as `path → compact JSON`, e.g. `optimizer.momentum → 0.9`, each path as
-/// `set` takes it: a list's items by index (`model.hidden[1]`), a struct variant's fields under the field itself (`model.cell`, not
-/// `model.Rnn.cell`) with the variant as the field's value (`model → Rnn`), a tuple variant
-/// whole (`initializer → Normal(0.0, 0.05)`).
+/// `set` takes it: a list's items by index (`model.hidden[1]`), a struct variant's fields
+/// under the field itself (`model.cell`, not `model.Rnn.cell`) with the variant as the
+/// field's value (`model → Rnn`), a tuple variant whole (`initializer → Normal(0.0, 0.05)`).
 pub fn flatten(value: &serde_json::Value) -> BTreeMap<String, String> {
     fn walk(v: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
         if let Some((name, inner)) = v.as_object().and_then(enum_variant) {
